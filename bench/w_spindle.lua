@@ -1,0 +1,83 @@
+-- bench/w_spindle.lua: the workloads on spindle's public API:
+-- spindle.run, spindle.spawn -> handle, h:join(), spindle.yield,
+-- spindle.sleep, spindle.now (spindle's own clock).
+
+local spindle = require "spindle"
+local spawn, yield, sleep, now, run =
+  spindle.spawn, spindle.yield, spindle.sleep, spindle.now, spindle.run
+
+local W = {}
+
+local function body(i) return i end
+
+function W.spawn_join(n, clock)
+  local elapsed, sum
+  run(function()
+    local t0 = clock()
+    local hs = {}
+    for i = 1, n do hs[i] = spawn(body, i) end
+    local s = 0
+    for i = 1, n do s = s + hs[i]:join() end
+    elapsed = clock() - t0
+    sum = s
+  end)
+  return elapsed, sum
+end
+
+function W.pingpong(n, clock)
+  local elapsed, count = nil, 0
+  local half = n // 2
+  local function pp()
+    for _ = 1, half do
+      count = count + 1
+      yield()
+    end
+  end
+  run(function()
+    local t0 = clock()
+    local a, b = spawn(pp), spawn(pp)
+    a:join()
+    b:join()
+    elapsed = clock() - t0
+  end)
+  return elapsed, count
+end
+
+function W.sleep(n, dur, own, hr, clock)
+  local function sleeper(i)
+    local d = dur[i]
+    local t0 = now()
+    local h0 = clock()
+    sleep(d)
+    local h1 = clock()
+    local t1 = now()
+    own[i] = (t1 - t0) - d
+    hr[i] = (h1 - h0) - d
+  end
+  local wall
+  run(function()
+    local t0 = clock()
+    local hs = {}
+    for i = 1, n do hs[i] = spawn(sleeper, i) end
+    for i = 1, n do hs[i]:join() end
+    wall = clock() - t0
+  end)
+  return wall
+end
+
+-- main returns after the measurement, so spindle.run then aborts and
+-- unwinds every sleeper: worker.lua reports that as teardown_s.
+function W.idle(n, measure)
+  local started = 0
+  local function idle()
+    started = started + 1
+    sleep(3600)
+  end
+  run(function()
+    for _ = 1, n do spawn(idle) end
+    while started < n do yield() end
+    measure(started)
+  end)
+end
+
+return W

@@ -1,0 +1,247 @@
+/*
+** internal.h -- private structures and sp_ prototypes shared by the C files.
+**
+** Ownership in one paragraph: a runtime (struct sp_runtime) is a full
+** userdata; it owns a uv_loop_t (or borrows the host's), one uv_timer_t that
+** stands for the whole timer heap, the ready queue and the list of live
+** tasks.  A task (struct sp_task) is a full userdata -- it *is* the join
+** handle -- whose first user value is its coroutine.  Unfinished tasks are
+** anchored in the runtime's anchors table (one slot each, one release site:
+** sched_finish); finished tasks live as long as their handles.  libuv
+** callbacks never run Lua: they record results and call sp_wake().
+*/
+#ifndef SP_INTERNAL_H
+#define SP_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <uv.h>
+
+#include "compat.h"
+#include "spindle.h"
+
+typedef struct sp_runtime sp_runtime;
+typedef struct sp_task sp_task;
+typedef struct sp_tscope sp_tscope;
+
+/* Metatable names (also the __name shown by luaL_typeerror). */
+#define SP_TASK_MT "spindle.task"
+#define SP_TASK_GC_MT "spindle.task*"  /* failed, not yet observed */
+#define SP_RT_MT "spindle.runtime"
+#define SP_TIMEOUT_MT "spindle.timeout"
+#define SP_CANCEL_MT "spindle.cancelled"
+
+/* Largest accepted duration in seconds (about 31 years). */
+#define SP_MAX_SECONDS 1e9
+
+/* After this many awaits in a row that completed without waiting, an await
+** yields anyway (api.md section 6, I/O fairness). */
+#define SP_FAST_BUDGET 128
+
+/* ---- per-Lua-state box: which runtime is running now ------------------ */
+
+typedef struct sp_box {
+  sp_runtime *cur; /* the runtime inside run/step in this Lua state */
+} sp_box;
+
+/* Every C function of the module has upvalue 1 = the box userdata. */
+#define sp_box_of(L) ((sp_box *)lua_touserdata((L), lua_upvalueindex(1)))
+sp_box *sp_box_get(lua_State *L); /* from the registry; [-0, +0, m] */
+/* luaL_setfuncs into the table at -1 with the box as upvalue 1. */
+void sp_setfuncs(lua_State *L, const luaL_Reg *fns); /* [-0, +0, m] */
+
+/* ---- timers (timer.c) -------------------------------------------------- */
+
+enum { SP_TM_SLEEP = 1, SP_TM_TIMEOUT = 2 };
+
+typedef struct sp_timer {
+  uint64_t deadline; /* ns on the runtime clock */
+  uint64_t seq;      /* insertion order, breaks ties FIFO */
+  int index;         /* slot in the heap, -1 while not armed */
+  int kind;          /* SP_TM_* : who owns this entry */
+} sp_timer;
+
+void sp_timer_add(sp_runtime *rt, sp_timer *tm, uint64_t deadline);
+void sp_timer_remove(sp_runtime *rt, sp_timer *tm);
+sp_timer *sp_timer_min(sp_runtime *rt);
+void sp_timer_reserve(lua_State *L, sp_runtime *rt); /* [-0, +0, m] */
+int sp_timers_fire(sp_runtime *rt); /* fires due timers; count fired */
+uint64_t sp_now(sp_runtime *rt);    /* ns; fresh clock or virtual */
+
+/* ---- waits ------------------------------------------------------------ */
+
+/* What a waiting task waits for (for dump and for undo on abort). */
+enum {
+  SP_W_NONE = 0,
+  SP_W_SLEEP,
+  SP_W_JOIN,
+  SP_W_FOREVER, /* sleep(inf)-like waits that only abort ends */
+  SP_W_OTHER
+};
+
+/* Why a task was resumed. */
+enum { SP_WAKE_OK = 0, SP_WAKE_INTERRUPT = 1 };
+
+typedef struct sp_wait {
+  int kind;
+  void (*undo)(sp_task *t); /* detach from what it waits on; C only */
+  void *obj;                /* the object waited on */
+  sp_task *next, *prev;     /* links in that object's waiter list */
+} sp_wait;
+
+/* A FIFO list of waiting tasks, linked through their sp_wait. */
+typedef struct sp_wlist {
+  sp_task *head, *tail;
+} sp_wlist;
+
+void sp_wlist_push(sp_wlist *l, sp_task *t);
+void sp_wlist_remove(sp_wlist *l, sp_task *t);
+
+/* ---- tasks ------------------------------------------------------------- */
+
+/* Task states; see the state machine at the top of task.c. */
+enum {
+  SP_T_NEW = 0,  /* spawned, queued, never resumed */
+  SP_T_READY,    /* started, queued to run */
+  SP_T_RUNNING,  /* being resumed now */
+  SP_T_WAITING,  /* suspended at an await */
+  SP_T_DONE,     /* returned */
+  SP_T_FAILED,   /* raised */
+  SP_T_CANCELLED /* aborted before it finished */
+};
+
+#define sp_task_finished(t) ((t)->state >= SP_T_DONE)
+
+struct sp_task {
+  sp_runtime *rt; /* valid while unfinished or in rt->unobserved */
+  lua_State *co;  /* the coroutine (user value 1 of this userdata) */
+  lua_Integer id;
+  uint64_t born;  /* ns, for dump's age */
+  unsigned char state;
+  unsigned char wake;     /* SP_WAKE_* for the pending resume */
+  unsigned char cancel;   /* abort requested */
+  unsigned char failed;   /* body raised (set by task_body_k) */
+  unsigned char observed; /* a failure was seen by join/result */
+  unsigned char warned;   /* warn_blocking reported */
+  unsigned short fast;    /* awaits completed without waiting, in a row */
+  int shield;             /* depth of spindle.shield calls */
+  int nexpired;           /* expired timeout scopes still open */
+  int anchor;             /* slot in the anchors table, 0 when none */
+  int nargs;              /* arguments for the first resume */
+  sp_tscope *scopes;      /* innermost open spindle.timeout */
+  sp_task *rnext, *rprev; /* ready queue */
+  sp_task *lnext, *lprev; /* live list */
+  sp_wait wait;           /* the current await */
+  sp_wlist joiners;       /* tasks waiting in join/result */
+  sp_timer timer;         /* sleep deadline */
+};
+
+/* A spindle.timeout() in progress; the userdata is also its error value. */
+struct sp_tscope {
+  sp_timer timer;
+  sp_task *task;
+  sp_tscope *outer;
+  int shield;  /* task->shield when it was opened */
+  int expired;
+  int open;
+};
+
+/* ---- the runtime ------------------------------------------------------- */
+
+struct sp_runtime {
+  uv_loop_t *loop;
+  uv_loop_t own_loop;
+  uv_timer_t timer;       /* armed to the earliest deadline while polling */
+  sp_box *box;
+  lua_State *L;           /* the main thread of the Lua state */
+  sp_task *current;       /* the task being resumed */
+  sp_task *main;          /* main task of run(main) */
+  sp_task *rhead, *rtail; /* ready queue */
+  sp_task *lhead, *ltail; /* live tasks in spawn order */
+  sp_timer **heap;
+  int nheap, heapcap;
+  uint64_t tseq;
+  uint64_t vnow;          /* virtual clock, ns */
+  uint64_t slice_start;   /* ns, for warn_blocking */
+  lua_Integer nextid;
+  int *freeslots;
+  int nfree, freecap, nslots;
+  int anchors_ref;        /* registry ref: the anchors table */
+  int self_ref;           /* registry ref to this userdata until closed */
+  int host_owned;         /* made by spindle_new: self_ref kept for good */
+  int on_error_ref;       /* registry ref or LUA_NOREF */
+  int virtual_clock;
+  int preempt;            /* instructions per slice, 0: off */
+  double warn_blocking;   /* seconds, 0: off */
+  int own;                /* loop is own_loop */
+  int polling;            /* inside uv_run */
+  int closing, closed;
+  int shutting_down;      /* aborting everything: new tasks start cancelled */
+  int inflight;           /* requests that will complete in real time */
+  int sigint;             /* CLI: SIGINT seen, abort main once */
+  int sigint_seen;
+  int deadlock;           /* nothing can wake the waiting tasks */
+  int deadlocked;         /* run ended because of a deadlock */
+  uv_signal_t *sigint_handle;
+  lua_Integer spawned, finished, failed, cancelled, live, nready, polls;
+};
+
+/* runtime.c */
+sp_runtime *sp_runtime_new(lua_State *L, int optidx, uv_loop_t *loop);
+sp_runtime *sp_runtime_check(lua_State *L, int idx);
+void sp_runtime_close(lua_State *L, sp_runtime *rt);
+int sp_drive(lua_State *L, sp_runtime *rt, int mode, double budget);
+int sp_run_main(lua_State *L, sp_runtime *rt, int nargs);
+void sp_report_unobserved(lua_State *L, sp_runtime *rt);
+void sp_shutdown(lua_State *L, sp_runtime *rt);
+enum { SP_DRIVE_MAIN, SP_DRIVE_ALL, SP_DRIVE_STEP };
+int sp_runtime_open(lua_State *L);
+
+/* sched.c */
+void sp_wake(sp_task *t, int why);
+void sp_ready_push(sp_runtime *rt, sp_task *t);
+void sp_ready_remove(sp_runtime *rt, sp_task *t);
+void sp_run_ready(lua_State *L, sp_runtime *rt, uint64_t budget_end);
+void sp_finish(lua_State *L, sp_runtime *rt, sp_task *t, int state);
+void sp_push_anchors(lua_State *L, sp_runtime *rt);
+void sp_push_task(lua_State *L, sp_task *t);
+void sp_warn_blocking(lua_State *L, sp_task *t, double secs);
+
+/* task.c */
+sp_task *sp_spawn(lua_State *L, sp_runtime *rt, int nargs);
+int sp_task_abort(lua_State *L, sp_task *t);
+sp_task *sp_task_check(lua_State *L, int idx);
+void sp_task_unobserved(lua_State *L, sp_task *t);
+void sp_interrupt(sp_task *t);
+int sp_task_open(lua_State *L);
+const char *sp_status_name(int state);
+
+/* wait.c: the await protocol */
+sp_task *sp_await_check(lua_State *L, const char *name);
+void sp_check_cancel(lua_State *L, sp_task *t);
+void sp_resumed(lua_State *L, sp_task *t);
+int sp_await_yield(lua_State *L, sp_task *t, lua_KFunction k,
+                   lua_KContext ctx);
+int sp_await_fast(lua_State *L, sp_task *t, lua_KFunction k,
+                  lua_KContext ctx);
+double sp_check_seconds(lua_State *L, int arg);
+int sp_wait_open(lua_State *L);
+void sp_push_cancel_error(lua_State *L);
+int sp_msgh(lua_State *L);
+void sp_take_traceback(lua_State *co, int idx);
+void sp_set_hooks(sp_runtime *rt, lua_State *co);
+
+/* cancel.c: timeout and shield */
+void sp_tscope_fire(sp_runtime *rt, sp_tscope *sc);
+int sp_cancel_open(lua_State *L);
+
+/* A registry key for the tag that marks the scheduler's own yields. */
+extern char sp_yield_tag;
+
+#define sp_container_of(p, type, field)                                     \
+  ((type *)((char *)(p) - offsetof(type, field)))
+
+#endif

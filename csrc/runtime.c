@@ -1,0 +1,539 @@
+/*
+** runtime.c -- the runtime object: its loop, one turn of it, run, step and
+** close.
+**
+** One turn:
+**   run the tasks that are ready now, FIFO, one slice each;
+**   fire due timers (each wakes its task);
+**   poll libuv: without blocking if tasks are ready (or when stepping),
+**     else until the earliest deadline or I/O -- the runtime's single
+**     uv_timer_t is armed to that deadline only for this poll;
+**   fire due timers again.
+** libuv callbacks only record results and wake tasks.  A wake during a
+** poll calls uv_stop(), so a timer that libuv runs before polling can
+** never leave the poll blocked with nothing to wake it.
+**
+** With clock = "virtual" the clock stands still while anything can run;
+** when no task is ready and no I/O can complete, it jumps to the earliest
+** deadline.
+*/
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+sp_runtime *sp_runtime_check(lua_State *L, int idx) {
+  return (sp_runtime *)luaL_checkudata(L, idx, SP_RT_MT);
+}
+
+static sp_runtime *check_open(lua_State *L, int idx) {
+  sp_runtime *rt = sp_runtime_check(L, idx);
+  if (rt->closed || rt->closing) luaL_error(L, "spindle: runtime is closed");
+  return rt;
+}
+
+/* ---- entering and leaving: one runtime runs at a time per Lua state -- */
+
+static void enter(lua_State *L, sp_runtime *rt, const char *name) {
+  if (rt->box->cur != NULL)
+    luaL_error(L, "%s: already inside a runtime", name);
+  rt->box->cur = rt;
+  (void)L;
+}
+
+static void leave(sp_runtime *rt) { rt->box->cur = NULL; }
+
+/* ---- polling ---------------------------------------------------------- */
+
+static void timer_cb(uv_timer_t *h) { uv_stop(h->loop); }
+
+static void uvrun(sp_runtime *rt, uv_run_mode mode) {
+  rt->polling = 1;
+  uv_run(rt->loop, mode);
+  rt->polling = 0;
+}
+
+/* Polls I/O once; blocks only when may_block and nothing is ready.  A
+** virtual clock jumps to the earliest deadline instead of blocking. */
+static void poll_io(sp_runtime *rt, int may_block) {
+  sp_timer *tm = sp_timer_min(rt);
+  int alive = uv_loop_alive(rt->loop);
+  if (rt->virtual_clock) {
+    if (may_block && rt->nready == 0 && rt->inflight > 0) {
+      uvrun(rt, UV_RUN_ONCE); /* thread-pool work completes in real time */
+      return;
+    }
+    if (alive) uvrun(rt, UV_RUN_NOWAIT);
+    if (rt->nready > 0 || rt->inflight > 0) return;
+    if (tm != NULL) {
+      if (tm->deadline > rt->vnow) rt->vnow = tm->deadline;
+    } else if (may_block) {
+      if (uv_loop_alive(rt->loop))
+        uvrun(rt, UV_RUN_ONCE); /* only I/O can wake anyone */
+      else
+        rt->deadlock = 1;
+    }
+    return;
+  }
+  if (!may_block || rt->nready > 0) {
+    if (alive) uvrun(rt, UV_RUN_NOWAIT);
+    return;
+  }
+  if (tm != NULL) {
+    uint64_t now = uv_hrtime();
+    if (tm->deadline <= now) {
+      if (alive) uvrun(rt, UV_RUN_NOWAIT);
+      return;
+    }
+    uv_update_time(rt->loop);
+    uv_timer_start(&rt->timer, timer_cb,
+                   (tm->deadline - now + 999999) / 1000000, 0);
+    uvrun(rt, UV_RUN_ONCE);
+    uv_timer_stop(&rt->timer);
+  } else if (alive)
+    uvrun(rt, UV_RUN_ONCE);
+  else
+    rt->deadlock = 1; /* no timer, no I/O: nothing can wake anyone */
+}
+
+static void after_poll(lua_State *L, sp_runtime *rt) {
+  if (rt->sigint) {
+    rt->sigint = 0;
+    if (rt->main != NULL) sp_task_abort(L, rt->main);
+  }
+}
+
+/* One turn (see the top of the file).  [-0, +0, m] */
+static void turn(lua_State *L, sp_runtime *rt, int may_block,
+                 uint64_t budget_end) {
+  sp_run_ready(L, rt, budget_end);
+  sp_timers_fire(rt);
+  poll_io(rt, may_block);
+  rt->polls++;
+  sp_timers_fire(rt);
+  after_poll(L, rt);
+}
+
+/* Every task is waiting and nothing can wake them: abort everything. */
+static void on_deadlock(lua_State *L, sp_runtime *rt) {
+  sp_task *t, *next;
+  rt->deadlock = 0;
+  rt->deadlocked = 1;
+  for (t = rt->lhead; t != NULL; t = next) {
+    next = t->lnext;
+    t->shield = 0; /* a shielded wait that nothing can end */
+    sp_task_abort(L, t);
+  }
+}
+
+/* Aborts every live task and runs until all have unwound.  New tasks
+** spawned meanwhile (say, from a <close> handler) start cancelled. */
+void sp_shutdown(lua_State *L, sp_runtime *rt) {
+  sp_task *t, *next;
+  rt->shutting_down = 1;
+  for (t = rt->lhead; t != NULL; t = next) {
+    next = t->lnext;
+    sp_task_abort(L, t);
+  }
+  while (rt->live > 0) {
+    turn(L, rt, 1, 0);
+    if (rt->deadlock) on_deadlock(L, rt);
+  }
+  rt->shutting_down = 0;
+}
+
+/* fn and nargs arguments on top: runs fn as the main task until it ends,
+** then aborts and unwinds every other task.  Leaves the main task's
+** handle in place of fn and its arguments.  [-(nargs+1), +1, e] */
+int sp_run_main(lua_State *L, sp_runtime *rt, int nargs) {
+  sp_task *t;
+  enter(L, rt, "spindle.run");
+  rt->deadlocked = 0;
+  t = sp_spawn(L, rt, nargs);
+  rt->main = t;
+  while (!sp_task_finished(t)) {
+    turn(L, rt, 1, 0);
+    if (rt->deadlock) on_deadlock(L, rt);
+  }
+  sp_shutdown(L, rt);
+  rt->main = NULL;
+  leave(rt);
+  sp_report_unobserved(L, rt);
+  return t->state;
+}
+
+/* Runs until no task is alive.  [-0, +0, e] */
+static void run_all(lua_State *L, sp_runtime *rt) {
+  enter(L, rt, "spindle.run");
+  rt->deadlocked = 0;
+  while (rt->live > 0) {
+    turn(L, rt, 1, 0);
+    if (rt->deadlock) {
+      on_deadlock(L, rt);
+      sp_shutdown(L, rt);
+    }
+  }
+  leave(rt);
+}
+
+/* Runs what is ready and polls without blocking, repeating while tasks
+** are ready and the budget lasts.  Returns the number of live tasks. */
+static lua_Integer step(lua_State *L, sp_runtime *rt, double max_seconds) {
+  uint64_t end = 0;
+  enter(L, rt, "step");
+  if (max_seconds > 0) end = uv_hrtime() + (uint64_t)(max_seconds * 1e9);
+  do {
+    turn(L, rt, 0, end);
+    rt->deadlock = 0;
+  } while (end != 0 && rt->nready > 0 && uv_hrtime() < end);
+  leave(rt);
+  return rt->live;
+}
+
+/* ---- creation, options and close -------------------------------------- */
+
+static void parse_options(lua_State *L, int idx, sp_runtime *rt) {
+  if (idx == 0 || lua_isnoneornil(L, idx)) return;
+  luaL_checktype(L, idx, LUA_TTABLE);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    const char *k =
+        lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+    if (k == NULL)
+      luaL_error(L, "spindle.runtime: option names must be strings");
+    if (strcmp(k, "clock") == 0) {
+      const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
+                                                     : "";
+      if (strcmp(v, "virtual") == 0)
+        rt->virtual_clock = 1;
+      else if (strcmp(v, "real") != 0)
+        luaL_error(L,
+                   "spindle.runtime: option 'clock' must be \"real\" or "
+                   "\"virtual\"");
+    } else if (strcmp(k, "on_error") == 0) {
+      if (lua_type(L, -1) != LUA_TFUNCTION)
+        luaL_error(L, "spindle.runtime: option 'on_error' must be a function");
+    } else if (strcmp(k, "preempt") == 0) {
+      lua_Integer n = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 0;
+      if (n < 1 || n > 1000000000)
+        luaL_error(L,
+                   "spindle.runtime: option 'preempt' must be an integer "
+                   "from 1 to 1e9");
+      rt->preempt = (int)n;
+    } else if (strcmp(k, "warn_blocking") == 0) {
+      lua_Number s = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : 0;
+      if (!(s > 0) || s > SP_MAX_SECONDS)
+        luaL_error(L,
+                   "spindle.runtime: option 'warn_blocking' must be a "
+                   "positive number of seconds");
+      rt->warn_blocking = (double)s;
+    } else if (strcmp(k, "loop") == 0) {
+      const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
+                                                     : "";
+      if (strcmp(v, "own") != 0)
+        luaL_error(L, "spindle.runtime: option 'loop' must be \"own\"");
+    } else
+      luaL_error(L, "spindle.runtime: unknown option '%s'", k);
+    lua_pop(L, 1);
+  }
+}
+
+/* Creates a runtime on its own loop (loop NULL) or the host's, and pushes
+** it.  Options from the table at optidx (0: none).  [-0, +1, e] */
+sp_runtime *sp_runtime_new(lua_State *L, int optidx, uv_loop_t *loop) {
+  sp_runtime *rt;
+  int r;
+  if (optidx != 0) optidx = lua_absindex(L, optidx);
+  rt = lua_newuserdatauv(L, sizeof *rt, 0);
+  memset(rt, 0, sizeof *rt);
+  rt->closed = 1; /* born closed: safe for __gc until fully set up */
+  rt->anchors_ref = rt->self_ref = rt->on_error_ref = LUA_NOREF;
+  luaL_setmetatable(L, SP_RT_MT);
+  parse_options(L, optidx, rt);
+  rt->box = sp_box_get(L);
+  lua_pushthread(L);
+  rt->L = lua_tothread(L, -1); /* any thread: only used as a "from" */
+  lua_pop(L, 1);
+  if (loop == NULL) {
+    if ((r = uv_loop_init(&rt->own_loop)) != 0)
+      luaL_error(L, "spindle.runtime: cannot create a loop: %s",
+                 uv_strerror(r));
+    rt->loop = &rt->own_loop;
+    rt->own = 1;
+  } else
+    rt->loop = loop;
+  uv_timer_init(rt->loop, &rt->timer);
+  rt->timer.data = rt;
+  rt->vnow = uv_hrtime();
+  lua_newtable(L);
+  rt->anchors_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushvalue(L, -1);
+  rt->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  if (optidx != 0 && lua_getfield(L, optidx, "on_error") == LUA_TFUNCTION)
+    rt->on_error_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  else if (optidx != 0)
+    lua_pop(L, 1);
+  rt->closed = 0;
+  return rt;
+}
+
+static void close_walk_cb(uv_handle_t *h, void *arg) {
+  (void)arg;
+  if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+static void timer_closed(uv_handle_t *h) {
+  ((sp_runtime *)h->data)->closed = 2;
+}
+
+/* Aborts and unwinds every task, reports unobserved failures, closes every
+** handle the runtime created and releases everything it holds.  The
+** userdata itself is freed by the collector.  [-0, +0, e] */
+void sp_runtime_close(lua_State *L, sp_runtime *rt) {
+  if (rt->closed || rt->closing) return;
+  if (rt->box->cur == rt)
+    luaL_error(L, "spindle: cannot close a runtime from inside itself");
+  if (rt->live > 0 && rt->box->cur != NULL)
+    luaL_error(L, "spindle: cannot close a runtime with live tasks from "
+                  "inside another runtime");
+  rt->closing = 1;
+  if (rt->live > 0) {
+    rt->box->cur = rt;
+    sp_shutdown(L, rt);
+    rt->box->cur = NULL;
+  }
+  sp_report_unobserved(L, rt);
+  if (rt->sigint_handle != NULL && !uv_is_closing((uv_handle_t *)rt->sigint_handle))
+    uv_close((uv_handle_t *)rt->sigint_handle, NULL);
+  uv_close((uv_handle_t *)&rt->timer, timer_closed);
+  if (rt->own) {
+    uv_run(rt->loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(rt->loop) == UV_EBUSY) {
+      uv_walk(rt->loop, close_walk_cb, NULL);
+      uv_run(rt->loop, UV_RUN_DEFAULT);
+      uv_loop_close(rt->loop);
+    }
+  } else {
+    while (rt->closed != 2) uv_run(rt->loop, UV_RUN_NOWAIT);
+  }
+  free(rt->heap);
+  free(rt->freeslots);
+  rt->heap = NULL;
+  rt->freeslots = NULL;
+  rt->nheap = rt->heapcap = rt->nfree = rt->freecap = 0;
+  luaL_unref(L, LUA_REGISTRYINDEX, rt->anchors_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, rt->on_error_ref);
+  rt->anchors_ref = rt->on_error_ref = LUA_NOREF;
+  if (!rt->host_owned) { /* a host may still hold our pointer */
+    luaL_unref(L, LUA_REGISTRYINDEX, rt->self_ref);
+    rt->self_ref = LUA_NOREF;
+  }
+  rt->closed = 1;
+  rt->closing = 0;
+}
+
+/* ---- Lua functions ----------------------------------------------------- */
+
+/* After sp_run_main left the main handle on top: returns main's results
+** or raises its error.  Closes rt first when asked. */
+static int main_results(lua_State *L, sp_runtime *rt, int close) {
+  sp_task *t = (sp_task *)lua_touserdata(L, -1);
+  lua_State *co = t->co;
+  int base = lua_gettop(L), n = 0, failed = 0;
+  switch (t->state) {
+    case SP_T_DONE:
+      n = lua_gettop(co);
+      if (!lua_checkstack(L, n + 2) || !lua_checkstack(co, n))
+        luaL_error(L, "spindle.run: too many results");
+      for (int i = 1; i <= n; i++) lua_pushvalue(co, i);
+      lua_xmove(co, L, n);
+      break;
+    case SP_T_FAILED:
+      lua_pushvalue(co, 2);
+      lua_xmove(co, L, 1);
+      failed = 1;
+      break;
+    default:
+      if (rt->deadlocked)
+        lua_pushliteral(L,
+                        "spindle.run: deadlock: every task is waiting and "
+                        "no timer or I/O can wake them");
+      else
+        sp_push_cancel_error(L);
+      failed = 1;
+      break;
+  }
+  if (close) sp_runtime_close(L, rt);
+  if (failed) return lua_error(L);
+  return lua_gettop(L) - base;
+}
+
+/* spindle.run(main, ...) */
+static int l_run(lua_State *L) {
+  sp_runtime *rt;
+  int nargs;
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  if (sp_box_of(L)->cur != NULL)
+    luaL_error(L, "spindle.run: already inside a runtime");
+  nargs = lua_gettop(L) - 1;
+  rt = sp_runtime_new(L, 0, NULL);
+  lua_insert(L, 1); /* [rt, fn, args...] */
+  sp_run_main(L, rt, nargs);
+  return main_results(L, rt, 1);
+}
+
+/* spindle.runtime([opts]) */
+static int l_runtime(lua_State *L) {
+  if (!lua_isnoneornil(L, 1)) luaL_checktype(L, 1, LUA_TTABLE);
+  sp_runtime_new(L, lua_isnoneornil(L, 1) ? 0 : 1, NULL);
+  return 1;
+}
+
+/* rt:run([main, ...]) */
+static int rt_run(lua_State *L) {
+  sp_runtime *rt = check_open(L, 1);
+  if (lua_isnoneornil(L, 2)) {
+    lua_settop(L, 1);
+    if (rt->box->cur != NULL)
+      luaL_error(L, "spindle.run: already inside a runtime");
+    run_all(L, rt);
+    if (rt->deadlocked)
+      luaL_error(L, "spindle.run: deadlock: every task is waiting and no "
+                    "timer or I/O can wake them");
+    return 0;
+  }
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  if (rt->box->cur != NULL)
+    luaL_error(L, "spindle.run: already inside a runtime");
+  sp_run_main(L, rt, lua_gettop(L) - 2);
+  return main_results(L, rt, 0);
+}
+
+static int rt_spawn(lua_State *L) {
+  sp_runtime *rt = check_open(L, 1);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  sp_spawn(L, rt, lua_gettop(L) - 2);
+  return 1;
+}
+
+static int rt_step(lua_State *L) {
+  sp_runtime *rt = check_open(L, 1);
+  double max = 0;
+  if (!lua_isnoneornil(L, 2)) max = sp_check_seconds(L, 2);
+  lua_pushinteger(L, step(L, rt, max));
+  return 1;
+}
+
+static int rt_close(lua_State *L) {
+  sp_runtime *rt = sp_runtime_check(L, 1);
+  sp_runtime_close(L, rt);
+  return 0;
+}
+
+static int rt_gc(lua_State *L) {
+  sp_runtime *rt = (sp_runtime *)lua_touserdata(L, 1);
+  if (rt->closed || rt->closing) return 0;
+  if (rt->box->cur != NULL) return 0; /* cannot unwind now; leaks */
+  sp_runtime_close(L, rt);
+  return 0;
+}
+
+static void push_stats(lua_State *L, sp_runtime *rt) {
+  lua_createtable(L, 0, 7);
+#define F(name, v)        \
+  lua_pushinteger(L, v);  \
+  lua_setfield(L, -2, name)
+  F("spawned", rt->spawned);
+  F("finished", rt->finished);
+  F("failed", rt->failed);
+  F("cancelled", rt->cancelled);
+  F("live", rt->live);
+  F("ready", rt->nready);
+  F("polls", rt->polls);
+#undef F
+}
+
+static int rt_stats(lua_State *L) {
+  push_stats(L, sp_runtime_check(L, 1));
+  return 1;
+}
+
+static int l_stats(lua_State *L) {
+  sp_runtime *rt = sp_box_of(L)->cur;
+  if (rt == NULL) luaL_error(L, "spindle.stats: not inside a runtime");
+  push_stats(L, rt);
+  return 1;
+}
+
+static int rt_backend_fd(lua_State *L) {
+  sp_runtime *rt = check_open(L, 1);
+  int fd = uv_backend_fd(rt->loop);
+  if (fd < 0)
+    lua_pushnil(L);
+  else
+    lua_pushinteger(L, fd);
+  return 1;
+}
+
+static int rt_next_timeout(lua_State *L) {
+  sp_runtime *rt = check_open(L, 1);
+  sp_timer *tm = sp_timer_min(rt);
+  if (rt->nready > 0)
+    lua_pushnumber(L, 0);
+  else if (tm == NULL)
+    lua_pushnil(L);
+  else {
+    uint64_t now = sp_now(rt);
+    uint64_t ms = tm->deadline <= now
+                      ? 0
+                      : (tm->deadline - now + 999999) / 1000000;
+    lua_pushnumber(L, (lua_Number)ms / 1000);
+  }
+  return 1;
+}
+
+static int rt_tostring(lua_State *L) {
+  sp_runtime *rt = sp_runtime_check(L, 1);
+  lua_pushfstring(L, "spindle.runtime (%s, %I live)",
+                  rt->closed ? "closed" : "open", rt->live);
+  return 1;
+}
+
+int sp_runtime_open(lua_State *L) {
+  static const luaL_Reg methods[] = {
+      {"run", rt_run},
+      {"spawn", rt_spawn},
+      {"step", rt_step},
+      {"close", rt_close},
+      {"stats", rt_stats},
+      {"backend_fd", rt_backend_fd},
+      {"next_timeout", rt_next_timeout},
+      {NULL, NULL}};
+  static const luaL_Reg fns[] = {{"run", l_run},
+                                 {"runtime", l_runtime},
+                                 {"stats", l_stats},
+                                 {NULL, NULL}};
+  luaL_newmetatable(L, SP_RT_MT);
+  lua_newtable(L);
+  sp_setfuncs(L, methods);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, rt_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, rt_close);
+  lua_setfield(L, -2, "__close");
+  lua_pushcfunction(L, rt_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
+  sp_setfuncs(L, fns);
+  return 0;
+}
+
+/* ---- the C API (spindle.h) ------------------------------------------- */
+
+/* ... lives in capi.c; these hooks let it drive the runtime. */
+int sp_capi_step(lua_State *L, sp_runtime *rt, double max_seconds) {
+  return (int)step(L, rt, max_seconds);
+}
+
+void sp_capi_run_all(lua_State *L, sp_runtime *rt) { run_all(L, rt); }

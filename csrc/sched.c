@@ -1,0 +1,206 @@
+/*
+** sched.c -- the ready queue and the one place that calls lua_resume.
+**
+** Everything that makes a task runnable goes through sp_wake(); the
+** scheduler pops tasks in FIFO order and resumes each for one slice.  A
+** slice ends in one of three ways:
+**   - a yield: an await left the task WAITING (or READY, to requeue it);
+**     a yield the runtime did not make (a bare coroutine.yield at task
+**     level, or a preemption) leaves it RUNNING and it is requeued;
+**   - a return: task_body's continuation has set t->failed and left the
+**     results (or traceback and error) on the coroutine's stack;
+**   - an error that escaped task_body itself (memory errors only).
+*/
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+void sp_ready_push(sp_runtime *rt, sp_task *t) {
+  t->rnext = NULL;
+  t->rprev = rt->rtail;
+  if (rt->rtail)
+    rt->rtail->rnext = t;
+  else
+    rt->rhead = t;
+  rt->rtail = t;
+  rt->nready++;
+}
+
+void sp_ready_remove(sp_runtime *rt, sp_task *t) {
+  if (t->rprev)
+    t->rprev->rnext = t->rnext;
+  else
+    rt->rhead = t->rnext;
+  if (t->rnext)
+    t->rnext->rprev = t->rprev;
+  else
+    rt->rtail = t->rprev;
+  t->rnext = t->rprev = NULL;
+  rt->nready--;
+}
+
+/* Makes a waiting task ready; why = SP_WAKE_OK (its await completed) or
+** SP_WAKE_INTERRUPT (abort or timeout: the await raises).  C only. */
+void sp_wake(sp_task *t, int why) {
+  sp_runtime *rt = t->rt;
+  t->wake = (unsigned char)why;
+  t->state = SP_T_READY;
+  t->wait.kind = SP_W_NONE;
+  sp_ready_push(rt, t);
+  if (rt->polling) uv_stop(rt->loop); /* do not block in this poll */
+}
+
+void sp_wlist_push(sp_wlist *l, sp_task *t) {
+  t->wait.next = NULL;
+  t->wait.prev = l->tail;
+  if (l->tail)
+    l->tail->wait.next = t;
+  else
+    l->head = t;
+  l->tail = t;
+}
+
+void sp_wlist_remove(sp_wlist *l, sp_task *t) {
+  if (t->wait.prev)
+    t->wait.prev->wait.next = t->wait.next;
+  else
+    l->head = t->wait.next;
+  if (t->wait.next)
+    t->wait.next->wait.prev = t->wait.prev;
+  else
+    l->tail = t->wait.prev;
+  t->wait.next = t->wait.prev = NULL;
+}
+
+/* [-0, +1, -] */
+void sp_push_anchors(lua_State *L, sp_runtime *rt) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchors_ref);
+}
+
+/* Pushes the handle of an unfinished task.  [-0, +1, -] */
+void sp_push_task(lua_State *L, sp_task *t) {
+  sp_push_anchors(L, t->rt);
+  lua_rawgeti(L, -1, t->anchor);
+  lua_remove(L, -2);
+}
+
+static void live_remove(sp_runtime *rt, sp_task *t) {
+  if (t->lprev)
+    t->lprev->lnext = t->lnext;
+  else
+    rt->lhead = t->lnext;
+  if (t->lnext)
+    t->lnext->lprev = t->lprev;
+  else
+    rt->ltail = t->lprev;
+  t->lnext = t->lprev = NULL;
+}
+
+/* The one place a task becomes finished: wakes its joiners and releases
+** its anchor.  A failure nobody has seen yet is remembered for the
+** reporter (sp_report_unobserved), and the handle gets a metatable with __gc so
+** that dropping it reports the failure.  [-0, +0, m] */
+void sp_finish(lua_State *L, sp_runtime *rt, sp_task *t, int state) {
+  sp_task *j;
+  t->state = (unsigned char)state;
+  t->wait.kind = SP_W_NONE;
+  rt->finished++;
+  rt->live--;
+  if (state == SP_T_FAILED)
+    rt->failed++;
+  else if (state == SP_T_CANCELLED) {
+    rt->cancelled++;
+    lua_settop(t->co, 0); /* drop function, arguments or results */
+  }
+  live_remove(rt, t);
+  while ((j = t->joiners.head) != NULL) {
+    sp_wlist_remove(&t->joiners, j);
+    j->wait.undo = NULL;
+    sp_wake(j, SP_WAKE_OK);
+  }
+  sp_push_anchors(L, rt);
+  if (state == SP_T_FAILED && !t->observed && t != rt->main) {
+    lua_rawgeti(L, -1, t->anchor); /* the handle */
+    luaL_setmetatable(L, SP_TASK_GC_MT);
+    sp_task_unobserved(L, t);
+    lua_pop(L, 1);
+  }
+  lua_pushnil(L);
+  lua_rawseti(L, -2, t->anchor);
+  lua_pop(L, 1);
+  if (rt->nfree < rt->freecap) rt->freeslots[rt->nfree++] = t->anchor;
+  t->anchor = 0;
+}
+
+/* The end of a slice that returned: the task's final state. */
+static void slice_returned(lua_State *L, sp_runtime *rt, sp_task *t) {
+  int state = t->failed ? SP_T_FAILED : SP_T_DONE;
+  if (t->cancel) state = SP_T_CANCELLED; /* abort wins */
+  sp_finish(L, rt, t, state);
+}
+
+/* An error escaped task_body (it only can before its pcall is set up, by
+** running out of memory).  Closes the thread and keeps [nil, err]. */
+static void slice_raised(lua_State *L, sp_runtime *rt, sp_task *t) {
+  lua_State *co = t->co;
+  lua_xmove(co, L, 1);
+  sp_closethread(co, L);
+  lua_settop(co, 0);
+  lua_pushnil(co);
+  lua_xmove(L, co, 1);
+  t->failed = 1;
+  slice_returned(L, rt, t);
+}
+
+/* warn_blocking: a slice that ran too long is reported once per task, with
+** the traceback of where the task is now.  [-0, +0, m] */
+void sp_warn_blocking(lua_State *L, sp_task *t, double secs) {
+  if (t->warned) return;
+  t->warned = 1;
+  lua_pushfstring(L, "spindle: task %I ran %f s without awaiting", t->id,
+                  secs);
+  luaL_traceback(L, t->co, lua_tostring(L, -1), 0);
+  fprintf(stderr, "%s\n", lua_tostring(L, -1));
+  fflush(stderr);
+  lua_pop(L, 2);
+}
+
+static void resume(lua_State *L, sp_runtime *rt, sp_task *t) {
+  lua_State *co = t->co;
+  int nres = 0, st;
+  int nargs = t->state == SP_T_NEW ? t->nargs : 0;
+  t->state = SP_T_RUNNING;
+  rt->current = t;
+  if (rt->warn_blocking > 0) rt->slice_start = uv_hrtime();
+  st = lua_resume(co, L, nargs, &nres);
+  rt->current = NULL;
+  if (st == LUA_YIELD) {
+    if (nres > 0) lua_pop(co, nres);
+    if (t->state != SP_T_WAITING) { /* yield, fairness, bare yield */
+      t->state = SP_T_READY;
+      sp_ready_push(rt, t);
+    }
+    if (rt->warn_blocking > 0) {
+      double secs = (double)(uv_hrtime() - rt->slice_start) / 1e9;
+      if (secs > rt->warn_blocking) sp_warn_blocking(L, t, secs);
+    }
+  } else if (st == LUA_OK) {
+    slice_returned(L, rt, t);
+  } else {
+    slice_raised(L, rt, t);
+  }
+}
+
+/* Runs the tasks that are ready now, one slice each; tasks they wake run
+** in a later turn.  With a budget (ns deadline, 0: none) it stops early
+** once the budget is spent.  [-0, +0, m] */
+void sp_run_ready(lua_State *L, sp_runtime *rt, uint64_t budget_end) {
+  lua_Integer n = rt->nready;
+  while (n-- > 0 && rt->rhead != NULL) {
+    sp_task *t = rt->rhead;
+    sp_ready_remove(rt, t);
+    resume(L, rt, t);
+    if (budget_end && uv_hrtime() >= budget_end) break;
+  }
+}

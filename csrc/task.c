@@ -1,0 +1,501 @@
+/*
+** task.c -- tasks and their handles: spawn, join, result, abort, status,
+** and the basic awaits (yield, sleep).
+**
+** A task is one full userdata -- the handle -- whose user value 1 is its
+** coroutine and user value 2 its name.  The coroutine starts in task_body,
+** which runs the user's function in a yieldable pcall, so an error or a
+** cancellation unwinds *inside* the task: <close> handlers run in order and
+** may themselves await.  Results stay on the finished coroutine's stack.
+**
+** State machine (t->state):
+**
+**   NEW --resume--> RUNNING --await--> WAITING --wake--> READY --resume--+
+**    |                 |  ^                                              |
+**    |                 |  +----------------------------------------------+
+**    |                 +--yield/preempt--> READY
+**    |                 +--return--> DONE | FAILED | CANCELLED (if aborted)
+**    +--abort--> CANCELLED (never runs)
+**
+** Abort (t->cancel) is recorded once and never cleared: NEW tasks end at
+** once; WAITING tasks have their wait undone and are woken to raise the
+** cancellation error (unless shielded); READY and RUNNING tasks raise it at
+** their next await.  Whatever the body does afterwards, a task whose abort
+** was requested before it finished ends CANCELLED ("abort wins").
+*/
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static char unobserved_key; /* registry: weak set of failed, unseen handles */
+
+const char *sp_status_name(int state) {
+  switch (state) {
+    case SP_T_NEW:
+    case SP_T_READY: return "ready";
+    case SP_T_RUNNING: return "running";
+    case SP_T_WAITING: return "waiting";
+    case SP_T_DONE: return "done";
+    case SP_T_FAILED: return "failed";
+    default: return "cancelled";
+  }
+}
+
+sp_task *sp_task_check(lua_State *L, int idx) {
+  void *p = luaL_testudata(L, idx, SP_TASK_MT);
+  if (p == NULL) p = luaL_testudata(L, idx, SP_TASK_GC_MT);
+  if (p == NULL) luaL_typeerror(L, idx, SP_TASK_MT);
+  return (sp_task *)p;
+}
+
+/* ---- the body of every task's coroutine ------------------------------ */
+
+static int task_body_k(lua_State *co, int status, lua_KContext ctx) {
+  sp_task *t = (sp_task *)ctx;
+  if (status == LUA_OK || status == LUA_YIELD)
+    return lua_gettop(co) - 1; /* the results, above the handler */
+  t->failed = 1;               /* [msgh, err] */
+  sp_take_traceback(co, -1);   /* [msgh, err, tb] */
+  lua_insert(co, -2);          /* [msgh, tb, err] */
+  return 2;
+}
+
+/* [task, fn, args...] */
+static int task_body(lua_State *co) {
+  lua_KContext t = (lua_KContext)lua_touserdata(co, 1);
+  lua_pushcfunction(co, sp_msgh);
+  lua_replace(co, 1);
+  return task_body_k(co,
+                     lua_pcallk(co, lua_gettop(co) - 2, LUA_MULTRET, 1, t,
+                                task_body_k),
+                     t);
+}
+
+/* fn and nargs arguments on top of L: creates the task, queues it, and
+** leaves its handle in their place.  [-(nargs+1), +1, m] */
+sp_task *sp_spawn(lua_State *L, sp_runtime *rt, int nargs) {
+  int fidx = lua_gettop(L) - nargs;
+  sp_task *t;
+  lua_State *co;
+  int slot;
+  if (rt->nslots >= rt->freecap) { /* the free list can hold every slot */
+    int cap = rt->freecap ? rt->freecap * 2 : 256;
+    int *p = realloc(rt->freeslots, (size_t)cap * sizeof *p);
+    if (p == NULL) luaL_error(L, "not enough memory");
+    rt->freeslots = p;
+    rt->freecap = cap;
+  }
+  t = lua_newuserdatauv(L, sizeof *t, 2);
+  memset(t, 0, sizeof *t);
+  t->timer.index = -1;
+  t->timer.kind = SP_TM_SLEEP;
+  luaL_setmetatable(L, SP_TASK_MT);
+  co = lua_newthread(L);
+  lua_setiuservalue(L, -2, 1);
+  if (!lua_checkstack(co, nargs + 3))
+    luaL_error(L, "spindle.spawn: too many arguments");
+  lua_pushcfunction(co, task_body);
+  lua_pushlightuserdata(co, t);
+  lua_insert(L, fidx); /* the handle below fn */
+  lua_xmove(L, co, nargs + 1);
+  slot = rt->nfree > 0 ? rt->freeslots[--rt->nfree] : ++rt->nslots;
+  sp_push_anchors(L, rt);
+  lua_pushvalue(L, -2);
+  lua_rawseti(L, -2, slot);
+  lua_pop(L, 1);
+  t->anchor = slot;
+  t->co = co;
+  t->rt = rt;
+  t->id = ++rt->nextid;
+  t->nargs = nargs + 2;
+  t->born = sp_now(rt);
+  t->lprev = rt->ltail;
+  if (rt->ltail)
+    rt->ltail->lnext = t;
+  else
+    rt->lhead = t;
+  rt->ltail = t;
+  rt->live++;
+  rt->spawned++;
+  sp_set_hooks(rt, co);
+  t->state = SP_T_NEW;
+  if (rt->shutting_down) { /* spawned while everything is being aborted */
+    t->cancel = 1;
+    sp_finish(L, rt, t, SP_T_CANCELLED);
+  } else
+    sp_ready_push(rt, t);
+  return t;
+}
+
+/* ---- abort ----------------------------------------------------------- */
+
+void sp_interrupt(sp_task *t) {
+  if (t->wait.undo != NULL) t->wait.undo(t);
+  t->wait.undo = NULL;
+  sp_wake(t, SP_WAKE_INTERRUPT);
+}
+
+/* Returns 1 if t had not finished.  [-0, +0, m] */
+int sp_task_abort(lua_State *L, sp_task *t) {
+  if (sp_task_finished(t)) return 0;
+  t->cancel = 1;
+  if (t->state == SP_T_NEW) {
+    sp_ready_remove(t->rt, t);
+    sp_finish(L, t->rt, t, SP_T_CANCELLED);
+  } else if (t->state == SP_T_WAITING && t->shield == 0)
+    sp_interrupt(t);
+  return 1;
+}
+
+/* ---- reporting failures nobody observed ------------------------------ */
+
+static void unobserved_set(lua_State *L, int idx, int on) {
+  idx = lua_absindex(L, idx);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &unobserved_key);
+  lua_pushvalue(L, idx);
+  if (on)
+    lua_pushboolean(L, 1);
+  else
+    lua_pushnil(L);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+}
+
+/* Called by sp_finish with the failed task's handle on top.  [-0, +0, m] */
+void sp_task_unobserved(lua_State *L, sp_task *t) {
+  (void)t;
+  unobserved_set(L, -1, 1);
+}
+
+static void observe(lua_State *L, int idx, sp_task *t) {
+  if (t->observed) return;
+  t->observed = 1;
+  unobserved_set(L, idx, 0);
+}
+
+/* Reports the failure of the task whose handle is at idx: on_error(err, h)
+** if set, else stderr.  Never raises.  [-0, +0, -] */
+static void report(lua_State *L, int idx, sp_task *t) {
+  sp_runtime *rt = t->rt;
+  int top = lua_gettop(L);
+  idx = lua_absindex(L, idx);
+  t->observed = 1;
+  if (!lua_checkstack(L, 6) || !lua_checkstack(t->co, 2)) return;
+  if (rt != NULL && !rt->closed && rt->on_error_ref != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->on_error_ref);
+    lua_pushvalue(t->co, 2);
+    lua_xmove(t->co, L, 1);
+    lua_pushvalue(L, idx);
+    if (lua_pcall(L, 2, 0, 0) == LUA_OK) {
+      lua_settop(L, top);
+      return;
+    }
+    fprintf(stderr, "spindle: on_error failed: %s\n",
+            lua_isstring(L, -1) ? lua_tostring(L, -1) : "(no message)");
+    lua_settop(L, top);
+  }
+  lua_pushvalue(t->co, 1); /* traceback or nil */
+  lua_pushvalue(t->co, 2); /* error */
+  lua_xmove(t->co, L, 2);
+  lua_getiuservalue(L, idx, 2);
+  if (lua_type(L, -1) == LUA_TSTRING)
+    fprintf(stderr, "spindle: task %lld (%s) failed and was never joined: ",
+            (long long)t->id, lua_tostring(L, -1));
+  else
+    fprintf(stderr, "spindle: task %lld failed and was never joined: ",
+            (long long)t->id);
+  if (lua_type(L, -3) == LUA_TSTRING)
+    fprintf(stderr, "%s\n", lua_tostring(L, -3));
+  else if (lua_type(L, -2) == LUA_TSTRING || lua_type(L, -2) == LUA_TNUMBER)
+    fprintf(stderr, "%s\n", lua_tostring(L, -2));
+  else
+    fprintf(stderr, "(error object is a %s value)\n", luaL_typename(L, -2));
+  fflush(stderr);
+  lua_settop(L, top);
+}
+
+/* At the end of a runtime: reports every failure still unobserved, in
+** task id order.  [-0, +0, m] */
+void sp_report_unobserved(lua_State *L, sp_runtime *rt) {
+  int top = lua_gettop(L), n = 0, i, j;
+  lua_newtable(L); /* list of handles of this runtime */
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &unobserved_key);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    sp_task *t = (sp_task *)lua_touserdata(L, -2);
+    lua_pop(L, 1);
+    if (t->rt == rt && !t->observed) {
+      lua_pushvalue(L, -1);
+      lua_rawseti(L, top + 1, ++n);
+    }
+  }
+  lua_pop(L, 1);
+  for (i = 2; i <= n; i++) /* insertion sort by id */
+    for (j = i; j > 1; j--) {
+      sp_task *a, *b;
+      lua_rawgeti(L, top + 1, j - 1);
+      lua_rawgeti(L, top + 1, j);
+      a = (sp_task *)lua_touserdata(L, -2);
+      b = (sp_task *)lua_touserdata(L, -1);
+      if (a->id < b->id) {
+        lua_pop(L, 2);
+        break;
+      }
+      lua_rawseti(L, top + 1, j - 1);
+      lua_rawseti(L, top + 1, j);
+    }
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, top + 1, i);
+    observe(L, -1, (sp_task *)lua_touserdata(L, -1));
+    report(L, -1, (sp_task *)lua_touserdata(L, -1));
+    lua_pop(L, 1);
+  }
+  lua_settop(L, top);
+}
+
+/* __gc of a failed handle nobody observed. */
+static int task_gc(lua_State *L) {
+  sp_task *t = (sp_task *)lua_touserdata(L, 1);
+  if (t != NULL && t->state == SP_T_FAILED && !t->observed &&
+      t->rt != NULL && !t->rt->closed)
+    report(L, 1, t);
+  return 0;
+}
+
+/* ---- join and result ------------------------------------------------- */
+
+enum { JOIN = 0, RESULT = 1 };
+
+static void join_undo(sp_task *t) {
+  sp_task *target = (sp_task *)t->wait.obj;
+  sp_wlist_remove(&target->joiners, t);
+}
+
+/* The finished target at index 1: push (join) or return (result) what it
+** ended with. */
+static int join_finish(lua_State *L, int mode) {
+  sp_task *target = (sp_task *)lua_touserdata(L, 1);
+  lua_State *co = target->co;
+  int n;
+  lua_settop(L, 1);
+  switch (target->state) {
+    case SP_T_DONE:
+      n = lua_gettop(co);
+      if (!lua_checkstack(L, n + 1) || !lua_checkstack(co, n))
+        luaL_error(L, "join: too many results");
+      if (mode == RESULT) lua_pushboolean(L, 1);
+      for (int i = 1; i <= n; i++) lua_pushvalue(co, i);
+      lua_xmove(co, L, n);
+      return n + mode;
+    case SP_T_FAILED:
+      observe(L, 1, target);
+      if (mode == RESULT) lua_pushboolean(L, 0);
+      lua_pushvalue(co, 2);
+      lua_xmove(co, L, 1);
+      if (mode == RESULT) return 2;
+      return lua_error(L);
+    default:
+      if (mode == RESULT) lua_pushboolean(L, 0);
+      sp_push_cancel_error(L);
+      if (mode == RESULT) return 2;
+      return lua_error(L);
+  }
+}
+
+static int join_k(lua_State *L, int status, lua_KContext ctx) {
+  sp_runtime *rt = sp_box_of(L)->cur;
+  (void)status;
+  sp_resumed(L, rt->current);
+  return join_finish(L, (int)ctx);
+}
+
+static int join_common(lua_State *L, int mode, const char *name) {
+  sp_task *target = sp_task_check(L, 1);
+  sp_task *t = sp_await_check(L, name);
+  if (target == t) luaL_error(L, "deadlock: a task cannot join itself");
+  if (target->rt != t->rt && !sp_task_finished(target))
+    luaL_error(L, "%s: the task belongs to another runtime", name);
+  if (sp_task_finished(target))
+    return sp_await_fast(L, t, join_k, (lua_KContext)mode);
+  t->wait.kind = SP_W_JOIN;
+  t->wait.undo = join_undo;
+  t->wait.obj = target;
+  sp_wlist_push(&target->joiners, t);
+  t->state = SP_T_WAITING;
+  return sp_await_yield(L, t, join_k, (lua_KContext)mode);
+}
+
+static int task_join(lua_State *L) { return join_common(L, JOIN, "join"); }
+
+static int task_result(lua_State *L) {
+  return join_common(L, RESULT, "result");
+}
+
+/* ---- the other handle methods ---------------------------------------- */
+
+static int task_abort(lua_State *L) {
+  sp_task *t = sp_task_check(L, 1);
+  lua_pushboolean(L, sp_task_abort(L, t));
+  return 1;
+}
+
+static int task_status(lua_State *L) {
+  sp_task *t = sp_task_check(L, 1);
+  lua_pushstring(L, sp_status_name(t->state));
+  return 1;
+}
+
+static int task_traceback(lua_State *L) {
+  sp_task *t = sp_task_check(L, 1);
+  if (t->state == SP_T_FAILED) {
+    lua_pushvalue(t->co, 1);
+    lua_xmove(t->co, L, 1);
+  } else if (t->state == SP_T_WAITING)
+    luaL_traceback(L, t->co, NULL, 0);
+  else
+    lua_pushnil(L);
+  return 1;
+}
+
+static int task_id(lua_State *L) {
+  sp_task *t = sp_task_check(L, 1);
+  lua_pushinteger(L, t->id);
+  return 1;
+}
+
+static int task_name(lua_State *L) {
+  sp_task *t = sp_task_check(L, 1);
+  (void)t;
+  if (!lua_isnoneornil(L, 2)) {
+    if (lua_type(L, 2) != LUA_TSTRING) luaL_typeerror(L, 2, "string");
+    lua_settop(L, 2);
+    lua_setiuservalue(L, 1, 2);
+  }
+  lua_getiuservalue(L, 1, 2);
+  return 1;
+}
+
+static int task_tostring(lua_State *L) {
+  sp_task *t = sp_task_check(L, 1);
+  if (lua_getiuservalue(L, 1, 2) == LUA_TSTRING)
+    lua_pushfstring(L, "task %I (%s)", t->id, lua_tostring(L, -1));
+  else
+    lua_pushfstring(L, "task %I", t->id);
+  return 1;
+}
+
+/* ---- module functions: spawn, yield, sleep, now, current, tasks ------ */
+
+static int l_spawn(lua_State *L) {
+  sp_runtime *rt = sp_box_of(L)->cur;
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  if (rt == NULL) luaL_error(L, "spindle.spawn: not inside a runtime");
+  sp_spawn(L, rt, lua_gettop(L) - 1);
+  return 1;
+}
+
+static int yield_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  sp_resumed(L, (sp_task *)ctx);
+  return 0;
+}
+
+static int l_yield(lua_State *L) {
+  sp_task *t = sp_await_check(L, "spindle.yield");
+  t->state = SP_T_READY;
+  return sp_await_yield(L, t, yield_k, (lua_KContext)t);
+}
+
+static void sleep_undo(sp_task *t) { sp_timer_remove(t->rt, &t->timer); }
+
+static int l_sleep(lua_State *L) {
+  double s = sp_check_seconds(L, 1);
+  sp_task *t = sp_await_check(L, "spindle.sleep");
+  sp_runtime *rt = t->rt;
+  if (s <= 0) {
+    t->state = SP_T_READY;
+    return sp_await_yield(L, t, yield_k, (lua_KContext)t);
+  }
+  sp_timer_reserve(L, rt);
+  sp_timer_add(rt, &t->timer, sp_now(rt) + (uint64_t)ceil(s * 1e9));
+  t->wait.kind = SP_W_SLEEP;
+  t->wait.undo = sleep_undo;
+  t->wait.obj = NULL;
+  t->state = SP_T_WAITING;
+  return sp_await_yield(L, t, yield_k, (lua_KContext)t);
+}
+
+static int l_now(lua_State *L) {
+  sp_runtime *rt = sp_box_of(L)->cur;
+  uint64_t ns = rt ? sp_now(rt) : uv_hrtime();
+  lua_pushnumber(L, (lua_Number)ns / 1e9);
+  return 1;
+}
+
+static int l_current(lua_State *L) {
+  sp_runtime *rt = sp_box_of(L)->cur;
+  if (rt != NULL && rt->current != NULL)
+    sp_push_task(L, rt->current);
+  else
+    lua_pushnil(L);
+  return 1;
+}
+
+static int l_tasks(lua_State *L) {
+  sp_runtime *rt = sp_box_of(L)->cur;
+  sp_task *t;
+  int i = 0;
+  if (rt == NULL) luaL_error(L, "spindle.tasks: not inside a runtime");
+  lua_createtable(L, (int)rt->live, 0);
+  for (t = rt->lhead; t != NULL; t = t->lnext) {
+    sp_push_task(L, t);
+    lua_rawseti(L, -2, ++i);
+  }
+  return 1;
+}
+
+/* Adds the task functions to the module table at -1 and creates the
+** handle metatables.  [-0, +0, m] */
+int sp_task_open(lua_State *L) {
+  static const luaL_Reg methods[] = {
+      {"join", task_join},     {"result", task_result},
+      {"abort", task_abort},   {"status", task_status},
+      {"traceback", task_traceback}, {"id", task_id},
+      {"name", task_name},     {NULL, NULL}};
+  static const luaL_Reg fns[] = {
+      {"spawn", l_spawn}, {"yield", l_yield},     {"sleep", l_sleep},
+      {"now", l_now},     {"current", l_current}, {"tasks", l_tasks},
+      {NULL, NULL}};
+  const char *const mts[] = {SP_TASK_MT, SP_TASK_GC_MT};
+  lua_newtable(L); /* shared method table */
+  sp_setfuncs(L, methods);
+  for (int i = 0; i < 2; i++) {
+    luaL_newmetatable(L, mts[i]);
+    lua_pushvalue(L, -2);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, task_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushliteral(L, "spindle.task");
+    lua_setfield(L, -2, "__name");
+    if (i == 1) {
+      lua_pushcfunction(L, task_gc);
+      lua_setfield(L, -2, "__gc");
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &unobserved_key) == LUA_TNIL) {
+    lua_newtable(L);
+    lua_newtable(L);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &unobserved_key);
+  }
+  lua_pop(L, 1);
+  sp_setfuncs(L, fns);
+  return 0;
+}

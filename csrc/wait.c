@@ -1,0 +1,243 @@
+/*
+** wait.c -- the await protocol shared by every await (sleep, join, read...).
+**
+** An await is a C function that
+**   1. checks its arguments, then sp_await_check(): inside a task, in the
+**      task's own coroutine, able to yield, and not cancelled (an abort or
+**      an expired timeout raises at once: cancellation is level-triggered);
+**   2. completes at once when it can (sp_await_fast, which still yields
+**      after SP_FAST_BUDGET immediate completions in a row);
+**   3. otherwise records t->wait (kind, undo, object), sets the task
+**      WAITING and yields with a continuation (sp_await_yield).
+** The continuation first calls sp_resumed(): if the task was interrupted
+** (abort or timeout), the wait has already been undone and the error is
+** raised here, inside the task, so pcall, <close> and error handlers run
+** exactly as for any other error.
+*/
+#include <math.h>
+#include <stdio.h>
+
+#include "internal.h"
+
+static char cancel_key;  /* registry: the cancellation error singleton */
+static char tbstash_key; /* registry: weak {[thread] = {err, traceback}} */
+
+/* [-0, +1, -] */
+void sp_push_cancel_error(lua_State *L) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &cancel_key);
+}
+
+sp_task *sp_await_check(lua_State *L, const char *name) {
+  sp_runtime *rt = sp_box_of(L)->cur;
+  sp_task *t = rt ? rt->current : NULL;
+  if (t == NULL) luaL_error(L, "%s: not inside a task", name);
+  if (t->co != L)
+    luaL_error(L,
+               "%s: cannot await inside a nested coroutine (one created "
+               "by the task with coroutine.create/wrap); await from the "
+               "task's own code",
+               name);
+  if (!lua_isyieldable(L))
+    luaL_error(L,
+               "%s: cannot await here: a C function is in the way "
+               "(attempt to yield across a C-call boundary, e.g. inside "
+               "table.sort, string.gsub, require or __tostring)",
+               name);
+  sp_check_cancel(L, t);
+  return t;
+}
+
+/* Raises the pending cancellation of t, if any can be delivered now: an
+** abort (unless shielded), else the outermost expired timeout opened at
+** the current shield depth.  [-0, +(0|1), v] */
+void sp_check_cancel(lua_State *L, sp_task *t) {
+  if (t->cancel && t->shield == 0) {
+    sp_push_cancel_error(L);
+    lua_error(L);
+  }
+  if (t->nexpired > 0) {
+    sp_tscope *sc, *hit = NULL;
+    for (sc = t->scopes; sc != NULL; sc = sc->outer)
+      if (sc->expired && sc->shield >= t->shield) hit = sc;
+    if (hit != NULL) {
+      lua_rawgetp(L, LUA_REGISTRYINDEX, hit);
+      lua_error(L);
+    }
+  }
+}
+
+/* First thing in every continuation.  [-0, +0, v] */
+void sp_resumed(lua_State *L, sp_task *t) {
+  if (t->wake == SP_WAKE_INTERRUPT) {
+    t->wake = SP_WAKE_OK;
+    sp_check_cancel(L, t);
+    sp_push_cancel_error(L); /* unreachable: an interrupt always has a */
+    lua_error(L);            /* reason that can be delivered */
+  }
+}
+
+/* The caller has set t->state (WAITING with t->wait, or READY to be
+** requeued). */
+int sp_await_yield(lua_State *L, sp_task *t, lua_KFunction k,
+                   lua_KContext ctx) {
+  t->fast = 0;
+  return lua_yieldk(L, 0, ctx, k);
+}
+
+int sp_await_fast(lua_State *L, sp_task *t, lua_KFunction k,
+                  lua_KContext ctx) {
+  if (++t->fast >= SP_FAST_BUDGET) {
+    t->state = SP_T_READY;
+    return sp_await_yield(L, t, k, ctx);
+  }
+  return k(L, LUA_OK, ctx);
+}
+
+/* A duration argument: a number, >= 0, finite, at most SP_MAX_SECONDS. */
+double sp_check_seconds(lua_State *L, int arg) {
+  lua_Number s;
+  if (lua_type(L, arg) != LUA_TNUMBER) luaL_typeerror(L, arg, "number");
+  s = lua_tonumber(L, arg);
+  if (!(s >= 0)) luaL_argerror(L, arg, "non-negative number expected");
+  if (s > SP_MAX_SECONDS)
+    luaL_argerror(L, arg, "duration too large (at most 1e9 seconds)");
+  return (double)s;
+}
+
+/* Message handler of the pcalls that run task bodies, timeouts and
+** shields: records the traceback at the point of the error in a stash
+** keyed by the thread, and returns the error unchanged (tables keep their
+** identity).  A re-raise of the same value keeps the first traceback.
+** Aborted tasks skip the work: their status will be "cancelled". */
+int sp_msgh(lua_State *L) {
+  sp_box *box = sp_box_get(L);
+  sp_task *t = box->cur ? box->cur->current : NULL;
+  if (t != NULL && t->cancel) return 1;
+  lua_settop(L, 1);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &tbstash_key); /* 2 */
+  if (lua_rawgetp(L, 2, L) == LUA_TTABLE) {        /* 3 */
+    lua_rawgeti(L, 3, 1);
+    if (lua_rawequal(L, 1, -1)) {
+      lua_settop(L, 1);
+      return 1;
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  if (lua_type(L, 1) == LUA_TSTRING)
+    lua_pushvalue(L, 1);
+  else if (luaL_getmetafield(L, 1, "__tostring") != LUA_TNIL) {
+    lua_pop(L, 1);
+    luaL_tolstring(L, 1, NULL);
+  } else
+    lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+  luaL_traceback(L, L, lua_tostring(L, -1), 1); /* 4 */
+  lua_createtable(L, 2, 0);
+  lua_pushvalue(L, 1);
+  lua_rawseti(L, -2, 1);
+  lua_pushvalue(L, -2);
+  lua_rawseti(L, -2, 2);
+  lua_rawsetp(L, 2, L);
+  lua_settop(L, 1);
+  return 1;
+}
+
+/* Pushes the traceback recorded on co for the error at idx, or nil, and
+** forgets it.  [-0, +1, m] */
+void sp_take_traceback(lua_State *co, int idx) {
+  int top;
+  idx = lua_absindex(co, idx);
+  lua_rawgetp(co, LUA_REGISTRYINDEX, &tbstash_key);
+  top = lua_gettop(co);
+  lua_pushnil(co);
+  if (lua_rawgetp(co, top, co) == LUA_TTABLE) {
+    lua_rawgeti(co, top + 2, 1);
+    if (lua_rawequal(co, -1, idx)) {
+      lua_rawgeti(co, top + 2, 2);
+      lua_replace(co, top + 1);
+    }
+    lua_pushnil(co);
+    lua_rawsetp(co, top, co);
+  }
+  lua_settop(co, top + 1);
+  lua_remove(co, top);
+}
+
+/* ---- preemption and warn_blocking: a count hook on each task -------- */
+
+static void task_hook(lua_State *L, lua_Debug *ar) {
+  sp_box *box = sp_box_get(L);
+  sp_runtime *rt = box->cur;
+  sp_task *t = rt ? rt->current : NULL;
+  (void)ar;
+  if (t == NULL || t->co != L) return; /* a nested coroutine: not ours */
+  if (rt->warn_blocking > 0 && !t->warned) {
+    double secs = (double)(uv_hrtime() - rt->slice_start) / 1e9;
+    if (secs > rt->warn_blocking) sp_warn_blocking(L, t, secs);
+  }
+  if (rt->preempt > 0 && lua_isyieldable(L)) {
+    sp_check_cancel(L, t); /* aborts reach CPU-bound tasks here */
+    t->state = SP_T_READY;
+    t->fast = 0;
+    lua_yield(L, 0);
+  }
+}
+
+void sp_set_hooks(sp_runtime *rt, lua_State *co) {
+  if (rt->preempt > 0 || rt->warn_blocking > 0)
+    lua_sethook(co, task_hook, LUA_MASKCOUNT,
+                rt->preempt > 0 ? rt->preempt : 10000);
+  else if (lua_gethook(co) != NULL)
+    lua_sethook(co, NULL, 0, 0); /* inherited from the spawning thread */
+}
+
+/* ---- cancellation errors --------------------------------------------- */
+
+static int cancel_tostring(lua_State *L) {
+  lua_pushliteral(L, "cancelled");
+  return 1;
+}
+
+static int is_cancelled(lua_State *L) {
+  luaL_checkany(L, 1);
+  lua_pushboolean(L, luaL_testudata(L, 1, SP_CANCEL_MT) != NULL ||
+                         luaL_testudata(L, 1, SP_TIMEOUT_MT) != NULL);
+  return 1;
+}
+
+static int is_timeout(lua_State *L) {
+  luaL_checkany(L, 1);
+  lua_pushboolean(L, luaL_testudata(L, 1, SP_TIMEOUT_MT) != NULL);
+  return 1;
+}
+
+/* Adds the functions to the module table at -1.  [-0, +0, m] */
+int sp_wait_open(lua_State *L) {
+  static const luaL_Reg fns[] = {{"is_cancelled", is_cancelled},
+                                 {"is_timeout", is_timeout},
+                                 {NULL, NULL}};
+  if (luaL_newmetatable(L, SP_CANCEL_MT)) {
+    lua_pushcfunction(L, cancel_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushliteral(L, "locked");
+    lua_setfield(L, -2, "__metatable");
+  }
+  lua_pop(L, 1);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &cancel_key) == LUA_TNIL) {
+    lua_newuserdatauv(L, 0, 0);
+    luaL_setmetatable(L, SP_CANCEL_MT);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &cancel_key);
+  }
+  lua_pop(L, 1);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &tbstash_key) == LUA_TNIL) {
+    lua_newtable(L);
+    lua_newtable(L);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &tbstash_key);
+  }
+  lua_pop(L, 1);
+  sp_setfuncs(L, fns);
+  return 0;
+}

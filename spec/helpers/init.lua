@@ -1,0 +1,199 @@
+-- spec/helpers/init.lua -- shared helpers for the busted specs.
+--
+-- Load with `local H = dofile("spec/helpers/init.lua")` from a spec file
+-- (busted runs from the repository root).  Nothing here keeps state between
+-- spec files: every temporary file a helper creates is removed before the
+-- helper returns, and every runtime it creates is closed.
+--
+--   H.spindle              the module (require "spindle")
+--   H.run_virtual(fn, ...) rt:run(fn, ...) on a fresh virtual-clock runtime,
+--                          then rt:close(); returns fn's results / re-raises
+--                          its error value unchanged
+--   H.run_real(fn, ...)    the same with the real clock
+--   H.lua_child(src, o)    run `src` as a script under lua5.4 in a child
+--                          process (module on the same paths as this one)
+--   H.cli(args, o)         run the `spindle` command with a shell argument
+--                          string (o.script: source written to a temp file,
+--                          whose path replaces every "%SCRIPT%" in args)
+--   H.capture_stderr(src)  stderr of H.lua_child(src)
+--   H.tmpname()            a fresh temp path (no file left behind)
+--   H.read_file/write_file/remove/exists
+--   H.msg_names(msg, ...)  msg is a string naming one of the names
+--
+-- A child result is a table {ok, how, code, stdout, stderr, cmd}: `how` and
+-- `code` are os.execute's second and third results ("exit", n or
+-- "signal", n).  Children run under `timeout`, so a hang is reported as exit
+-- code 124 instead of blocking the suite.
+
+local H = {}
+
+-- Make the specs runnable with or without the .busted file: the module and
+-- its Lua parts from this tree come first.
+local function prepend(path, entry)
+  if not path:find(entry, 1, true) then return entry .. ";" .. path end
+  return path
+end
+package.cpath = prepend(package.cpath, "./build/?.so")
+package.path = prepend(package.path, "./lua/?/init.lua")
+package.path = prepend(package.path, "./lua/?.lua")
+
+H.spindle = require "spindle"
+local spindle = H.spindle
+
+-- The command under test; CI may point this at a sanitizer build.
+H.CLI = os.getenv("SPINDLE_CLI") or "./build/spindle"
+
+-- ---------------------------------------------------------------- runtimes
+
+local function run_on(opts, fn, ...)
+  local rt = spindle.runtime(opts)
+  local r = table.pack(pcall(rt.run, rt, fn, ...))
+  rt:close()
+  if not r[1] then error(r[2], 0) end
+  return table.unpack(r, 2, r.n)
+end
+
+function H.run_virtual(fn, ...) return run_on({clock = "virtual"}, fn, ...) end
+function H.run_real(fn, ...) return run_on({clock = "real"}, fn, ...) end
+
+-- A value with a __close metamethod that appends `tag` to the array `log`.
+function H.closer(log, tag)
+  return setmetatable({}, {__close = function() log[#log + 1] = tag end})
+end
+
+-- ------------------------------------------------------------------- files
+
+function H.tmpname()
+  local p = os.tmpname()   -- Lua 5.4 creates the file (mkstemp)
+  os.remove(p)
+  return p
+end
+
+function H.exists(p)
+  local f = io.open(p, "rb")
+  if f then f:close() return true end
+  return false
+end
+
+function H.read_file(p)
+  local f = io.open(p, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+function H.write_file(p, s)
+  local f = assert(io.open(p, "wb"))
+  f:write(s)
+  f:close()
+end
+
+function H.remove(...)
+  for i = 1, select("#", ...) do
+    local p = select(i, ...)
+    if p then os.remove(p) end
+  end
+end
+
+function H.q(s) -- shell quoting
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+-- Sleep a little in the test process itself (for bounded polling loops).
+function H.pause(seconds)
+  os.execute("sleep " .. (seconds or 0.05))
+end
+
+-- ------------------------------------------------------------ children
+
+-- Environment for children: the same module search paths as this process
+-- (relative paths work because children run in the same directory).
+function H.child_env()
+  return "LUA_PATH=" .. H.q(package.path) .. " LUA_CPATH=" .. H.q(package.cpath)
+end
+
+-- Run a shell command line with stdout/stderr captured into temp files.
+-- o.timeout (default 30 s) bounds it.  o.env: extra "K=V ..." prefix.
+function H.sh(cmdline, o)
+  o = o or {}
+  local out, err = H.tmpname(), H.tmpname()
+  local cmd = string.format("%s timeout -k 5 %d %s >%s 2>%s </dev/null",
+    o.env or "", o.timeout or 30, cmdline, H.q(out), H.q(err))
+  local ok, how, code = os.execute(cmd)
+  local r = {ok = ok, how = how, code = code, cmd = cmdline,
+             stdout = H.read_file(out) or "", stderr = H.read_file(err) or ""}
+  H.remove(out, err)
+  return r
+end
+
+-- Run Lua source `src` with lua5.4 (args: a shell-ready argument string).
+function H.lua_child(src, o)
+  o = o or {}
+  local script = H.tmpname()
+  H.write_file(script, src)
+  local r = H.sh("lua5.4 " .. H.q(script) .. " " .. (o.args or ""),
+                 {env = H.child_env() .. " " .. (o.env or ""),
+                  timeout = o.timeout})
+  H.remove(script)
+  r.script = script
+  return r
+end
+
+function H.capture_stderr(src, o)
+  return H.lua_child(src, o).stderr
+end
+
+-- Run the spindle command.  `args` is a shell argument string; if o.script
+-- is given it is written to a temp file and "%SCRIPT%" in args is replaced
+-- by its quoted path (r.script holds the path, already removed).
+-- The child gets LUA_PATH for the Lua parts but no LUA_CPATH entry for
+-- ./build: the command must work with the module linked into it.
+function H.cli(args, o)
+  o = o or {}
+  local script
+  if o.script then
+    script = H.tmpname() .. ".lua"
+    H.write_file(script, o.script)
+    args = args:gsub("%%SCRIPT%%", function() return H.q(script) end)
+  end
+  local r = H.sh(H.CLI .. " " .. args,
+                 {env = "LUA_PATH=" .. H.q(package.path) .. " " .. (o.env or ""),
+                  timeout = o.timeout})
+  if script then H.remove(script) end
+  r.script = script
+  return r
+end
+
+-- Describe a child result for assertion messages.
+function H.describe(r)
+  return string.format("cmd: %s\nstatus: %s %s\nstdout:\n%s\nstderr:\n%s",
+    r.cmd, tostring(r.how), tostring(r.code), r.stdout, r.stderr)
+end
+
+-- --------------------------------------------------------------- messages
+
+-- true if msg is a string that contains one of the given plain substrings.
+function H.msg_has(msg, ...)
+  if type(msg) ~= "string" then return false end
+  for i = 1, select("#", ...) do
+    if msg:find((select(i, ...)), 1, true) then return true end
+  end
+  return false
+end
+
+-- true if msg is a string naming the function (any of names) or saying
+-- "bad argument".
+function H.msg_names(msg, ...)
+  return H.msg_has(msg, "bad argument", ...)
+end
+
+-- Line number of the caller (for traceback checks).
+function H.line()
+  return debug.getinfo(2, "l").currentline
+end
+
+-- Pack helper that keeps nil holes.
+H.pack = table.pack
+
+return H
