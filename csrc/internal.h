@@ -85,16 +85,9 @@ enum {
 /* Why a task was resumed. */
 enum { SP_WAKE_OK = 0, SP_WAKE_INTERRUPT = 1 };
 
-typedef struct sp_wait {
-  int kind;
-  void (*undo)(sp_task *t); /* detach from what it waits on; C only */
-  void *obj;                /* the object waited on */
-  sp_task *next, *prev;     /* links in that object's waiter list */
-} sp_wait;
-
-/* A FIFO list of waiting tasks, linked through their sp_wait. */
+/* A FIFO list of waiting tasks: circular through t->u.w, head only. */
 typedef struct sp_wlist {
-  sp_task *head, *tail;
+  sp_task *head;
 } sp_wlist;
 
 void sp_wlist_push(sp_wlist *l, sp_task *t);
@@ -115,28 +108,35 @@ enum {
 
 #define sp_task_finished(t) ((t)->state >= SP_T_DONE)
 
+/* Kept small: a task idle in an await should cost little more than its
+** coroutine (bench/: RSS per idle task). */
 struct sp_task {
-  sp_runtime *rt; /* valid while unfinished or in rt->unobserved */
-  lua_State *co;  /* the coroutine (user value 1 of this userdata) */
+  sp_runtime *rt;           /* valid while unfinished or unobserved */
+  lua_State *co;            /* the coroutine (user value 1) */
   lua_Integer id;
-  uint64_t born;  /* ns, for dump's age */
-  unsigned char state;
-  unsigned char wake;     /* SP_WAKE_* for the pending resume */
-  unsigned char cancel;   /* abort requested */
-  unsigned char failed;   /* body raised (set by task_body_k) */
-  unsigned char observed; /* a failure was seen by join/result */
-  unsigned char warned;   /* warn_blocking reported */
-  unsigned short fast;    /* awaits completed without waiting, in a row */
-  int shield;             /* depth of spindle.shield calls */
-  int nexpired;           /* expired timeout scopes still open */
-  int anchor;             /* slot in the anchors table, 0 when none */
-  int nargs;              /* arguments for the first resume */
-  sp_tscope *scopes;      /* innermost open spindle.timeout */
-  sp_task *rnext, *rprev; /* ready queue */
-  sp_task *lnext, *lprev; /* live list */
-  sp_wait wait;           /* the current await */
-  sp_wlist joiners;       /* tasks waiting in join/result */
-  sp_timer timer;         /* sleep deadline */
+  sp_task *rnext, *rprev;   /* ready queue */
+  sp_tscope *scopes;        /* innermost open spindle.timeout */
+  void (*undo)(sp_task *t); /* detach the current wait; C only */
+  union {
+    sp_timer timer; /* SP_W_SLEEP */
+    struct {
+      void *obj;            /* the object waited on */
+      sp_task *next, *prev; /* links in its sp_wlist */
+    } w;            /* every other wait */
+  } u;
+  sp_wlist joiners;         /* tasks waiting in join/result */
+  uint32_t born;            /* ms since the runtime started, for dump */
+  int anchor;               /* slot in the anchors table, 0 when none */
+  unsigned short fast;      /* awaits completed without waiting, in a row */
+  unsigned short shield;    /* depth of spindle.shield calls */
+  unsigned short nexpired;  /* expired timeout scopes still open */
+  unsigned char state;      /* SP_T_* */
+  unsigned char wake;       /* SP_WAKE_* for the pending resume */
+  unsigned char wkind;      /* SP_W_*: what the task waits for */
+  unsigned char cancel : 1; /* abort requested */
+  unsigned char failed : 1; /* body raised (set by task_body_k) */
+  unsigned char observed : 1; /* a failure was seen by join/result */
+  unsigned char warned : 1;   /* warn_blocking reported */
 };
 
 /* A spindle.timeout() in progress; the userdata is also its error value. */
@@ -160,11 +160,11 @@ struct sp_runtime {
   sp_task *current;       /* the task being resumed */
   sp_task *main;          /* main task of run(main) */
   sp_task *rhead, *rtail; /* ready queue */
-  sp_task *lhead, *ltail; /* live tasks in spawn order */
   sp_timer **heap;
   int nheap, heapcap;
   uint64_t tseq;
   uint64_t vnow;          /* virtual clock, ns */
+  uint64_t t0;            /* clock at creation, ns */
   uint64_t slice_start;   /* ns, for warn_blocking */
   lua_Integer nextid;
   int *freeslots;
@@ -208,6 +208,7 @@ void sp_run_ready(lua_State *L, sp_runtime *rt, uint64_t budget_end);
 void sp_finish(lua_State *L, sp_runtime *rt, sp_task *t, int state);
 void sp_push_anchors(lua_State *L, sp_runtime *rt);
 void sp_push_task(lua_State *L, sp_task *t);
+int sp_push_live(lua_State *L, sp_runtime *rt);
 void sp_warn_blocking(lua_State *L, sp_task *t, double secs);
 
 /* task.c */

@@ -117,25 +117,29 @@ static void turn(lua_State *L, sp_runtime *rt, int may_block,
 
 /* Every task is waiting and nothing can wake them: abort everything. */
 static void on_deadlock(lua_State *L, sp_runtime *rt) {
-  sp_task *t, *next;
+  int i, n = sp_push_live(L, rt);
   rt->deadlock = 0;
   rt->deadlocked = 1;
-  for (t = rt->lhead; t != NULL; t = next) {
-    next = t->lnext;
+  for (i = 1; i <= n; i++) {
+    sp_task *t = (sp_task *)(lua_rawgeti(L, -1, i), lua_touserdata(L, -1));
+    lua_pop(L, 1);
     t->shield = 0; /* a shielded wait that nothing can end */
     sp_task_abort(L, t);
   }
+  lua_pop(L, 1);
 }
 
 /* Aborts every live task and runs until all have unwound.  New tasks
 ** spawned meanwhile (say, from a <close> handler) start cancelled. */
 void sp_shutdown(lua_State *L, sp_runtime *rt) {
-  sp_task *t, *next;
+  int i, n = sp_push_live(L, rt);
   rt->shutting_down = 1;
-  for (t = rt->lhead; t != NULL; t = next) {
-    next = t->lnext;
+  for (i = 1; i <= n; i++) {
+    sp_task *t = (sp_task *)(lua_rawgeti(L, -1, i), lua_touserdata(L, -1));
+    lua_pop(L, 1);
     sp_task_abort(L, t);
   }
+  lua_pop(L, 1);
   while (rt->live > 0) {
     turn(L, rt, 1, 0);
     if (rt->deadlock) on_deadlock(L, rt);
@@ -265,7 +269,7 @@ sp_runtime *sp_runtime_new(lua_State *L, int optidx, uv_loop_t *loop) {
     rt->loop = loop;
   uv_timer_init(rt->loop, &rt->timer);
   rt->timer.data = rt;
-  rt->vnow = uv_hrtime();
+  rt->vnow = rt->t0 = uv_hrtime();
   lua_newtable(L);
   rt->anchors_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushvalue(L, -1);

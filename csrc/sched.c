@@ -46,31 +46,33 @@ void sp_wake(sp_task *t, int why) {
   sp_runtime *rt = t->rt;
   t->wake = (unsigned char)why;
   t->state = SP_T_READY;
-  t->wait.kind = SP_W_NONE;
+  t->wkind = SP_W_NONE;
   sp_ready_push(rt, t);
   if (rt->polling) uv_stop(rt->loop); /* do not block in this poll */
 }
 
 void sp_wlist_push(sp_wlist *l, sp_task *t) {
-  t->wait.next = NULL;
-  t->wait.prev = l->tail;
-  if (l->tail)
-    l->tail->wait.next = t;
-  else
+  sp_task *h = l->head;
+  if (h == NULL) {
+    t->u.w.next = t->u.w.prev = t;
     l->head = t;
-  l->tail = t;
+  } else { /* append before the head: the tail of the circle */
+    t->u.w.next = h;
+    t->u.w.prev = h->u.w.prev;
+    h->u.w.prev->u.w.next = t;
+    h->u.w.prev = t;
+  }
 }
 
 void sp_wlist_remove(sp_wlist *l, sp_task *t) {
-  if (t->wait.prev)
-    t->wait.prev->wait.next = t->wait.next;
-  else
-    l->head = t->wait.next;
-  if (t->wait.next)
-    t->wait.next->wait.prev = t->wait.prev;
-  else
-    l->tail = t->wait.prev;
-  t->wait.next = t->wait.prev = NULL;
+  if (t->u.w.next == t)
+    l->head = NULL;
+  else {
+    t->u.w.prev->u.w.next = t->u.w.next;
+    t->u.w.next->u.w.prev = t->u.w.prev;
+    if (l->head == t) l->head = t->u.w.next;
+  }
+  t->u.w.next = t->u.w.prev = NULL;
 }
 
 /* [-0, +1, -] */
@@ -85,16 +87,33 @@ void sp_push_task(lua_State *L, sp_task *t) {
   lua_remove(L, -2);
 }
 
-static void live_remove(sp_runtime *rt, sp_task *t) {
-  if (t->lprev)
-    t->lprev->lnext = t->lnext;
-  else
-    rt->lhead = t->lnext;
-  if (t->lnext)
-    t->lnext->lprev = t->lprev;
-  else
-    rt->ltail = t->lprev;
-  t->lnext = t->lprev = NULL;
+/* Pushes an array of the handles of every live task, in id order, and
+** returns how many.  [-0, +1, m] */
+int sp_push_live(lua_State *L, sp_runtime *rt) {
+  int n = 0, i, j;
+  lua_createtable(L, (int)rt->live, 0);
+  sp_push_anchors(L, rt);
+  for (i = 1; i <= rt->nslots; i++)
+    if (lua_rawgeti(L, -1, i) != LUA_TNIL)
+      lua_rawseti(L, -3, ++n);
+    else
+      lua_pop(L, 1);
+  lua_pop(L, 1);
+  for (i = 2; i <= n; i++) /* slots are reused: sort by id (insertion) */
+    for (j = i; j > 1; j--) {
+      sp_task *a, *b;
+      lua_rawgeti(L, -1, j - 1);
+      lua_rawgeti(L, -2, j);
+      a = (sp_task *)lua_touserdata(L, -2);
+      b = (sp_task *)lua_touserdata(L, -1);
+      if (a->id < b->id) {
+        lua_pop(L, 2);
+        break;
+      }
+      lua_rawseti(L, -3, j - 1);
+      lua_rawseti(L, -2, j);
+    }
+  return n;
 }
 
 /* The one place a task becomes finished: wakes its joiners and releases
@@ -104,7 +123,7 @@ static void live_remove(sp_runtime *rt, sp_task *t) {
 void sp_finish(lua_State *L, sp_runtime *rt, sp_task *t, int state) {
   sp_task *j;
   t->state = (unsigned char)state;
-  t->wait.kind = SP_W_NONE;
+  t->wkind = SP_W_NONE;
   rt->finished++;
   rt->live--;
   if (state == SP_T_FAILED)
@@ -113,10 +132,9 @@ void sp_finish(lua_State *L, sp_runtime *rt, sp_task *t, int state) {
     rt->cancelled++;
     lua_settop(t->co, 0); /* drop function, arguments or results */
   }
-  live_remove(rt, t);
   while ((j = t->joiners.head) != NULL) {
     sp_wlist_remove(&t->joiners, j);
-    j->wait.undo = NULL;
+    j->undo = NULL;
     sp_wake(j, SP_WAKE_OK);
   }
   sp_push_anchors(L, rt);
@@ -169,7 +187,7 @@ void sp_warn_blocking(lua_State *L, sp_task *t, double secs) {
 static void resume(lua_State *L, sp_runtime *rt, sp_task *t) {
   lua_State *co = t->co;
   int nres = 0, st;
-  int nargs = t->state == SP_T_NEW ? t->nargs : 0;
+  int nargs = t->state == SP_T_NEW ? lua_gettop(co) - 1 : 0;
   t->state = SP_T_RUNNING;
   rt->current = t;
   if (rt->warn_blocking > 0) rt->slice_start = uv_hrtime();

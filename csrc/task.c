@@ -2,8 +2,8 @@
 ** task.c -- tasks and their handles: spawn, join, result, abort, status,
 ** and the basic awaits (yield, sleep).
 **
-** A task is one full userdata -- the handle -- whose user value 1 is its
-** coroutine and user value 2 its name.  The coroutine starts in task_body,
+** A task is one full userdata -- the handle -- whose user value is its
+** coroutine (names live in a weak table: most tasks have none).  The coroutine starts in task_body,
 ** which runs the user's function in a yieldable pcall, so an error or a
 ** cancellation unwinds *inside* the task: <close> handlers run in order and
 ** may themselves await.  Results stay on the finished coroutine's stack.
@@ -31,6 +31,17 @@
 #include "internal.h"
 
 static char unobserved_key; /* registry: weak set of failed, unseen handles */
+static char names_key;      /* registry: weak {[handle] = name} */
+
+/* Pushes the name of the handle at idx, or nil.  [-0, +1, -] */
+static int push_name(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &names_key);
+  lua_pushvalue(L, idx);
+  lua_rawget(L, -2);
+  lua_remove(L, -2);
+  return lua_type(L, -1);
+}
 
 const char *sp_status_name(int state) {
   switch (state) {
@@ -88,10 +99,8 @@ sp_task *sp_spawn(lua_State *L, sp_runtime *rt, int nargs) {
     rt->freeslots = p;
     rt->freecap = cap;
   }
-  t = lua_newuserdatauv(L, sizeof *t, 2);
+  t = lua_newuserdatauv(L, sizeof *t, 1);
   memset(t, 0, sizeof *t);
-  t->timer.index = -1;
-  t->timer.kind = SP_TM_SLEEP;
   luaL_setmetatable(L, SP_TASK_MT);
   co = lua_newthread(L);
   lua_setiuservalue(L, -2, 1);
@@ -110,14 +119,7 @@ sp_task *sp_spawn(lua_State *L, sp_runtime *rt, int nargs) {
   t->co = co;
   t->rt = rt;
   t->id = ++rt->nextid;
-  t->nargs = nargs + 2;
-  t->born = sp_now(rt);
-  t->lprev = rt->ltail;
-  if (rt->ltail)
-    rt->ltail->lnext = t;
-  else
-    rt->lhead = t;
-  rt->ltail = t;
+  t->born = (uint32_t)((sp_now(rt) - rt->t0) / 1000000);
   rt->live++;
   rt->spawned++;
   sp_set_hooks(rt, co);
@@ -133,8 +135,8 @@ sp_task *sp_spawn(lua_State *L, sp_runtime *rt, int nargs) {
 /* ---- abort ----------------------------------------------------------- */
 
 void sp_interrupt(sp_task *t) {
-  if (t->wait.undo != NULL) t->wait.undo(t);
-  t->wait.undo = NULL;
+  if (t->undo != NULL) t->undo(t);
+  t->undo = NULL;
   sp_wake(t, SP_WAKE_INTERRUPT);
 }
 
@@ -200,7 +202,7 @@ static void report(lua_State *L, int idx, sp_task *t) {
   lua_pushvalue(t->co, 1); /* traceback or nil */
   lua_pushvalue(t->co, 2); /* error */
   lua_xmove(t->co, L, 2);
-  lua_getiuservalue(L, idx, 2);
+  push_name(L, idx);
   if (lua_type(L, -1) == LUA_TSTRING)
     fprintf(stderr, "spindle: task %lld (%s) failed and was never joined: ",
             (long long)t->id, lua_tostring(L, -1));
@@ -270,7 +272,7 @@ static int task_gc(lua_State *L) {
 enum { JOIN = 0, RESULT = 1 };
 
 static void join_undo(sp_task *t) {
-  sp_task *target = (sp_task *)t->wait.obj;
+  sp_task *target = (sp_task *)t->u.w.obj;
   sp_wlist_remove(&target->joiners, t);
 }
 
@@ -320,9 +322,9 @@ static int join_common(lua_State *L, int mode, const char *name) {
     luaL_error(L, "%s: the task belongs to another runtime", name);
   if (sp_task_finished(target))
     return sp_await_fast(L, t, join_k, (lua_KContext)mode);
-  t->wait.kind = SP_W_JOIN;
-  t->wait.undo = join_undo;
-  t->wait.obj = target;
+  t->wkind = SP_W_JOIN;
+  t->undo = join_undo;
+  t->u.w.obj = target;
   sp_wlist_push(&target->joiners, t);
   t->state = SP_T_WAITING;
   return sp_await_yield(L, t, join_k, (lua_KContext)mode);
@@ -372,15 +374,19 @@ static int task_name(lua_State *L) {
   if (!lua_isnoneornil(L, 2)) {
     if (lua_type(L, 2) != LUA_TSTRING) luaL_typeerror(L, 2, "string");
     lua_settop(L, 2);
-    lua_setiuservalue(L, 1, 2);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &names_key);
+    lua_pushvalue(L, 1);
+    lua_pushvalue(L, 2);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
   }
-  lua_getiuservalue(L, 1, 2);
+  push_name(L, 1);
   return 1;
 }
 
 static int task_tostring(lua_State *L) {
   sp_task *t = sp_task_check(L, 1);
-  if (lua_getiuservalue(L, 1, 2) == LUA_TSTRING)
+  if (push_name(L, 1) == LUA_TSTRING)
     lua_pushfstring(L, "task %I (%s)", t->id, lua_tostring(L, -1));
   else
     lua_pushfstring(L, "task %I", t->id);
@@ -409,7 +415,7 @@ static int l_yield(lua_State *L) {
   return sp_await_yield(L, t, yield_k, (lua_KContext)t);
 }
 
-static void sleep_undo(sp_task *t) { sp_timer_remove(t->rt, &t->timer); }
+static void sleep_undo(sp_task *t) { sp_timer_remove(t->rt, &t->u.timer); }
 
 static int l_sleep(lua_State *L) {
   double s = sp_check_seconds(L, 1);
@@ -420,10 +426,10 @@ static int l_sleep(lua_State *L) {
     return sp_await_yield(L, t, yield_k, (lua_KContext)t);
   }
   sp_timer_reserve(L, rt);
-  sp_timer_add(rt, &t->timer, sp_now(rt) + (uint64_t)ceil(s * 1e9));
-  t->wait.kind = SP_W_SLEEP;
-  t->wait.undo = sleep_undo;
-  t->wait.obj = NULL;
+  t->u.timer.kind = SP_TM_SLEEP;
+  sp_timer_add(rt, &t->u.timer, sp_now(rt) + (uint64_t)ceil(s * 1e9));
+  t->wkind = SP_W_SLEEP;
+  t->undo = sleep_undo;
   t->state = SP_T_WAITING;
   return sp_await_yield(L, t, yield_k, (lua_KContext)t);
 }
@@ -446,14 +452,8 @@ static int l_current(lua_State *L) {
 
 static int l_tasks(lua_State *L) {
   sp_runtime *rt = sp_box_of(L)->cur;
-  sp_task *t;
-  int i = 0;
   if (rt == NULL) luaL_error(L, "spindle.tasks: not inside a runtime");
-  lua_createtable(L, (int)rt->live, 0);
-  for (t = rt->lhead; t != NULL; t = t->lnext) {
-    sp_push_task(L, t);
-    lua_rawseti(L, -2, ++i);
-  }
+  sp_push_live(L, rt);
   return 1;
 }
 
@@ -494,6 +494,15 @@ int sp_task_open(lua_State *L) {
     lua_setfield(L, -2, "__mode");
     lua_setmetatable(L, -2);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &unobserved_key);
+  }
+  lua_pop(L, 1);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &names_key) == LUA_TNIL) {
+    lua_newtable(L);
+    lua_newtable(L);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &names_key);
   }
   lua_pop(L, 1);
   sp_setfuncs(L, fns);

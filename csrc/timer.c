@@ -92,8 +92,8 @@ void sp_timer_reserve(lua_State *L, sp_runtime *rt) {
 
 static void fire(sp_runtime *rt, sp_timer *tm) {
   if (tm->kind == SP_TM_SLEEP) {
-    sp_task *t = sp_container_of(tm, sp_task, timer);
-    t->wait.undo = NULL;
+    sp_task *t = sp_container_of(tm, sp_task, u.timer);
+    t->undo = NULL;
     sp_wake(t, SP_WAKE_OK);
   } else {
     sp_tscope_fire(rt, sp_container_of(tm, sp_tscope, timer));
