@@ -31,6 +31,13 @@ local WORKLOADS = {
       { "peak_bytes_per_task", "peak B/task", "%.0f" },
     },
     ratio = { key = "tasks_per_s", higher = true } },
+  { id = "spawn_join_warm", n = 100000, quick = 10000, warm = true,
+    title = "spawn+join %s tasks on a warm heap (info: no first-touch page faults)",
+    libs = { "raw", "spindle", "luv", "cqueues" },
+    cols = {
+      { "tasks_per_s", "tasks/s", "rate", spread = true },
+    },
+    ratio = { key = "tasks_per_s", higher = true } },
   { id = "pingpong", n = 1000000, quick = 100000,
     title = "yield ping-pong between two tasks, %s switches",
     libs = { "raw", "spindle", "luv", "cqueues" },
@@ -55,6 +62,18 @@ local WORKLOADS = {
       { "bytes_per_task", "B/task", "%.0f" },
     },
     ratio = { key = "bytes_per_task", higher = false } },
+  { id = "sleep_warm", n = 100000, quick = 10000, warm = true,
+    title = "%s tasks sleeping random 0-100 ms on a warm heap (info)",
+    libs = { "spindle", "luv", "luvcb", "cqueues" },
+    cols = {
+      { "wall_s", "wall s", "%.3f" },
+      { "p50_ms", "p50 ms", "%.1f", spread = true },
+      { "p99_ms", "p99 ms", "%.1f", spread = true },
+      { "max_ms", "max ms", "%.1f" },
+      { "early", "early", "%d", agg = "max" },
+      { "hr_p99_ms", "hr p99 ms", "%.1f" },
+      { "hr_early", "hr early", "%d", agg = "max" },
+    } },
   { id = "idle", n = 100000, quick = 10000,
     title = "%s idle tasks blocked in sleep(3600)",
     libs = { "raw", "spindle", "luv", "luvcb", "cqueues" },
@@ -120,9 +139,13 @@ end
 
 local ENV = "LUA_CPATH='./build/?.so;;' LUA_PATH='./lua/?.lua;./lua/?/init.lua;;'"
 
-local function child(lib, workload, n)
-  local cmd = ("cd %s && %s timeout 600 lua5.4 bench/worker.lua %s %s %d 2>&1")
-    :format(sh_quote(ROOT), ENV, lib, workload, n)
+-- For the warm-heap variants: glibc keeps freed memory mapped, and mid-size
+-- blocks come from the (pre-touched) heap rather than fresh mmaps.
+local WARM_ENV = "MALLOC_TRIM_THRESHOLD_=4294967295 MALLOC_MMAP_THRESHOLD_=33554432"
+
+local function child(lib, workload, n, warm)
+  local cmd = ("cd %s && %s %s timeout 600 lua5.4 bench/worker.lua %s %s %d 2>&1")
+    :format(sh_quote(ROOT), ENV, warm and WARM_ENV or "", lib, workload, n)
   local p = assert(io.popen(cmd, "r"))
   local result, other = nil, {}
   for line in p:lines() do
@@ -173,12 +196,21 @@ local function versions()
     local ok2, cq = pcall(require, "cqueues")
     v[#v+1] = ok2 and ("cqueues " .. tostring(cq.VERSION)) or "cqueues missing"
     local ok3, sp = pcall(require, "spindle")
-    v[#v+1] = ok3 and ("spindle " .. tostring(sp._VERSION or sp.VERSION or sp.version or "(built)"))
+    local sv = ok3 and tostring(sp._VERSION or sp.VERSION or sp.version or "(built)")
+    v[#v+1] = ok3 and (sv:find("spindle", 1, true) and sv or "spindle " .. sv)
       or "spindle missing"
     io.write(table.concat(v, ", "))' 2>&1]]):format(sh_quote(ROOT), ENV)
   local lua = (capture("lua5.4 -v 2>&1") or ""):match("Lua [%d.]+") or "?"
   local out = capture(probe) or "?"
   return (out:gsub("^Lua 5%.4", lua))
+end
+
+local function loadavg()
+  local f = io.open("/proc/loadavg")
+  if not f then return "?" end
+  local s = f:read("l") or "?"
+  f:close()
+  return s:match("^(%S+ %S+ %S+)") or s
 end
 
 local function commit()
@@ -207,6 +239,7 @@ io.write(("%s, commit %s, %s\n"):format(os.date("!%Y-%m-%d %H:%M UTC"), commit()
   opts.quick and "--quick (smoke run)" or "full run"))
 io.write("machine: ", machine(), "\n")
 io.write("versions: ", versions(), "\n")
+io.write("load average at start: ", loadavg(), "\n")
 io.write(("each cell: median of %d run%s, one process per run\n"):format(
   opts.rep, opts.rep == 1 and "" or "s"))
 if not spindle_built then
@@ -230,7 +263,7 @@ for rep = 1, opts.rep do
       if lib == "spindle" and not spindle_built then
         r = { error = "build/spindle.so not built" }
       else
-        r = child(lib, w.id, w.size)
+        r = child(lib, w.id, w.size, w.warm)
       end
       if r.error then
         failed = true
@@ -311,8 +344,8 @@ for _, w in ipairs(plan) do
     io.write("| ", table.concat(row, " | "), " |\n")
   end
   io.write("\n")
-  local ratio = w.ratio
-  local sp = median_of(w.id, "spindle", ratio.key)
+  local ratio = w.ratio or {}
+  local sp = ratio.key and median_of(w.id, "spindle", ratio.key)
   if sp then
     local parts = {}
     for _, lib in ipairs(w.active) do
@@ -326,18 +359,22 @@ for _, w in ipairs(plan) do
         ratio.higher and "higher" or "lower", table.concat(parts, ", ")))
     end
   end
+  local errors = 0
   for _, lib in ipairs(w.active) do
     for i, r in ipairs(results[w.id][lib]) do
       if r.error then
         io.write(("error: %s run %d: %s\n"):format(lib, i, r.error))
+        errors = errors + 1
       end
     end
   end
+  if errors > 0 then io.write("\n") end
 end
 
 -- Targets (issue 2, section 5) --------------------------------------------
 
 io.write("## targets (issue 2 §5)\n\n")
+io.write("load average at end: ", loadavg(), "\n\n")
 local function target(label, ok, measured)
   local status = ok == nil and "SKIP" or ok and "PASS" or "MISS"
   io.write(("- %-4s %s — measured %s\n"):format(status, label, measured))
@@ -369,6 +406,24 @@ do
   local b = median_of("idle", "spindle", "bytes_per_task")
   target("≤ 1.3 KiB RSS per idle task", b and b <= 1.3 * 1024,
     b and ("%.0f B (%.2f KiB)"):format(b, b / 1024) or "n/a")
+end
+do -- the same checks without first-touch page faults (not targets)
+  local info = {}
+  local function r(wid, key, peer)
+    local s, p = median_of(wid, "spindle", key), median_of(wid, peer, key)
+    return s and p and ("%.2f×"):format(s / p)
+  end
+  local a, b = r("spawn_join_warm", "tasks_per_s", "raw"),
+    r("spawn_join_warm", "tasks_per_s", "cqueues")
+  if a then info[#info + 1] = "spawn+join spindle/raw " .. a end
+  if b then info[#info + 1] = "spawn+join spindle/cqueues " .. b end
+  local p99 = median_of("sleep_warm", "spindle", "p99_ms")
+  if p99 then info[#info + 1] = ("sleep p99 %.1f ms"):format(p99) end
+  local e = median_of("sleep_warm", "spindle", "hr_early", "max")
+  if e then info[#info + 1] = ("%d early (hrtime)"):format(e) end
+  if #info > 0 then
+    io.write("- info: on a warm heap: ", table.concat(info, ", "), "\n")
+  end
 end
 io.write("\n")
 os.exit(failed and 1 or 0)

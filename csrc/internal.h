@@ -137,6 +137,7 @@ struct sp_task {
   unsigned char failed : 1; /* body raised (set by task_body_k) */
   unsigned char observed : 1; /* a failure was seen by join/result */
   unsigned char warned : 1;   /* warn_blocking reported */
+  unsigned char bare : 1;     /* suspended in a bare coroutine.yield */
 };
 
 /* A spindle.timeout() in progress; the userdata is also its error value. */
@@ -174,6 +175,7 @@ struct sp_runtime {
   int host_owned;         /* made by spindle_new: self_ref kept for good */
   int on_error_ref;       /* registry ref or LUA_NOREF */
   int virtual_clock;
+  int use_luv;            /* loop = "luv": luv's default loop */
   int preempt;            /* instructions per slice, 0: off */
   double warn_blocking;   /* seconds, 0: off */
   int own;                /* loop is own_loop */
@@ -204,7 +206,8 @@ int sp_runtime_open(lua_State *L);
 void sp_wake(sp_task *t, int why);
 void sp_ready_push(sp_runtime *rt, sp_task *t);
 void sp_ready_remove(sp_runtime *rt, sp_task *t);
-void sp_run_ready(lua_State *L, sp_runtime *rt, uint64_t budget_end);
+void sp_run_ready(lua_State *L, sp_runtime *rt, uint64_t budget_end,
+                  sp_task *until);
 void sp_finish(lua_State *L, sp_runtime *rt, sp_task *t, int state);
 void sp_push_anchors(lua_State *L, sp_runtime *rt);
 void sp_push_task(lua_State *L, sp_task *t);
@@ -234,6 +237,7 @@ void sp_push_cancel_error(lua_State *L);
 int sp_msgh(lua_State *L);
 void sp_take_traceback(lua_State *co, int idx);
 void sp_set_hooks(sp_runtime *rt, lua_State *co);
+void sp_hook_cancel(lua_State *co);
 
 /* cancel.c: timeout and shield */
 void sp_tscope_fire(sp_runtime *rt, sp_tscope *sc);

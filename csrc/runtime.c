@@ -104,10 +104,13 @@ static void after_poll(lua_State *L, sp_runtime *rt) {
   }
 }
 
-/* One turn (see the top of the file).  [-0, +0, m] */
+/* One turn (see the top of the file).  It ends early, before polling,
+** once `until` has finished or no task is alive: a run must not wait for
+** timers or I/O of tasks it is about to abort.  [-0, +0, m] */
 static void turn(lua_State *L, sp_runtime *rt, int may_block,
-                 uint64_t budget_end) {
-  sp_run_ready(L, rt, budget_end);
+                 uint64_t budget_end, sp_task *until) {
+  sp_run_ready(L, rt, budget_end, until);
+  if (rt->live == 0 || (until != NULL && sp_task_finished(until))) return;
   sp_timers_fire(rt);
   poll_io(rt, may_block);
   rt->polls++;
@@ -141,7 +144,7 @@ void sp_shutdown(lua_State *L, sp_runtime *rt) {
   }
   lua_pop(L, 1);
   while (rt->live > 0) {
-    turn(L, rt, 1, 0);
+    turn(L, rt, 1, 0, NULL);
     if (rt->deadlock) on_deadlock(L, rt);
   }
   rt->shutting_down = 0;
@@ -157,7 +160,7 @@ int sp_run_main(lua_State *L, sp_runtime *rt, int nargs) {
   t = sp_spawn(L, rt, nargs);
   rt->main = t;
   while (!sp_task_finished(t)) {
-    turn(L, rt, 1, 0);
+    turn(L, rt, 1, 0, t);
     if (rt->deadlock) on_deadlock(L, rt);
   }
   sp_shutdown(L, rt);
@@ -172,7 +175,7 @@ static void run_all(lua_State *L, sp_runtime *rt) {
   enter(L, rt, "spindle.run");
   rt->deadlocked = 0;
   while (rt->live > 0) {
-    turn(L, rt, 1, 0);
+    turn(L, rt, 1, 0, NULL);
     if (rt->deadlock) {
       on_deadlock(L, rt);
       sp_shutdown(L, rt);
@@ -188,7 +191,7 @@ static lua_Integer step(lua_State *L, sp_runtime *rt, double max_seconds) {
   enter(L, rt, "step");
   if (max_seconds > 0) end = uv_hrtime() + (uint64_t)(max_seconds * 1e9);
   do {
-    turn(L, rt, 0, end);
+    turn(L, rt, 0, end, NULL);
     rt->deadlock = 0;
   } while (end != 0 && rt->nready > 0 && uv_hrtime() < end);
   leave(rt);
@@ -235,12 +238,32 @@ static void parse_options(lua_State *L, int idx, sp_runtime *rt) {
     } else if (strcmp(k, "loop") == 0) {
       const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
                                                      : "";
-      if (strcmp(v, "own") != 0)
-        luaL_error(L, "spindle.runtime: option 'loop' must be \"own\"");
+      if (strcmp(v, "luv") == 0)
+        rt->use_luv = 1;
+      else if (strcmp(v, "own") != 0)
+        luaL_error(L,
+                   "spindle.runtime: option 'loop' must be \"own\" or "
+                   "\"luv\"");
     } else
       luaL_error(L, "spindle.runtime: unknown option '%s'", k);
     lua_pop(L, 1);
   }
+}
+
+/* luv's loop: luv keeps a context userdata in the registry whose first
+** field is its uv_loop_t * (luv_ctx_t in luv.h).  [-0, +0, e] */
+static uv_loop_t *luv_loop(lua_State *L) {
+  uv_loop_t *loop;
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "luv");
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK)
+    luaL_error(L, "spindle.runtime: loop = \"luv\" needs the luv module: %s",
+               lua_tostring(L, -1));
+  lua_getfield(L, LUA_REGISTRYINDEX, "luv_context");
+  loop = lua_touserdata(L, -1) ? *(uv_loop_t **)lua_touserdata(L, -1) : NULL;
+  lua_pop(L, 1);
+  if (loop == NULL) luaL_error(L, "spindle.runtime: cannot find luv's loop");
+  return loop;
 }
 
 /* Creates a runtime on its own loop (loop NULL) or the host's, and pushes
@@ -259,6 +282,7 @@ sp_runtime *sp_runtime_new(lua_State *L, int optidx, uv_loop_t *loop) {
   lua_pushthread(L);
   rt->L = lua_tothread(L, -1); /* any thread: only used as a "from" */
   lua_pop(L, 1);
+  if (loop == NULL && rt->use_luv) loop = luv_loop(L);
   if (loop == NULL) {
     if ((r = uv_loop_init(&rt->own_loop)) != 0)
       luaL_error(L, "spindle.runtime: cannot create a loop: %s",
@@ -269,7 +293,8 @@ sp_runtime *sp_runtime_new(lua_State *L, int optidx, uv_loop_t *loop) {
     rt->loop = loop;
   uv_timer_init(rt->loop, &rt->timer);
   rt->timer.data = rt;
-  rt->vnow = rt->t0 = uv_hrtime();
+  rt->t0 = uv_hrtime();
+  rt->vnow = 0; /* virtual time starts at 0 and moves only by jumps */
   lua_newtable(L);
   rt->anchors_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushvalue(L, -1);
@@ -291,24 +316,12 @@ static void timer_closed(uv_handle_t *h) {
   ((sp_runtime *)h->data)->closed = 2;
 }
 
-/* Aborts and unwinds every task, reports unobserved failures, closes every
-** handle the runtime created and releases everything it holds.  The
-** userdata itself is freed by the collector.  [-0, +0, e] */
-void sp_runtime_close(lua_State *L, sp_runtime *rt) {
-  if (rt->closed || rt->closing) return;
-  if (rt->box->cur == rt)
-    luaL_error(L, "spindle: cannot close a runtime from inside itself");
-  if (rt->live > 0 && rt->box->cur != NULL)
-    luaL_error(L, "spindle: cannot close a runtime with live tasks from "
-                  "inside another runtime");
-  rt->closing = 1;
-  if (rt->live > 0) {
-    rt->box->cur = rt;
-    sp_shutdown(L, rt);
-    rt->box->cur = NULL;
-  }
-  sp_report_unobserved(L, rt);
-  if (rt->sigint_handle != NULL && !uv_is_closing((uv_handle_t *)rt->sigint_handle))
+/* Closes the handles the runtime made, runs the loop until their close
+** callbacks are done (closing the loop if it is ours) and frees the C
+** memory.  Runs no Lua. */
+static void release_c(sp_runtime *rt) {
+  if (rt->sigint_handle != NULL &&
+      !uv_is_closing((uv_handle_t *)rt->sigint_handle))
     uv_close((uv_handle_t *)rt->sigint_handle, NULL);
   uv_close((uv_handle_t *)&rt->timer, timer_closed);
   if (rt->own) {
@@ -326,6 +339,26 @@ void sp_runtime_close(lua_State *L, sp_runtime *rt) {
   rt->heap = NULL;
   rt->freeslots = NULL;
   rt->nheap = rt->heapcap = rt->nfree = rt->freecap = 0;
+}
+
+/* Aborts and unwinds every task, reports unobserved failures, closes every
+** handle the runtime created and releases everything it holds.  The
+** userdata itself is freed by the collector.  [-0, +0, e] */
+void sp_runtime_close(lua_State *L, sp_runtime *rt) {
+  if (rt->closed || rt->closing) return;
+  if (rt->box->cur == rt)
+    luaL_error(L, "spindle: cannot close a runtime from inside itself");
+  if (rt->live > 0 && rt->box->cur != NULL)
+    luaL_error(L, "spindle: cannot close a runtime with live tasks from "
+                  "inside another runtime");
+  rt->closing = 1;
+  if (rt->live > 0) {
+    rt->box->cur = rt;
+    sp_shutdown(L, rt);
+    rt->box->cur = NULL;
+  }
+  sp_report_unobserved(L, rt);
+  release_c(rt);
   luaL_unref(L, LUA_REGISTRYINDEX, rt->anchors_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, rt->on_error_ref);
   rt->anchors_ref = rt->on_error_ref = LUA_NOREF;
@@ -435,11 +468,22 @@ static int rt_close(lua_State *L) {
   return 0;
 }
 
+/* lua_close (os.exit(code, true), say) from inside one of this runtime's
+** own tasks: the running task cannot be unwound, so only the C side is
+** released -- libuv handles, the loop, the heap.  No Lua runs. */
+static void close_from_inside(sp_runtime *rt) {
+  rt->closing = 1;
+  release_c(rt);
+  rt->closed = 1;
+}
+
 static int rt_gc(lua_State *L) {
   sp_runtime *rt = (sp_runtime *)lua_touserdata(L, 1);
   if (rt->closed || rt->closing) return 0;
-  if (rt->box->cur != NULL) return 0; /* cannot unwind now; leaks */
-  sp_runtime_close(L, rt);
+  if (rt->box->cur != NULL)
+    close_from_inside(rt);
+  else
+    sp_runtime_close(L, rt);
   return 0;
 }
 

@@ -188,6 +188,11 @@ static void resume(lua_State *L, sp_runtime *rt, sp_task *t) {
   lua_State *co = t->co;
   int nres = 0, st;
   int nargs = t->state == SP_T_NEW ? lua_gettop(co) - 1 : 0;
+  if (t->bare) { /* resuming a bare coroutine.yield: it has no */
+    t->bare = 0;   /* continuation, so a cancellation goes through a hook */
+    if ((t->cancel && t->shield == 0) || t->nexpired > 0)
+      sp_hook_cancel(co);
+  }
   t->state = SP_T_RUNNING;
   rt->current = t;
   if (rt->warn_blocking > 0) rt->slice_start = uv_hrtime();
@@ -195,10 +200,12 @@ static void resume(lua_State *L, sp_runtime *rt, sp_task *t) {
   rt->current = NULL;
   if (st == LUA_YIELD) {
     if (nres > 0) lua_pop(co, nres);
-    if (t->state != SP_T_WAITING) { /* yield, fairness, bare yield */
+    if (t->state == SP_T_RUNNING) { /* a yield the runtime did not make */
+      t->bare = 1;
       t->state = SP_T_READY;
       sp_ready_push(rt, t);
-    }
+    } else if (t->state == SP_T_READY) /* spindle.yield, fairness, preempt */
+      sp_ready_push(rt, t);
     if (rt->warn_blocking > 0) {
       double secs = (double)(uv_hrtime() - rt->slice_start) / 1e9;
       if (secs > rt->warn_blocking) sp_warn_blocking(L, t, secs);
@@ -211,14 +218,17 @@ static void resume(lua_State *L, sp_runtime *rt, sp_task *t) {
 }
 
 /* Runs the tasks that are ready now, one slice each; tasks they wake run
-** in a later turn.  With a budget (ns deadline, 0: none) it stops early
-** once the budget is spent.  [-0, +0, m] */
-void sp_run_ready(lua_State *L, sp_runtime *rt, uint64_t budget_end) {
+** in a later turn.  It stops early once the budget (ns deadline, 0: none)
+** is spent or `until` has finished: when main returns, the tasks behind it
+** in the queue are aborted, not run.  [-0, +0, m] */
+void sp_run_ready(lua_State *L, sp_runtime *rt, uint64_t budget_end,
+                  sp_task *until) {
   lua_Integer n = rt->nready;
   while (n-- > 0 && rt->rhead != NULL) {
     sp_task *t = rt->rhead;
     sp_ready_remove(rt, t);
     resume(L, rt, t);
+    if (until != NULL && sp_task_finished(until)) break;
     if (budget_end && uv_hrtime() >= budget_end) break;
   }
 }

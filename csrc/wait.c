@@ -183,6 +183,24 @@ static void task_hook(lua_State *L, lua_Debug *ar) {
   }
 }
 
+/* Raises the pending cancellation of a task resumed from a bare
+** coroutine.yield.  It is a return hook: it runs as coroutine.yield
+** returns, so the error comes out of the yield itself (a pcall around it
+** catches it, as for any await).  Then the usual hooks are restored. */
+static void cancel_hook(lua_State *L, lua_Debug *ar) {
+  sp_box *box = sp_box_get(L);
+  sp_runtime *rt = box->cur;
+  sp_task *t = rt ? rt->current : NULL;
+  (void)ar;
+  if (t == NULL || t->co != L) return;
+  sp_set_hooks(rt, L);
+  sp_check_cancel(L, t);
+}
+
+void sp_hook_cancel(lua_State *co) {
+  lua_sethook(co, cancel_hook, LUA_MASKRET, 0);
+}
+
 void sp_set_hooks(sp_runtime *rt, lua_State *co) {
   if (rt->preempt > 0 || rt->warn_blocking > 0)
     lua_sethook(co, task_hook, LUA_MASKCOUNT,

@@ -42,17 +42,20 @@
 #
 # Knobs: JOBS (parallel build jobs), KEEP_GOING=1, SKIP_STAGES="asan
 # valgrind" (a skipped stage counts as one failure, so CI cannot pass with
-# it), CC (compiler whose libasan is preloaded). Logs: build/test-logs/.
+# it), CC (compiler whose libasan is preloaded), BUSTED_TIMEOUT (seconds for
+# the main busted run, default 300; the asan and valgrind runs get twice
+# that; a timeout names the test that hung). Logs: build/test-logs/.
 
 set -euo pipefail
 shopt -s nullglob
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-ROOT=$PWD
+ROOT=$(pwd -P)
 
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 KEEP_GOING=${KEEP_GOING:-0}
 SKIP_STAGES=${SKIP_STAGES:-}
+BUSTED_TIMEOUT=${BUSTED_TIMEOUT:-300}
 LOGDIR=$ROOT/build/test-logs
 LUA=lua5.4
 BUSTED=$(command -v busted || true)
@@ -171,11 +174,19 @@ busted_run() {
   shift 3
   local rc=0 counts
   B_S=0 B_F=0 B_E=0 B_P=0
+  rm -f "$log.current"
   # Line-buffered stdout: a sanitizer that ends the process with _exit must
-  # not swallow busted's summary line.
-  run_logged "$log" timeout -k 10 "$secs" "${RUN_PREFIX[@]}" "$LUA" \
-    -e "io.stdout:setvbuf('line')" "$BUSTED" --ignore-lua -o utfTerminal \
-    "$@" || rc=$?
+  # not swallow busted's summary line. busted-ci.lua writes the running
+  # test's name to $log.current.
+  run_logged "$log" timeout --foreground -k 10 "$secs" \
+    env "SPINDLE_BUSTED_CURRENT=$log.current" "${RUN_PREFIX[@]}" \
+    "$LUA" -e "io.stdout:setvbuf('line')" "$BUSTED" --ignore-lua \
+    -o "$ROOT/scripts/busted-ci.lua" "$@" || rc=$?
+  if ((rc == 124 || rc == 137)); then
+    echo
+    fail_check "$label: timed out after $secs s in $(cat "$log.current" 2>/dev/null || echo '?')"
+    return 1
+  fi
   counts=$(busted_summary "$log")
   [[ -z "$counts" ]] || read -r B_S B_F B_E B_P <<<"$counts"
   if has_sanitizer_report "$log"; then
@@ -190,8 +201,8 @@ busted_run() {
     fail_check "$label: busted printed no summary (status $rc)"
     return 1
   fi
-  if ((rc == 124 || rc == 137)); then
-    fail_check "$label: timed out after $secs s"
+  if grep -q '^busted-ci: module check failed' "$log"; then
+    fail_check "$label: tested the wrong spindle.so ($(grep -m1 '^busted-ci: module check failed' "$log"))"
     return 1
   fi
   if ((rc != 0 && B_F + B_E == 0)); then
@@ -205,7 +216,7 @@ busted_run() {
 # (prefixed by RUN_PREFIX); with COUNT=yes its passes go into N.
 capi_run() {
   local label=$1 bin=$2 log=$3 secs=$4 count=$5 rc=0 p f counts ok=0
-  run_logged "$log" timeout -k 10 "$secs" "${RUN_PREFIX[@]}" "$bin" \
+  run_logged "$log" timeout --foreground -k 10 "$secs" "${RUN_PREFIX[@]}" "$bin" \
     </dev/null || rc=$?
   counts=$(capi_summary "$log")
   if has_sanitizer_report "$log"; then
@@ -278,7 +289,9 @@ stage_specs() {
   fi
   RUN_PREFIX=()
   local ok=0
-  SPINDLE_TEST_ENV=plain busted_run "busted" "$LOGDIR/busted.log" 900 || ok=1
+  SPINDLE_TEST_ENV=plain SPINDLE_EXPECT_SO=$ROOT/build/spindle.so \
+    busted_run "busted" "$LOGDIR/busted.log" \
+    "$BUSTED_TIMEOUT" || ok=1
   PASS=$((PASS + B_S))
   FAIL=$((FAIL + B_F + B_E + B_P))
   ((B_F + B_E + B_P == 0)) || {
@@ -305,9 +318,9 @@ run_examples() {
       args=($(<"examples/$name.args"))
       set +f
     fi
-    echo "-- $bin $f ${args[*]}"
+    echo "-- $bin $f${args[*]:+ ${args[*]}}"
     rc=0
-    run_logged "$LOGDIR/$label-$name.log" timeout -k 10 120 "$bin" "$f" \
+    run_logged "$LOGDIR/$label-$name.log" timeout --foreground -k 10 120 "$bin" "$f" \
       "${args[@]}" </dev/null || rc=$?
     if ((rc != 0)); then
       fail_check "$label $f: exit status $rc"
@@ -420,8 +433,9 @@ stage_asan() {
     # spindle.so is preloaded too: lua_close dlcloses C modules before
     # LeakSanitizer runs, which would leave leak stacks unsymbolized.
     RUN_PREFIX=(env "LD_PRELOAD=$asan $ubsan $ROOT/build-asan/spindle.so"
-      SPINDLE_TEST_ENV=asan)
-    busted_run "asan busted" "$LOGDIR/busted-asan.log" 900 --run=asan || ok=1
+      SPINDLE_TEST_ENV=asan "SPINDLE_EXPECT_SO=$ROOT/build-asan/spindle.so")
+    busted_run "asan busted" "$LOGDIR/busted-asan.log" \
+      $((2 * BUSTED_TIMEOUT)) --run=asan || ok=1
     FAIL=$((FAIL + B_F + B_E + B_P))
     if ((B_F + B_E + B_P)); then
       FAILED_CHECKS+=("asan busted: $B_F failures, $B_E errors, $B_P pending")
@@ -444,7 +458,8 @@ stage_asan() {
 
 stage_valgrind() {
   local ok=0 b bins files=()
-  RUN_PREFIX=(env SPINDLE_TEST_ENV=valgrind "${VALGRIND[@]}")
+  RUN_PREFIX=(env SPINDLE_TEST_ENV=valgrind
+    "SPINDLE_EXPECT_SO=$ROOT/build/spindle.so" "${VALGRIND[@]}")
   mapfile -t bins < <(capi_bins build)
   for b in "${bins[@]}"; do
     echo "-- valgrind $b"
@@ -455,7 +470,8 @@ stage_valgrind() {
   if ((${#files[@]})); then
     echo "-- valgrind busted ${files[*]}"
     local rc=0
-    busted_run "valgrind busted" "$LOGDIR/valgrind-busted.log" 900 \
+    busted_run "valgrind busted" "$LOGDIR/valgrind-busted.log" \
+      $((2 * BUSTED_TIMEOUT)) \
       "${files[@]}" || rc=$?
     FAIL=$((FAIL + B_F + B_E + B_P))
     if ((B_F + B_E + B_P)); then

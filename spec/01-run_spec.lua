@@ -31,6 +31,19 @@ describe("§1 spindle.run", function()
     assert.equal("s", r2[2]); assert.equal(1.5, r2[3])
   end)
 
+  it("returns thousands of results and passes thousands of arguments", function()
+    local N = 5000
+    local args = {}
+    for i = 1, N do args[i] = i end
+    local r = table.pack(spindle.run(function(...)
+      assert(select("#", ...) == N)
+      spindle.sleep(0)
+      return ...
+    end, table.unpack(args, 1, N)))
+    assert.equal(N, r.n)
+    assert.equal(1, r[1]); assert.equal(N, r[N])
+  end)
+
   it("runs main as a task of its own runtime", function()
     local seen
     spindle.run(function()
@@ -79,6 +92,17 @@ describe("§1 spindle.run", function()
     assert.is_false(ok); assert.equal(false, err)
     ok, err = pcall(spindle.run, function() error(nil) end)
     assert.is_false(ok); assert.is_nil(err)
+  end)
+
+  it("raises a cancellation error when main was aborted", function()
+    local ok, err = pcall(spindle.run, function()
+      spindle.current():abort()
+      spindle.sleep(1)
+      return "not reached"
+    end)
+    assert.is_false(ok)
+    assert.is_true(spindle.is_cancelled(err))
+    assert.equal("cancelled", tostring(err))
   end)
 
   it("raises the error of a task that main joined", function()
@@ -152,6 +176,7 @@ describe("§1 spindle.run", function()
       a = spindle.spawn(function()
         local c <close> = H.closer(log, "a")
         spindle.sleep(3600)
+        log[#log + 1] = "a woke"
       end)
       b = spindle.spawn(function()
         local c <close> = H.closer(log, "b")
@@ -357,11 +382,12 @@ describe("§1 spindle.runtime", function()
   end)
 
   it("rt:close() aborts every task and runs its <close> handlers", function()
-    local rt = spindle.runtime({clock = "virtual"})
+    -- real clock: a virtual one may jump to the deadline inside step
+    local rt = spindle.runtime({clock = "real"})
     local log = {}
     local started = rt:spawn(function()
       local c <close> = H.closer(log, "closed")
-      spindle.sleep(100)
+      spindle.sleep(30)
     end)
     rt:step()
     assert.equal("waiting", started:status())

@@ -85,6 +85,18 @@ describe("§2 spindle.spawn", function()
     assert.same({"z", "d1", "e2a", "d2", "e2b", "d3"}, log)
   end)
 
+  it("queues a task woken by a join behind the tasks that were ready before it", function()
+    local log = {}
+    run(function()
+      local a = spindle.spawn(function() spindle.sleep(1); log[#log + 1] = "a" end)
+      local j = spindle.spawn(function() a:join(); log[#log + 1] = "j" end)
+      local b = spindle.spawn(function() spindle.sleep(1); log[#log + 1] = "b" end)
+      j:join(); b:join()
+    end)
+    -- a and b wake together (FIFO); a's end makes j ready after b
+    assert.same({"a", "b", "j"}, log)
+  end)
+
   it("raises outside a runtime", function()
     local ran = false
     local ok, err = pcall(spindle.spawn, function() ran = true end)
@@ -262,6 +274,25 @@ describe("§2 h:join", function()
     assert.same({n = 3, nil, "two", nil}, r)
   end)
 
+  it("returns thousands of results (and spawn passes thousands of arguments)", function()
+    local N = 5000
+    local args = {}
+    for i = 1, N do args[i] = i end
+    run(function()
+      local h = spindle.spawn(function(...)
+        spindle.sleep(1)
+        return ...
+      end, table.unpack(args, 1, N))
+      local r = table.pack(h:join())
+      assert.equal(N, r.n)
+      assert.equal(N, r[N])
+      r = table.pack(h:result())
+      assert.equal(N + 1, r.n)
+      assert.is_true(r[1])
+      assert.equal(N, r[N + 1])
+    end)
+  end)
+
   it("returns zero results for a task that returned nothing", function()
     assert.equal(0, run(function() return select("#", spindle.spawn(function() end):join()) end))
   end)
@@ -314,9 +345,10 @@ describe("§2 h:join", function()
   it("raises a cancellation error for an aborted task", function()
     run(function()
       local sleeping = spindle.spawn(function() spindle.sleep(10) end)
-      local unstarted = spindle.spawn(function() end)
       spindle.sleep(1)
-      sleeping:abort(); unstarted:abort()
+      local unstarted = spindle.spawn(function() end)
+      assert.is_true(sleeping:abort())
+      assert.is_true(unstarted:abort())
       for _, h in ipairs({sleeping, unstarted}) do
         local ok, err = pcall(h.join, h)
         assert.is_false(ok)

@@ -6,7 +6,8 @@
 -- everything Lua 5.4 can yield across, and raise a clear error where it
 -- cannot (C-call boundary).
 
-if not package.cpath:find("./build/?.so", 1, true) then
+-- .busted sets the paths; these only help a bare `lua5.4`-style runner.
+if not package.searchpath("spindle", package.cpath) then
   package.cpath = "./build/?.so;" .. package.cpath
 end
 if not package.path:find("./lua/?.lua", 1, true) then
@@ -184,14 +185,18 @@ describe("user coroutines inside a task", function()
           coroutine.yield("inner1")
           coroutine.yield("inner2")
         end)
-        log[#log + 1] = inner()
+        local v = inner()
+        log[#log + 1] = v
         coroutine.yield("outer1")
-        log[#log + 1] = inner()
+        v = inner()
+        log[#log + 1] = v
         coroutine.yield("outer2")
       end)
-      log[#log + 1] = outer()
+      local v = outer()
+      log[#log + 1] = v
       spindle.sleep(1)
-      log[#log + 1] = outer()
+      v = outer()
+      log[#log + 1] = v
       assert.are.same({"inner1", "outer1", "inner2", "outer2"}, log)
     end)
   end)
@@ -240,6 +245,7 @@ describe("an await inside a user coroutine", function()
     vrun(function()
       local t0 = spindle.now()
       local other = spindle.spawn(spindle.sleep, 100)
+      spindle.yield() -- other starts sleeping
       local cases = {
         sleep = function() spindle.sleep(10) end,
         yield = function() spindle.yield() end,

@@ -92,6 +92,26 @@ describe("§10 spindle script.lua", function()
     assert.is_true(#r.stderr > 0)
   end)
 
+  it("shows an error object through its __tostring", function()
+    local r = cli("%SCRIPT%", [[
+      error(setmetatable({}, {__tostring = function() return "custom error object" end}))
+    ]])
+    expect_exit(r, 1)
+    assert.truthy(r.stderr:find("custom error object", 1, true), H.describe(r))
+  end)
+
+  it("lets os.exit choose the exit status, as in lua5.4", function()
+    local r = cli("%SCRIPT%", [[
+      local spindle = require "spindle"
+      spindle.spawn(function() spindle.sleep(1e6) end)
+      spindle.sleep(0.001)
+      io.stdout:write("bye\n")
+      os.exit(3)
+    ]])
+    expect_exit(r, 3)
+    assert.equal("bye\n", r.stdout)
+  end)
+
   it("exits 1 when an error from a joined task reaches the top level", function()
     local r = cli("%SCRIPT%", [[
       local spindle = require "spindle"

@@ -16,6 +16,9 @@
 --                          string (o.script: source written to a temp file,
 --                          whose path replaces every "%SCRIPT%" in args)
 --   H.capture_stderr(src)  stderr of H.lua_child(src)
+--   H.sh(cmdline, o)       any shell command line, bounded and captured
+--                          (every child's stderr is checked for sanitizer
+--                          reports: one fails the test)
 --   H.tmpname()            a fresh temp path (no file left behind)
 --   H.read_file/write_file/remove/exists
 --   H.msg_names(msg, ...)  msg is a string naming one of the names
@@ -27,21 +30,32 @@
 
 local H = {}
 
--- Make the specs runnable with or without the .busted file: the module and
--- its Lua parts from this tree come first.
+-- Make the specs runnable without the .busted file too.  With it, its
+-- paths win (e.g. `--run=asan` points cpath at ./build-asan).
 local function prepend(path, entry)
   if not path:find(entry, 1, true) then return entry .. ";" .. path end
   return path
 end
-package.cpath = prepend(package.cpath, "./build/?.so")
+if not package.searchpath("spindle", package.cpath) then
+  package.cpath = prepend(package.cpath, "./build/?.so")
+end
 package.path = prepend(package.path, "./lua/?/init.lua")
 package.path = prepend(package.path, "./lua/?.lua")
 
 H.spindle = require "spindle"
 local spindle = H.spindle
 
--- The command under test; CI may point this at a sanitizer build.
-H.CLI = os.getenv("SPINDLE_CLI") or "./build/spindle"
+-- The command under test: $SPINDLE_CLI, else the sanitizer build's command
+-- during the asan stage of scripts/test.sh, else ./build/spindle.
+H.ENV = os.getenv("SPINDLE_TEST_ENV") or "plain"
+do
+  local cli = os.getenv("SPINDLE_CLI")
+  if not cli and H.ENV == "asan" then
+    local f = io.open("./build-asan/spindle", "rb")
+    if f then f:close(); cli = "./build-asan/spindle" end
+  end
+  H.CLI = cli or "./build/spindle"
+end
 
 -- ---------------------------------------------------------------- runtimes
 
@@ -113,9 +127,21 @@ function H.child_env()
   return "LUA_PATH=" .. H.q(package.path) .. " LUA_CPATH=" .. H.q(package.cpath)
 end
 
+-- A child running under the sanitizers (LD_PRELOAD is inherited) must not
+-- report anything, whatever its exit status.
+local function check_sanitizer(r)
+  for _, pat in ipairs({"ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                        ": runtime error: "}) do
+    if r.stderr:find(pat, 1, true) then
+      error("sanitizer report from child:\n" .. H.describe(r), 3)
+    end
+  end
+  return r
+end
+
 -- Run a shell command line with stdout/stderr captured into temp files.
 -- o.timeout (default 30 s) bounds it.  o.env: extra "K=V ..." prefix.
-function H.sh(cmdline, o)
+local function raw_sh(cmdline, o)
   o = o or {}
   local out, err = H.tmpname(), H.tmpname()
   local cmd = string.format("%s timeout -k 5 %d %s >%s 2>%s </dev/null",
@@ -127,17 +153,19 @@ function H.sh(cmdline, o)
   return r
 end
 
+function H.sh(cmdline, o) return check_sanitizer(raw_sh(cmdline, o)) end
+
 -- Run Lua source `src` with lua5.4 (args: a shell-ready argument string).
 function H.lua_child(src, o)
   o = o or {}
   local script = H.tmpname()
   H.write_file(script, src)
-  local r = H.sh("lua5.4 " .. H.q(script) .. " " .. (o.args or ""),
-                 {env = H.child_env() .. " " .. (o.env or ""),
-                  timeout = o.timeout})
+  local r = raw_sh("lua5.4 " .. H.q(script) .. " " .. (o.args or ""),
+                  {env = H.child_env() .. " " .. (o.env or ""),
+                   timeout = o.timeout})
   H.remove(script)
   r.script = script
-  return r
+  return check_sanitizer(r)
 end
 
 function H.capture_stderr(src, o)
@@ -157,12 +185,12 @@ function H.cli(args, o)
     H.write_file(script, o.script)
     args = args:gsub("%%SCRIPT%%", function() return H.q(script) end)
   end
-  local r = H.sh(H.CLI .. " " .. args,
-                 {env = "LUA_PATH=" .. H.q(package.path) .. " " .. (o.env or ""),
-                  timeout = o.timeout})
+  local r = raw_sh(H.CLI .. " " .. args,
+                  {env = "LUA_PATH=" .. H.q(package.path) .. " " .. (o.env or ""),
+                   timeout = o.timeout})
   if script then H.remove(script) end
   r.script = script
-  return r
+  return check_sanitizer(r)
 end
 
 -- Describe a child result for assertion messages.
