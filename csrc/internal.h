@@ -220,6 +220,7 @@ int sp_task_abort(lua_State *L, sp_task *t);
 sp_task *sp_task_check(lua_State *L, int idx);
 void sp_task_unobserved(lua_State *L, sp_task *t);
 void sp_interrupt(sp_task *t);
+int sp_push_name(lua_State *L, int idx); /* [-0, +1, -] */
 int sp_task_open(lua_State *L);
 const char *sp_status_name(int state);
 

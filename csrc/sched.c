@@ -174,14 +174,19 @@ static void slice_raised(lua_State *L, sp_runtime *rt, sp_task *t) {
 /* warn_blocking: a slice that ran too long is reported once per task, with
 ** the traceback of where the task is now.  [-0, +0, m] */
 void sp_warn_blocking(lua_State *L, sp_task *t, double secs) {
-  if (t->warned) return;
+  if (t->warned || !lua_checkstack(L, 4)) return;
   t->warned = 1;
-  lua_pushfstring(L, "spindle: task %I ran %f s without awaiting", t->id,
-                  secs);
+  sp_push_task(L, t);
+  if (sp_push_name(L, -1) == LUA_TSTRING)
+    lua_pushfstring(L, "spindle: task %I (%s) ran %f s without awaiting",
+                    t->id, lua_tostring(L, -1), secs);
+  else
+    lua_pushfstring(L, "spindle: task %I ran %f s without awaiting", t->id,
+                    secs);
   luaL_traceback(L, t->co, lua_tostring(L, -1), 0);
   fprintf(stderr, "%s\n", lua_tostring(L, -1));
   fflush(stderr);
-  lua_pop(L, 2);
+  lua_pop(L, 4);
 }
 
 static void resume(lua_State *L, sp_runtime *rt, sp_task *t) {
@@ -198,6 +203,10 @@ static void resume(lua_State *L, sp_runtime *rt, sp_task *t) {
   if (rt->warn_blocking > 0) rt->slice_start = uv_hrtime();
   st = lua_resume(co, L, nargs, &nres);
   rt->current = NULL;
+  if (rt->warn_blocking > 0) { /* also catches blocking C calls */
+    double secs = (double)(uv_hrtime() - rt->slice_start) / 1e9;
+    if (secs > rt->warn_blocking) sp_warn_blocking(L, t, secs);
+  }
   if (st == LUA_YIELD) {
     if (nres > 0) lua_pop(co, nres);
     if (t->state == SP_T_RUNNING) { /* a yield the runtime did not make */
@@ -206,10 +215,6 @@ static void resume(lua_State *L, sp_runtime *rt, sp_task *t) {
       sp_ready_push(rt, t);
     } else if (t->state == SP_T_READY) /* spindle.yield, fairness, preempt */
       sp_ready_push(rt, t);
-    if (rt->warn_blocking > 0) {
-      double secs = (double)(uv_hrtime() - rt->slice_start) / 1e9;
-      if (secs > rt->warn_blocking) sp_warn_blocking(L, t, secs);
-    }
   } else if (st == LUA_OK) {
     slice_returned(L, rt, t);
   } else {

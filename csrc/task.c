@@ -34,7 +34,7 @@ static char unobserved_key; /* registry: weak set of failed, unseen handles */
 static char names_key;      /* registry: weak {[handle] = name} */
 
 /* Pushes the name of the handle at idx, or nil.  [-0, +1, -] */
-static int push_name(lua_State *L, int idx) {
+int sp_push_name(lua_State *L, int idx) {
   idx = lua_absindex(L, idx);
   lua_rawgetp(L, LUA_REGISTRYINDEX, &names_key);
   lua_pushvalue(L, idx);
@@ -202,7 +202,7 @@ static void report(lua_State *L, int idx, sp_task *t) {
   lua_pushvalue(t->co, 1); /* traceback or nil */
   lua_pushvalue(t->co, 2); /* error */
   lua_xmove(t->co, L, 2);
-  push_name(L, idx);
+  sp_push_name(L, idx);
   if (lua_type(L, -1) == LUA_TSTRING)
     fprintf(stderr, "spindle: task %lld (%s) failed and was never joined: ",
             (long long)t->id, lua_tostring(L, -1));
@@ -380,13 +380,13 @@ static int task_name(lua_State *L) {
     lua_rawset(L, -3);
     lua_pop(L, 1);
   }
-  push_name(L, 1);
+  sp_push_name(L, 1);
   return 1;
 }
 
 static int task_tostring(lua_State *L) {
   sp_task *t = sp_task_check(L, 1);
-  if (push_name(L, 1) == LUA_TSTRING)
+  if (sp_push_name(L, 1) == LUA_TSTRING)
     lua_pushfstring(L, "task %I (%s)", t->id, lua_tostring(L, -1));
   else
     lua_pushfstring(L, "task %I", t->id);
