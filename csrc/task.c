@@ -307,11 +307,11 @@ static int join_finish(lua_State *L, int mode) {
   }
 }
 
+/* ctx: the joining task, with the mode in bit 0. */
 static int join_k(lua_State *L, int status, lua_KContext ctx) {
-  sp_runtime *rt = sp_box_of(L)->cur;
   (void)status;
-  sp_resumed(L, rt->current);
-  return join_finish(L, (int)ctx);
+  sp_resumed(L, (sp_task *)(ctx & ~(lua_KContext)1));
+  return join_finish(L, (int)(ctx & 1));
 }
 
 static int join_common(lua_State *L, int mode, const char *name) {
@@ -321,13 +321,13 @@ static int join_common(lua_State *L, int mode, const char *name) {
   if (target->rt != t->rt && !sp_task_finished(target))
     luaL_error(L, "%s: the task belongs to another runtime", name);
   if (sp_task_finished(target))
-    return sp_await_fast(L, t, join_k, (lua_KContext)mode);
+    return sp_await_fast(L, t, join_k, (lua_KContext)t | mode);
   t->wkind = SP_W_JOIN;
   t->undo = join_undo;
   t->u.w.obj = target;
   sp_wlist_push(&target->joiners, t);
   t->state = SP_T_WAITING;
-  return sp_await_yield(L, t, join_k, (lua_KContext)mode);
+  return sp_await_yield(L, t, join_k, (lua_KContext)t | mode);
 }
 
 static int task_join(lua_State *L) { return join_common(L, JOIN, "join"); }

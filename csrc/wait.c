@@ -66,8 +66,14 @@ void sp_check_cancel(lua_State *L, sp_task *t) {
   }
 }
 
-/* First thing in every continuation.  [-0, +0, v] */
+/* First thing in every continuation.  A task's coroutine can be reached
+** with coroutine.running(); resuming it by hand instead of through the
+** scheduler is refused here.  [-0, +0, v] */
 void sp_resumed(lua_State *L, sp_task *t) {
+  sp_runtime *rt = t->rt;
+  if (rt == NULL || rt->current != t || t->co != L)
+    luaL_error(L, "spindle: a task's coroutine was resumed from outside "
+                  "the scheduler");
   if (t->wake == SP_WAKE_INTERRUPT) {
     t->wake = SP_WAKE_OK;
     sp_check_cancel(L, t);
