@@ -7,7 +7,8 @@
 #   make deps    apt-get install whatever of DEB_PACKAGES is missing
 #   make build   configure + build into build/ (BUILD_TYPE=RelWithDebInfo)
 #   make asan    the same with -DSPINDLE_SANITIZE=ON into build-asan/
-#   make bench   deps + build + the benchmarks in bench/ (not part of CI)
+#   make bench   deps + build + the benchmarks in bench/ (not part of CI);
+#                BENCH_ARGS=--quick for a smoke run
 #   make format  clang-format -i on csrc/ and spec/capi/ (if installed)
 #   make clean   remove the build trees
 
@@ -26,7 +27,7 @@ DEB_PACKAGES := lua5.4 liblua5.4-dev libuv1-dev lua-busted luarocks cmake \
 all: build
 
 deps:
-	@scripts/deps.sh $(DEB_PACKAGES)
+	@bash scripts/deps.sh $(DEB_PACKAGES)
 
 build:
 	@$(CMAKE) -S . -B build -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) >/dev/null
@@ -46,16 +47,16 @@ demo:
 test:
 	@$(MAKE) deps
 	@$(MAKE) build
-	@scripts/test.sh
+	@bash scripts/test.sh
 
 bench:
 	@$(MAKE) deps
 	@$(MAKE) build
 	@if [ -f bench/run.lua ]; then \
 	  LUA_CPATH='./build/?.so;;' LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' \
-	    lua5.4 bench/run.lua; \
+	    lua5.4 bench/run.lua $(BENCH_ARGS); \
 	elif [ -x bench/run ]; then \
-	  bench/run; \
+	  bench/run $(BENCH_ARGS); \
 	else \
 	  echo "make bench: no bench/run.lua or bench/run yet"; \
 	fi

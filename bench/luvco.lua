@@ -1,16 +1,21 @@
 -- bench/luvco.lua: a small coroutine scheduler on top of luv, the kind a
--- luv user writes in an afternoon. It is what spindle is compared with as
--- "luv": same workloads, same API shape (spawn -> handle, join, yield,
--- sleep, now, run).
+-- careful luv user writes in an afternoon. It is what spindle is compared
+-- with as "luv": same workloads, same API shape (spawn -> handle, join,
+-- yield, sleep, now, run).
 --
--- Design: a ring-buffer ready queue drained by a uv_idle handle (started
--- only while tasks are ready, so the loop blocks in epoll otherwise); each
--- drain runs the tasks that were ready when it began, so the loop polls I/O
--- between rounds (the same rule spindle follows). sleep starts a uv_timer
--- (never early, see M.sleep) and resumes the task straight from the timer
--- callback. Scheduler yields
--- are tagged with a private value so the fast path needs no
--- coroutine.status call.
+-- Design, kept cheap on purpose so the comparison is fair:
+-- - a task is one array {co, state, waiters, n, values...}: spawn arguments
+--   and later the results live in the same table (Lua tables with a hash
+--   part cost about twice as much to build);
+-- - the ready list is an array drained by a uv_idle handle, started only
+--   while tasks are ready (otherwise the loop blocks in epoll); a drain runs
+--   the tasks that were ready when it began and swaps in a spare array, so
+--   the loop polls I/O between rounds -- the same rule spindle follows;
+-- - scheduler yields are tagged with a private value, so the fast path
+--   needs no coroutine.status call;
+-- - sleep is one uv_timer per sleep whose callback resumes the task
+--   directly, with the deadline taken from uv.hrtime() so it never wakes
+--   early (see M.sleep).
 
 local uv = require "luv"
 
@@ -24,33 +29,39 @@ local M = {}
 
 local SUSPEND = {} -- first value of every scheduler yield
 
-local queue, head, tail = {}, 1, 1 -- ready tasks are queue[head .. tail-1]
+-- Task layout. N is the number of spawn arguments (stored from V on) until
+-- the task ends, then the number of results: V holds the only result, or a
+-- packed table when there are several, or the error value.
+local CO, ST, W, N, V = 1, 2, 3, 4, 5
+local NEW, STARTED, DONE, FAILED = 0, 1, 2, 3
+
+local ready, nready, spare = {}, 0, {}
 local idle = uv.new_idle()
 local idle_on = false
 local current -- the task being resumed
 
 local schedule -- forward
 
--- A task is a table {co = thread, args = packed spawn arguments or nil,
--- done, failed, results | err, waiters = task | {task, ...}}.
-
 local function wake_waiters(t)
-  local w = t.waiters
+  local w = t[W]
   if w then
-    t.waiters = nil
-    if w.co then schedule(w) else for i = 1, #w do schedule(w[i]) end end
+    t[W] = false
+    if type(w[CO]) == "thread" then schedule(w)
+    else for i = 1, #w do schedule(w[i]) end end
   end
 end
 
-local function finish(t, ok, first, ...)
-  if ok and first == SUSPEND then return end -- suspended in an await
-  t.done = true
+local function finish(t, ok, ...)
+  if ok and ... == SUSPEND then return end -- suspended in an await
   if ok then
-    t.results = pack(first, ...)
+    local n = select("#", ...)
+    t[ST], t[N] = DONE, n
+    if n == 1 then t[V] = ...
+    elseif n > 1 then t[V] = pack(...) end
   else
-    t.failed, t.err = true, first
-    if not t.waiters then
-      io.stderr:write("luvco: task failed: ", tostring(first), "\n")
+    t[ST], t[V] = FAILED, ...
+    if not t[W] then
+      io.stderr:write("luvco: task failed: ", tostring((...)), "\n")
     end
   end
   wake_waiters(t)
@@ -58,34 +69,33 @@ end
 
 local function step(t)
   current = t
-  local args = t.args
-  if args then
-    t.args = nil
-    finish(t, co_resume(t.co, unpack(args, 1, args.n)))
+  if t[ST] == NEW then
+    t[ST] = STARTED
+    finish(t, co_resume(t[CO], unpack(t, V, V - 1 + t[N])))
   else
-    finish(t, co_resume(t.co))
+    finish(t, co_resume(t[CO]))
   end
   current = nil
 end
 
 local function drain()
-  local stop = tail
-  while head < stop do
-    local t = queue[head]
-    queue[head] = nil
-    head = head + 1
+  local batch, count = ready, nready
+  ready, nready = spare, 0
+  for i = 1, count do
+    local t = batch[i]
+    batch[i] = nil
     step(t)
   end
-  if head == tail then
-    head, tail = 1, 1
+  spare = batch
+  if nready == 0 then
     idle:stop()
     idle_on = false
   end
 end
 
 schedule = function(t)
-  queue[tail] = t
-  tail = tail + 1
+  nready = nready + 1
+  ready[nready] = t
   if not idle_on then
     idle_on = true
     idle:start(drain)
@@ -93,8 +103,7 @@ schedule = function(t)
 end
 
 function M.spawn(fn, ...)
-  local t = { co = co_create(fn) }
-  if select("#", ...) > 0 then t.args = pack(...) end
+  local t = { co_create(fn), NEW, false, select("#", ...), ... }
   schedule(t)
   return t
 end
@@ -127,28 +136,33 @@ function M.sleep(s)
   co_yield(SUSPEND)
 end
 
+local function results(t)
+  if t[ST] == FAILED then error(t[V], 0) end
+  local n = t[N]
+  if n == 1 then return t[V] end
+  if n == 0 then return end
+  return unpack(t[V], 1, n)
+end
+
 function M.join(t)
-  if not t.done then
-    local me, w = current, t.waiters
-    if not w then t.waiters = me
-    elseif w.co then t.waiters = { w, me }
+  if t[ST] < DONE then
+    local me, w = current, t[W]
+    if not w then t[W] = me
+    elseif type(w[CO]) == "thread" then t[W] = { w, me }
     else w[#w + 1] = me end
     co_yield(SUSPEND)
   end
-  if t.failed then error(t.err, 0) end
-  local r = t.results
-  return unpack(r, 1, r.n)
+  return results(t)
 end
 
 -- Loop time in seconds (libuv's cached clock, 1 ms resolution).
 function M.now() return uv_now() * 1e-3 end
 
--- Run main as a task until the loop has nothing left (or uv.stop()).
+-- Run main as a task until the loop has nothing left (or M.stop()).
 function M.run(main, ...)
   local t = M.spawn(main, ...)
   uv.run("default")
-  if t.failed then error(t.err, 0) end
-  if t.done then return unpack(t.results, 1, t.results.n) end
+  if t[ST] >= DONE then return results(t) end
 end
 
 M.stop = uv.stop

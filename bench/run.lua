@@ -5,10 +5,11 @@
 --
 -- Every (workload, library) measurement runs in its own child process
 --   lua5.4 bench/worker.lua <lib> <workload> <n>
--- so RSS numbers are clean; each is repeated (default 3 times, interleaved)
+-- so RSS numbers are clean; each is repeated (default 5 times, interleaved)
 -- and the median is reported. Prints markdown tables, ratios, and PASS/MISS
 -- for the targets of issue 2 section 5. Run from anywhere; children run
--- from the repository root with LUA_CPATH="./build/?.so;;".
+-- from the repository root and load a copy of build/spindle.so taken when
+-- the run starts (LUA_CPATH), so one run never mixes two builds.
 --
 -- Exit status: 0, or 1 if a measurement failed (crash, wrong result,
 -- library missing). A missed target does not fail the run.
@@ -16,9 +17,12 @@
 local USAGE = [[
 usage: lua5.4 bench/run.lua [options]
   --quick            small n, 1 repeat (a smoke run)
-  --repeat N         repeats per measurement (default 3; --quick: 1)
+  --repeat N         repeats per measurement (default 5; --quick: 1)
   --libs a,b         subset of: raw,spindle,luv,luvcb,cqueues
-  --workloads a,b    subset of: spawn_join,pingpong,sleep,idle
+  --workloads a,b    subset of: spawn_join,spawn_join_warm,pingpong,sleep,
+                     sleep_warm,idle
+  --callgrind        also count instructions per task / per switch with
+                     valgrind --tool=callgrind (stable on a noisy machine)
 ]]
 
 local WORKLOADS = {
@@ -111,11 +115,12 @@ do
     elseif a == "--repeat" then opts.rep = math.tointeger(tonumber(arg[i + 1])); i = i + 1
     elseif a == "--libs" then opts.libs = list(arg[i + 1] or ""); i = i + 1
     elseif a == "--workloads" then opts.workloads = list(arg[i + 1] or ""); i = i + 1
+    elseif a == "--callgrind" then opts.callgrind = true
     elseif a == "-h" or a == "--help" then io.write(USAGE); os.exit(0)
     else io.stderr:write("unknown option ", a, "\n", USAGE); os.exit(2) end
     i = i + 1
   end
-  if opts.rep == nil then opts.rep = opts.quick and 1 or 3 end
+  if opts.rep == nil then opts.rep = opts.quick and 1 or 5 end
   if not opts.rep or opts.rep < 1 then io.stderr:write(USAGE); os.exit(2) end
 end
 
@@ -138,6 +143,22 @@ local function exists(path)
 end
 
 local ENV = "LUA_CPATH='./build/?.so;;' LUA_PATH='./lua/?.lua;./lua/?/init.lua;;'"
+
+-- Every child of one run loads the same spindle.so: a copy taken at the
+-- start, so a rebuild in the middle of a run cannot mix two builds.
+local SNAPSHOT, BUILD_ID
+if exists(ROOT .. "/build/spindle.so") then
+  local dir = capture("mktemp -d 2>/dev/null")
+  dir = dir and dir:match("^(%S+)")
+  if dir and os.execute(("cp %s %s/spindle.so"):format(
+      sh_quote(ROOT .. "/build/spindle.so"), sh_quote(dir))) then
+    SNAPSHOT = dir
+    ENV = ("LUA_CPATH=%s LUA_PATH='./lua/?.lua;./lua/?/init.lua;;'")
+      :format(sh_quote(dir .. "/?.so;;"))
+    BUILD_ID = (capture("sha1sum " .. sh_quote(dir .. "/spindle.so")) or "")
+      :match("^(%x+)")
+  end
+end
 
 -- For the warm-heap variants: glibc keeps freed memory mapped, and mid-size
 -- blocks come from the (pre-touched) heap rather than fresh mmaps.
@@ -238,6 +259,9 @@ io.write("# spindle benchmarks\n\n")
 io.write(("%s, commit %s, %s\n"):format(os.date("!%Y-%m-%d %H:%M UTC"), commit(),
   opts.quick and "--quick (smoke run)" or "full run"))
 io.write("machine: ", machine(), "\n")
+if BUILD_ID then
+  io.write("spindle.so: sha1 ", BUILD_ID:sub(1, 12), " (copied at start; every child loads that copy)\n")
+end
 io.write("versions: ", versions(), "\n")
 io.write("load average at start: ", loadavg(), "\n")
 io.write(("each cell: median of %d run%s, one process per run\n"):format(
@@ -371,6 +395,67 @@ for _, w in ipairs(plan) do
   if errors > 0 then io.write("\n") end
 end
 
+-- Instruction counts (--callgrind) -----------------------------------------
+
+-- Instructions per task (per switch) = the difference between a run with n
+-- and one with n/10, divided by 0.9 n: start-up and loading cancel out.
+local cg = {}
+if opts.callgrind then
+  local CG = {
+    { id = "spawn_join", n = 20000, unit = "tasks",
+      title = "instructions per spawned+joined task" },
+    { id = "pingpong", n = 200000, unit = "switches",
+      title = "instructions per switch" },
+  }
+  local function count(lib, wid, n)
+    local cmd = ("cd %s && %s valgrind --tool=callgrind --callgrind-out-file=/dev/null "
+      .. "lua5.4 bench/worker.lua %s %s %d 2>&1"):format(sh_quote(ROOT), ENV, lib, wid, n)
+    local out = capture(cmd) or ""
+    local ir = out:match("Collected%s*:%s*(%d+)")
+    if not ir or not out:find("RESULT", 1, true) or out:find("error=", 1, true) then
+      return nil, out:sub(1, 300)
+    end
+    return tonumber(ir)
+  end
+  for _, c in ipairs(CG) do
+    if not opts.workloads or opts.workloads[c.id] then
+      io.write("## callgrind: ", c.title, " (n = ", thousands(c.n), " minus n = ",
+        thousands(c.n // 10), ")\n\n| library | instructions | × raw |\n| --- | ---: | ---: |\n")
+      local per = {}
+      for _, lib in ipairs({ "raw", "spindle", "luv", "cqueues" }) do
+        if (not opts.libs or opts.libs[lib]) and (lib ~= "spindle" or spindle_built) then
+          io.stderr:write(("[callgrind] %s %s\n"):format(lib, c.id))
+          local a, err = count(lib, c.id, c.n)
+          local b = a and count(lib, c.id, c.n // 10)
+          if a and b then
+            per[lib] = (a - b) / (c.n - c.n // 10)
+          else
+            failed = true
+            io.stderr:write("  error: ", tostring(err), "\n")
+          end
+          local v = per[lib]
+          io.write(("| %s | %s | %s |\n"):format(LIB_NAMES[lib],
+            v and ("%.0f"):format(v) or "error",
+            (v and per.raw) and ("%.2f"):format(v / per.raw) or "-"))
+        end
+      end
+      cg[c.id] = per
+      io.write("\n")
+      local sp = per.spindle
+      if sp then
+        local parts = {}
+        for _, lib in ipairs({ "raw", "luv", "cqueues" }) do
+          if per[lib] then
+            parts[#parts + 1] = ("spindle / %s = %.2f×"):format(lib, per[lib] / sp)
+          end
+        end
+        io.write("speed ratios from instruction counts (", c.unit,
+          " per instruction): ", table.concat(parts, ", "), "\n\n")
+      end
+    end
+  end
+end
+
 -- Targets (issue 2, section 5) --------------------------------------------
 
 io.write("## targets (issue 2 §5)\n\n")
@@ -424,6 +509,21 @@ do -- the same checks without first-touch page faults (not targets)
   if #info > 0 then
     io.write("- info: on a warm heap: ", table.concat(info, ", "), "\n")
   end
+  local sj, pp = cg.spawn_join or {}, cg.pingpong or {}
+  local parts = {}
+  if sj.spindle and sj.raw then
+    parts[#parts + 1] = ("spawn+join spindle/raw %.2f×"):format(sj.raw / sj.spindle)
+  end
+  if sj.spindle and sj.cqueues then
+    parts[#parts + 1] = ("spawn+join spindle/cqueues %.2f×"):format(sj.cqueues / sj.spindle)
+  end
+  if pp.spindle and pp.raw then
+    parts[#parts + 1] = ("switches spindle/raw %.2f×"):format(pp.raw / pp.spindle)
+  end
+  if #parts > 0 then
+    io.write("- info: by instruction count (callgrind): ", table.concat(parts, ", "), "\n")
+  end
 end
 io.write("\n")
+if SNAPSHOT then os.execute("rm -rf " .. sh_quote(SNAPSHOT)) end
 os.exit(failed and 1 or 0)

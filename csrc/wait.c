@@ -27,6 +27,45 @@ void sp_push_cancel_error(lua_State *L) {
   lua_rawgetp(L, LUA_REGISTRYINDEX, &cancel_key);
 }
 
+/* The outermost expired timeout of t opened at the current shield depth:
+** the one an await raises now.  NULL if none. */
+static sp_tscope *expired_scope(sp_task *t) {
+  sp_tscope *sc, *hit = NULL;
+  if (t->nexpired == 0) return NULL;
+  for (sc = t->scopes; sc != NULL; sc = sc->outer)
+    if (sc->expired && sc->shield >= t->shield) hit = sc;
+  return hit;
+}
+
+static int cancel_pending(sp_task *t) {
+  return (t->cancel && t->shield == 0) || expired_scope(t) != NULL;
+}
+
+/* Raises the pending cancellation of t, if any can be delivered now: an
+** abort (unless shielded), else the outermost expired timeout opened at
+** the current shield depth.  [-0, +(0|1), v] */
+void sp_check_cancel(lua_State *L, sp_task *t) {
+  sp_tscope *sc;
+  if (t->cancel && t->shield == 0) {
+    sp_push_cancel_error(L);
+    lua_error(L);
+  }
+  if ((sc = expired_scope(t)) != NULL) {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, sc);
+    lua_error(L);
+  }
+}
+
+/* Continuation of the yield above: raise what is pending (an expired
+** timeout may be pending without being deliverable behind a shield). */
+static int raise_k(lua_State *L, int status, lua_KContext ctx) {
+  sp_task *t = (sp_task *)ctx;
+  (void)status;
+  sp_resumed(L, t);
+  sp_check_cancel(L, t);
+  return 0;
+}
+
 sp_task *sp_await_check(lua_State *L, const char *name) {
   sp_runtime *rt = sp_box_of(L)->cur;
   sp_task *t = rt ? rt->current : NULL;
@@ -43,27 +82,17 @@ sp_task *sp_await_check(lua_State *L, const char *name) {
                "(attempt to yield across a C-call boundary, e.g. inside "
                "table.sort, string.gsub, require or __tostring)",
                name);
-  sp_check_cancel(L, t);
-  return t;
-}
-
-/* Raises the pending cancellation of t, if any can be delivered now: an
-** abort (unless shielded), else the outermost expired timeout opened at
-** the current shield depth.  [-0, +(0|1), v] */
-void sp_check_cancel(lua_State *L, sp_task *t) {
-  if (t->cancel && t->shield == 0) {
-    sp_push_cancel_error(L);
-    lua_error(L);
-  }
-  if (t->nexpired > 0) {
-    sp_tscope *sc, *hit = NULL;
-    for (sc = t->scopes; sc != NULL; sc = sc->outer)
-      if (sc->expired && sc->shield >= t->shield) hit = sc;
-    if (hit != NULL) {
-      lua_rawgetp(L, LUA_REGISTRYINDEX, hit);
-      lua_error(L);
+  if (cancel_pending(t)) {
+    /* A task that keeps swallowing its cancellation would raise here
+    ** forever without yielding; it still yields every SP_FAST_BUDGET
+    ** raises, so it cannot freeze the other tasks. */
+    if (++t->fast >= SP_FAST_BUDGET) {
+      t->state = SP_T_READY;
+      sp_await_yield(L, t, raise_k, (lua_KContext)t);
     }
+    sp_check_cancel(L, t);
   }
+  return t;
 }
 
 /* First thing in every continuation.  A task's coroutine can be reached

@@ -21,6 +21,9 @@ local function section(title)
   print("== " .. title)
 end
 
+print(("spindle %s demo: every task below is a Lua coroutine; [time] is"
+       .. " seconds since start"):format(spindle.version))
+
 ---------------------------------------------------------------------------
 section("1. Three downloads run at the same time")
 
@@ -39,8 +42,8 @@ say("main", "spawned %s, %s and %s", a, b, c)
 
 -- join waits for a task and returns what its function returned.
 local bytes = a:join() + b:join() + c:join()
-say("main", "joined all three: %d bytes after 0.3 s (one by one: 0.6 s)",
-    bytes)
+say("main", "joined all three: %d bytes in %.1f s (one after another: 0.6 s)",
+    bytes, spindle.now() - start)
 
 ---------------------------------------------------------------------------
 section("2. An error in a task comes back through join")

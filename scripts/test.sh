@@ -7,7 +7,9 @@
 #   specs     busted on spec/ against build/spindle.so (lua5.4)
 #   examples  every examples/*.lua with build/spindle; examples/<name>.args
 #             holds extra arguments (whitespace-separated words, no quoting);
-#             subdirectories are not run; each must exit 0 within 120 s
+#             subdirectories are not run; each must exit 0 within 120 s.
+#             Then docs/run-examples.lua (the examples in README.md and
+#             docs/*.md), which ends with "N passed, M failed"
 #   rockspec  `luarocks make` of rockspec/spindle-scm-1.rockspec from a copy
 #             of the tree (no build dirs) into a temp tree, with proxies
 #             pointed at a dead port (offline), then require of every
@@ -17,7 +19,8 @@
 #             lua5.4 + LD_PRELOAD of gcc's libasan and libubsan and
 #             ASAN_OPTIONS=detect_leaks=1 (lua5.4 + busted + the Debian C
 #             modules busted loads run leak-free, so leaks are checked too);
-#             the capi tests and the examples built with the sanitizers
+#             the capi tests and the examples built with the sanitizers,
+#             and docs/run-examples.lua against build-asan/
 #   valgrind  memcheck (--leak-check=full --errors-for-leak-kinds=definite,
 #             exit 99 on error) on every build/capi_* and on busted running
 #             the core specs: spec/0*_spec.lua and spec/1*_spec.lua
@@ -31,7 +34,8 @@
 #       failures + errors + pending of the asan and valgrind runs, plus one
 #       for every other failed check: a program that exits non-zero or
 #       prints no summary line, a sanitizer report, a valgrind error, a
-#       failed example, a failed rockspec install or load.
+#       failed example, a failed rockspec install or load. The failures
+#       docs/run-examples.lua reports go into M; its passes are not in N.
 # The script stops at the first stage that fails (the summary is still
 # printed); KEEP_GOING=1 runs every stage anyway. Exit status 0 only when
 # M is 0.
@@ -212,12 +216,14 @@ busted_run() {
   return 0
 }
 
-# capi_run LABEL BIN LOG TIMEOUT COUNT(yes|no): runs one C test program
-# (prefixed by RUN_PREFIX); with COUNT=yes its passes go into N.
-capi_run() {
-  local label=$1 bin=$2 log=$3 secs=$4 count=$5 rc=0 p f counts ok=0
-  run_logged "$log" timeout --foreground -k 10 "$secs" "${RUN_PREFIX[@]}" "$bin" \
-    </dev/null || rc=$?
+# counted_run LABEL LOG TIMEOUT COUNT(yes|no) CMD...: runs a test program
+# that ends with "N passed, M failed" (a C test, docs/run-examples.lua),
+# prefixed by RUN_PREFIX; with COUNT=yes its passes go into N.
+counted_run() {
+  local label=$1 log=$2 secs=$3 count=$4 rc=0 p f counts ok=0
+  shift 4
+  run_logged "$log" timeout --foreground -k 10 "$secs" "${RUN_PREFIX[@]}" \
+    "$@" </dev/null || rc=$?
   counts=$(capi_summary "$log")
   if has_sanitizer_report "$log"; then
     # The report ends the process with _exit: the summary may be lost.
@@ -277,7 +283,7 @@ stage_capi() {
   RUN_PREFIX=()
   for b in "${bins[@]}"; do
     echo "-- $b"
-    capi_run "${b##*/}" "$b" "$LOGDIR/${b##*/}.log" 300 yes || ok=1
+    counted_run "${b##*/}" "$LOGDIR/${b##*/}.log" 300 yes "$b" || ok=1
   done
   return "$ok"
 }
@@ -333,7 +339,26 @@ run_examples() {
   return "$ok"
 }
 
-stage_examples() { run_examples ./build/spindle example; }
+# run_doc_examples LABEL: docs/run-examples.lua (the ```lua blocks of
+# README.md and docs/*.md marked `-- example:`), when it exists. SPINDLE and
+# SPINDLE_CPATH in the environment pick the build it runs against.
+run_doc_examples() {
+  local label=$1
+  if [[ ! -f docs/run-examples.lua ]]; then
+    echo "no docs/run-examples.lua yet"
+    return 0
+  fi
+  echo "-- $LUA docs/run-examples.lua"
+  counted_run "$label" "$LOGDIR/$label.log" 300 no "$LUA" docs/run-examples.lua
+}
+
+stage_examples() {
+  local ok=0
+  run_examples ./build/spindle example || ok=1
+  RUN_PREFIX=()
+  run_doc_examples docs || ok=1
+  return "$ok"
+}
 
 stage_rockspec() {
   local tmp rc=0
@@ -448,10 +473,16 @@ stage_asan() {
   mapfile -t bins < <(capi_bins build-asan)
   for b in "${bins[@]}"; do
     echo "-- $b"
-    capi_run "asan ${b##*/}" "$b" "$LOGDIR/asan-${b##*/}.log" 300 no || ok=1
+    counted_run "asan ${b##*/}" "$LOGDIR/asan-${b##*/}.log" 300 no "$b" ||
+      ok=1
   done
   RUN_PREFIX=()
   SPINDLE_TEST_ENV=asan run_examples ./build-asan/spindle asan-example || ok=1
+  RUN_PREFIX=(env "LD_PRELOAD=$asan $ubsan $ROOT/build-asan/spindle.so"
+    SPINDLE_TEST_ENV=asan SPINDLE=./build-asan/spindle
+    "SPINDLE_CPATH=./build-asan/?.so")
+  run_doc_examples asan-docs || ok=1
+  RUN_PREFIX=()
   unset ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS
   return "$ok"
 }
@@ -463,8 +494,8 @@ stage_valgrind() {
   mapfile -t bins < <(capi_bins build)
   for b in "${bins[@]}"; do
     echo "-- valgrind $b"
-    capi_run "valgrind ${b##*/}" "$b" "$LOGDIR/valgrind-${b##*/}.log" 600 no ||
-      ok=1
+    counted_run "valgrind ${b##*/}" "$LOGDIR/valgrind-${b##*/}.log" 600 no \
+      "$b" || ok=1
   done
   files=(spec/0*_spec.lua spec/1*_spec.lua)
   if ((${#files[@]})); then

@@ -24,6 +24,11 @@ local function vrun(fn)
   return unpack(res, 2, res.n)
 end
 
+-- Under AddressSanitizer freed memory sits in ASan's quarantine (256 MB by
+-- default), so RSS grows whatever the runtime does: there the Lua heap check
+-- alone stands for "flat" (the RSS check runs in the plain and valgrind runs).
+local under_asan = os.getenv("SPINDLE_TEST_ENV") == "asan"
+
 local function rss_kb()
   local f = assert(io.open("/proc/self/status"))
   local s = f:read("a")
@@ -67,6 +72,14 @@ local function check_no_growth(what, samples, tol)
       :format(what, i, v, samples[1], lowest, fmt(samples)))
     if v < lowest then lowest = v end
   end
+end
+
+local function check_rss(rss)
+  if under_asan then
+    assert.is_true(#rss > 0)
+    return
+  end
+  check_no_growth("RSS", rss, 0.05)
 end
 
 describe("soak", function()
@@ -142,7 +155,7 @@ describe("soak", function()
     assert.are.equal(started, closed)
     assert.are.equal(19, #heap)
     check_flat("Lua heap", heap, 0.05)
-    check_no_growth("RSS", rss, 0.05)
+    check_rss(rss)
     -- informational only, never asserted against speed
     print(("\n  soak: %d cycles in %.1f s CPU; heap %.0f..%.0f KiB; RSS %d..%d KiB")
       :format(N, elapsed, math.min(unpack(heap)), math.max(unpack(heap)),
@@ -180,6 +193,6 @@ describe("soak", function()
     assert.are.equal(N // 2, expired)
     assert.are.equal(N // 2, returned)
     check_flat("Lua heap", heap, 0.05)
-    check_no_growth("RSS", rss, 0.05)
+    check_rss(rss)
   end)
 end)
