@@ -44,7 +44,9 @@ typedef struct sp_tscope sp_tscope;
 /* ---- per-Lua-state box: which runtime is running now ------------------ */
 
 typedef struct sp_box {
-  sp_runtime *cur; /* the runtime inside run/step in this Lua state */
+  sp_runtime *cur;      /* the runtime inside run/step in this Lua state */
+  const void *task_mt;  /* the handle metatables, to recognise handles */
+  const void *task_gc_mt; /* without a lookup by name */
 } sp_box;
 
 /* Every C function of the module has upvalue 1 = the box userdata. */
@@ -64,6 +66,13 @@ typedef struct sp_timer {
   int kind;          /* SP_TM_* : who owns this entry */
 } sp_timer;
 
+/* A heap slot keeps its deadline next to the pointer: sifting compares
+** deadlines without touching the (scattered) timer records. */
+typedef struct sp_heapent {
+  uint64_t deadline;
+  sp_timer *tm;
+} sp_heapent;
+
 void sp_timer_add(sp_runtime *rt, sp_timer *tm, uint64_t deadline);
 void sp_timer_remove(sp_runtime *rt, sp_timer *tm);
 sp_timer *sp_timer_min(sp_runtime *rt);
@@ -79,8 +88,22 @@ enum {
   SP_W_SLEEP,
   SP_W_JOIN,
   SP_W_FOREVER, /* sleep(inf)-like waits that only abort ends */
-  SP_W_OTHER
+  SP_W_OTHER,
+  SP_W_CHAN_RECV, /* sync.c: u.w.obj is the channel */
+  SP_W_CHAN_SEND,
+  SP_W_SEM,       /* semaphore acquire */
+  SP_W_MUTEX,     /* mutex lock */
+  SP_W_EVENT,     /* event wait */
+  SP_W_SCOPE      /* scope.c: waiting for a scope's children */
 };
+
+/* dump.c: how spindle.dump() describes what a waiting task awaits.  A
+** describer writes a short phrase ("channel recv", "tcp read
+** 127.0.0.1:4000") for a task waiting with its SP_W_* kind into buf; it
+** runs no Lua and must not fail.  Register one per kind from your
+** sp_xxx_open (kinds without one read "waiting"). */
+typedef void (*sp_describe_fn)(sp_task *t, char *buf, size_t size);
+void sp_describe_register(int wkind, sp_describe_fn fn);
 
 /* Why a task was resumed. */
 enum { SP_WAKE_OK = 0, SP_WAKE_INTERRUPT = 1 };
@@ -161,7 +184,7 @@ struct sp_runtime {
   sp_task *current;       /* the task being resumed */
   sp_task *main;          /* main task of run(main) */
   sp_task *rhead, *rtail; /* ready queue */
-  sp_timer **heap;
+  sp_heapent *heap;
   int nheap, heapcap;
   uint64_t tseq;
   uint64_t vnow;          /* virtual clock, ns */
@@ -218,6 +241,7 @@ void sp_warn_blocking(lua_State *L, sp_task *t, double secs);
 sp_task *sp_spawn(lua_State *L, sp_runtime *rt, int nargs);
 int sp_task_abort(lua_State *L, sp_task *t);
 sp_task *sp_task_check(lua_State *L, int idx);
+sp_task *sp_task_test(lua_State *L, int idx);
 void sp_task_unobserved(lua_State *L, sp_task *t);
 void sp_interrupt(sp_task *t);
 int sp_push_name(lua_State *L, int idx); /* [-0, +1, -] */

@@ -55,11 +55,26 @@ const char *sp_status_name(int state) {
   }
 }
 
+static char task_mt_key; /* registry: the handle metatable, by address */
+
+/* A handle at idx, or NULL.  Compares metatables by address (kept in the
+** box) instead of looking them up by name.  [-0, +0, -] */
+sp_task *sp_task_test(lua_State *L, int idx) {
+  const void *mt;
+  sp_box *box;
+  if (lua_type(L, idx) != LUA_TUSERDATA || !lua_getmetatable(L, idx))
+    return NULL;
+  mt = lua_topointer(L, -1);
+  lua_pop(L, 1);
+  box = sp_box_get(L);
+  if (mt != box->task_mt && mt != box->task_gc_mt) return NULL;
+  return (sp_task *)lua_touserdata(L, idx);
+}
+
 sp_task *sp_task_check(lua_State *L, int idx) {
-  void *p = luaL_testudata(L, idx, SP_TASK_MT);
-  if (p == NULL) p = luaL_testudata(L, idx, SP_TASK_GC_MT);
-  if (p == NULL) luaL_typeerror(L, idx, SP_TASK_MT);
-  return (sp_task *)p;
+  sp_task *t = sp_task_test(L, idx);
+  if (t == NULL) luaL_typeerror(L, idx, SP_TASK_MT);
+  return t;
 }
 
 /* ---- the body of every task's coroutine ------------------------------ */
@@ -101,7 +116,8 @@ sp_task *sp_spawn(lua_State *L, sp_runtime *rt, int nargs) {
   }
   t = lua_newuserdatauv(L, sizeof *t, 1);
   memset(t, 0, sizeof *t);
-  luaL_setmetatable(L, SP_TASK_MT);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &task_mt_key);
+  lua_setmetatable(L, -2);
   co = lua_newthread(L);
   lua_setiuservalue(L, -2, 1);
   if (!lua_checkstack(co, nargs + 3))
@@ -119,7 +135,12 @@ sp_task *sp_spawn(lua_State *L, sp_runtime *rt, int nargs) {
   t->co = co;
   t->rt = rt;
   t->id = ++rt->nextid;
-  t->born = (uint32_t)((sp_now(rt) - rt->t0) / 1000000);
+  { /* the loop's cached time: no clock read on the hot path */
+    int64_t ms = rt->virtual_clock
+                     ? (int64_t)(rt->vnow / 1000000)
+                     : (int64_t)uv_now(rt->loop) - (int64_t)(rt->t0 / 1000000);
+    t->born = ms > 0 ? (uint32_t)ms : 0;
+  }
   rt->live++;
   rt->spawned++;
   sp_set_hooks(rt, co);
@@ -483,6 +504,11 @@ int sp_task_open(lua_State *L) {
     if (i == 1) {
       lua_pushcfunction(L, task_gc);
       lua_setfield(L, -2, "__gc");
+      sp_box_get(L)->task_gc_mt = lua_topointer(L, -1);
+    } else {
+      sp_box_get(L)->task_mt = lua_topointer(L, -1);
+      lua_pushvalue(L, -1);
+      lua_rawsetp(L, LUA_REGISTRYINDEX, &task_mt_key);
     }
     lua_pop(L, 1);
   }

@@ -18,55 +18,59 @@ uint64_t sp_now(sp_runtime *rt) {
   return rt->virtual_clock ? rt->vnow : uv_hrtime();
 }
 
-static int before(const sp_timer *a, const sp_timer *b) {
-  if (a->deadline != b->deadline) return a->deadline < b->deadline;
-  return a->seq < b->seq;
+/* Ties (rare) are broken by the insertion sequence in the record. */
+static int before(sp_heapent a, sp_heapent b) {
+  if (a.deadline != b.deadline) return a.deadline < b.deadline;
+  return a.tm->seq < b.tm->seq;
 }
 
-static void place(sp_runtime *rt, int i, sp_timer *tm) {
-  rt->heap[i] = tm;
-  tm->index = i;
+static void place(sp_runtime *rt, int i, sp_heapent e) {
+  rt->heap[i] = e;
+  e.tm->index = i;
 }
 
-static void sift_up(sp_runtime *rt, int i, sp_timer *tm) {
+static void sift_up(sp_runtime *rt, int i, sp_heapent e) {
   while (i > 0) {
     int parent = (i - 1) / ARITY;
-    if (!before(tm, rt->heap[parent])) break;
+    if (!before(e, rt->heap[parent])) break;
     place(rt, i, rt->heap[parent]);
     i = parent;
   }
-  place(rt, i, tm);
+  place(rt, i, e);
 }
 
-static void sift_down(sp_runtime *rt, int i, sp_timer *tm) {
+static void sift_down(sp_runtime *rt, int i, sp_heapent e) {
   int n = rt->nheap;
   for (;;) {
-    int first = i * ARITY + 1, best = -1, c;
+    int first = i * ARITY + 1, best = first, c;
     if (first >= n) break;
-    for (c = first; c < first + ARITY && c < n; c++)
-      if (best < 0 || before(rt->heap[c], rt->heap[best])) best = c;
-    if (!before(rt->heap[best], tm)) break;
+    for (c = first + 1; c < first + ARITY && c < n; c++)
+      if (before(rt->heap[c], rt->heap[best])) best = c;
+    if (!before(rt->heap[best], e)) break;
     place(rt, i, rt->heap[best]);
     i = best;
   }
-  place(rt, i, tm);
+  place(rt, i, e);
 }
 
 /* Adds tm (not armed) with the given deadline.  The caller has made room
 ** with sp_timer_reserve, so this never fails. */
 void sp_timer_add(sp_runtime *rt, sp_timer *tm, uint64_t deadline) {
+  sp_heapent e;
   tm->deadline = deadline;
   tm->seq = rt->tseq++;
-  sift_up(rt, rt->nheap++, tm);
+  e.deadline = deadline;
+  e.tm = tm;
+  sift_up(rt, rt->nheap++, e);
 }
 
 void sp_timer_remove(sp_runtime *rt, sp_timer *tm) {
   int i = tm->index;
-  sp_timer *last;
+  sp_heapent last;
   if (i < 0) return;
   tm->index = -1;
   last = rt->heap[--rt->nheap];
-  if (last == tm) return;
+  if (last.tm == tm) return;
   if (i > 0 && before(last, rt->heap[(i - 1) / ARITY]))
     sift_up(rt, i, last);
   else
@@ -74,7 +78,7 @@ void sp_timer_remove(sp_runtime *rt, sp_timer *tm) {
 }
 
 sp_timer *sp_timer_min(sp_runtime *rt) {
-  return rt->nheap > 0 ? rt->heap[0] : NULL;
+  return rt->nheap > 0 ? rt->heap[0].tm : NULL;
 }
 
 /* Makes room for one more entry; a Lua memory error if it cannot.
@@ -83,7 +87,7 @@ void sp_timer_reserve(lua_State *L, sp_runtime *rt) {
   if (rt->nheap < rt->heapcap) return;
   {
     int cap = rt->heapcap ? rt->heapcap * 2 : 64;
-    sp_timer **h = realloc(rt->heap, (size_t)cap * sizeof *h);
+    sp_heapent *h = realloc(rt->heap, (size_t)cap * sizeof *h);
     if (h == NULL) luaL_error(L, "not enough memory");
     rt->heap = h;
     rt->heapcap = cap;
@@ -105,8 +109,8 @@ int sp_timers_fire(sp_runtime *rt) {
   uint64_t now;
   if (rt->nheap == 0) return 0;
   now = sp_now(rt);
-  while (rt->nheap > 0 && rt->heap[0]->deadline <= now) {
-    sp_timer *tm = rt->heap[0];
+  while (rt->nheap > 0 && rt->heap[0].deadline <= now) {
+    sp_timer *tm = rt->heap[0].tm;
     sp_timer_remove(rt, tm);
     fire(rt, tm);
     n++;

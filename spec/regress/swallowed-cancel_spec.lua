@@ -17,7 +17,7 @@ describe("an aborted task that swallows its cancellation in a loop", function()
       end)
       spindle.yield()
       bad:abort()
-      spindle.sleep(0.1) -- only returns if bad yields now and then
+      spindle.yield() -- only returns if bad yields now and then
       stop = true
       pcall(bad.join, bad)
       status = bad:status()
