@@ -261,6 +261,7 @@ int sp_wait_open(lua_State *L);
 void sp_push_cancel_error(lua_State *L);
 int sp_msgh(lua_State *L);
 void sp_take_traceback(lua_State *co, int idx);
+void sp_weak_keys(lua_State *L, const void *key); /* [-0, +0, m] */
 void sp_set_hooks(sp_runtime *rt, lua_State *co);
 void sp_hook_cancel(lua_State *co);
 

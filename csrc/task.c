@@ -513,24 +513,8 @@ int sp_task_open(lua_State *L) {
     lua_pop(L, 1);
   }
   lua_pop(L, 1);
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &unobserved_key) == LUA_TNIL) {
-    lua_newtable(L);
-    lua_newtable(L);
-    lua_pushliteral(L, "k");
-    lua_setfield(L, -2, "__mode");
-    lua_setmetatable(L, -2);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &unobserved_key);
-  }
-  lua_pop(L, 1);
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &names_key) == LUA_TNIL) {
-    lua_newtable(L);
-    lua_newtable(L);
-    lua_pushliteral(L, "k");
-    lua_setfield(L, -2, "__mode");
-    lua_setmetatable(L, -2);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &names_key);
-  }
-  lua_pop(L, 1);
+  sp_weak_keys(L, &unobserved_key);
+  sp_weak_keys(L, &names_key);
   sp_setfuncs(L, fns);
   return 0;
 }

@@ -246,6 +246,20 @@ void sp_set_hooks(sp_runtime *rt, lua_State *co) {
 
 /* ---- cancellation errors --------------------------------------------- */
 
+/* Makes registry[key] a table with weak keys, unless it exists already.
+** [-0, +0, m] */
+void sp_weak_keys(lua_State *L, const void *key) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) == LUA_TNIL) {
+    lua_newtable(L);
+    lua_newtable(L);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, key);
+  }
+  lua_pop(L, 1);
+}
+
 static int cancel_tostring(lua_State *L) {
   lua_pushliteral(L, "cancelled");
   return 1;
@@ -282,15 +296,7 @@ int sp_wait_open(lua_State *L) {
     lua_rawsetp(L, LUA_REGISTRYINDEX, &cancel_key);
   }
   lua_pop(L, 1);
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &tbstash_key) == LUA_TNIL) {
-    lua_newtable(L);
-    lua_newtable(L);
-    lua_pushliteral(L, "k");
-    lua_setfield(L, -2, "__mode");
-    lua_setmetatable(L, -2);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &tbstash_key);
-  }
-  lua_pop(L, 1);
+  sp_weak_keys(L, &tbstash_key);
   sp_setfuncs(L, fns);
   return 0;
 }
