@@ -124,6 +124,10 @@ static int cli_main(lua_State *L) {
   uv_signal_start(&sig, sigint_cb, SIGINT);
   uv_unref((uv_handle_t *)&sig); /* SIGINT alone keeps nothing alive */
   rt->sigint_handle = &sig;
+  { /* SIGQUIT prints spindle.dump() on stderr and goes on (sync.h) */
+    extern void sp_dump_on_sigquit(lua_State *L, sp_runtime *rt);
+    sp_dump_on_sigquit(L, rt);
+  }
   sp_run_main(L, rt, nargs);
   t = (sp_task *)lua_touserdata(L, -1);
   if (rt->sigint_seen)

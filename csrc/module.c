@@ -34,6 +34,10 @@ int luaopen_spindle(lua_State *L) {
   sp_task_open(L);
   sp_cancel_open(L);
   sp_runtime_open(L);
+  { /* channel, semaphore, mutex, event, scope, dump, Lua parts (sync.h) */
+    extern int sp_sync_all_open(lua_State *L);
+    sp_sync_all_open(L);
+  }
   lua_pushliteral(L, "spindle " SPINDLE_VERSION);
   lua_setfield(L, -2, "_VERSION");
   lua_pushliteral(L, SPINDLE_VERSION);

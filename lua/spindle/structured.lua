@@ -1,0 +1,127 @@
+-- spindle.structured -- spindle.join_all and spindle.race (api.md §4).
+--
+-- Both wait for whichever of several tasks ends first.  A task waits on
+-- one thing at a time, so each unfinished handle gets a small watcher
+-- task (named "join_all" or "race") that waits in h:result() and then
+-- reports the handle's index on a channel; the caller receives from that
+-- channel.  Watchers are aborted and have unwound before either function
+-- returns or raises, so they never outlive the call.
+--
+-- Waiting for tasks to unwind happens under spindle.shield: an abort of
+-- the caller during that wait is delivered right after it, so "have
+-- unwound before it is raised" holds even then.  Aborting the caller while
+-- it waits for the first result leaves the handles alone (they are not
+-- owned by join_all/race; use spindle.scope for ownership): only the
+-- watchers are stopped.
+local spindle = require "spindle"
+
+local spawn, channel, shield = spindle.spawn, spindle.channel, spindle.shield
+local pack, unpack = table.pack, table.unpack
+
+local M = {}
+
+local FINISHED = {done = true, failed = true, cancelled = true}
+
+-- Validates `handles` (an array of task handles) for function `name`.
+local function check_handles(handles, name)
+  if type(handles) ~= "table" then
+    error(("bad argument #1 to '%s' (table expected, got %s)")
+      :format(name, type(handles)), 3)
+  end
+  local n = #handles
+  for i = 1, n do
+    local h = handles[i]
+    local ok, st = pcall(function() return h:status() end)
+    if not ok or type(st) ~= "string" or not FINISHED[st] and st ~= "ready"
+        and st ~= "running" and st ~= "waiting" then
+      error(("bad argument #1 to '%s' (handles[%d] is not a task handle)")
+        :format(name, i), 3)
+    end
+  end
+  return n
+end
+
+local function watch(h, i, ch)
+  h:result()
+  ch:send(i)
+end
+
+-- Starts a watcher for every unfinished handle.  Returns the channel the
+-- watchers report to, the array of watchers and how many there are.
+local function start_watchers(handles, n, name)
+  local ch, watchers, k = channel(), {}, 0
+  for i = 1, n do
+    if not FINISHED[handles[i]:status()] then
+      k = k + 1
+      local w = spawn(watch, handles[i], i, ch)
+      w:name(name)
+      watchers[k] = w
+    end
+  end
+  return ch, watchers, k
+end
+
+-- Aborts the given tasks and waits (shielded) until each has ended.
+local function abort_and_wait(list, except)
+  for i = 1, #list do
+    if list[i] ~= except then list[i]:abort() end
+  end
+  shield(function()
+    for i = 1, #list do
+      if list[i] ~= except then list[i]:result() end
+    end
+  end)
+end
+
+-- spindle.join_all(handles) -> {table.pack(results of handles[1]), ...}
+function M.join_all(handles)
+  local n = check_handles(handles, "join_all")
+  local failed -- index of the first to fail
+  for i = 1, n do -- already finished: in index order
+    local st = handles[i]:status()
+    if st == "failed" or st == "cancelled" then failed = i break end
+  end
+  if not failed then
+    local ch, watchers, k = start_watchers(handles, n, "join_all")
+    local ok, err = pcall(function()
+      for _ = 1, k do
+        local i = ch:recv()
+        if handles[i]:status() ~= "done" then failed = i return end
+      end
+    end)
+    abort_and_wait(watchers)
+    if not ok then error(err, 0) end -- the caller's own cancellation
+  end
+  if failed then
+    local h = handles[failed]
+    abort_and_wait(handles, h)
+    local _, err = h:result()
+    error(err, 0)
+  end
+  local out = {}
+  for i = 1, n do out[i] = pack(handles[i]:join()) end
+  return out
+end
+
+-- spindle.race(handles) -> i, results of the first to finish
+function M.race(handles)
+  local n = check_handles(handles, "race")
+  if n == 0 then
+    error("bad argument #1 to 'race' (at least one handle expected)", 2)
+  end
+  local first
+  for i = 1, n do
+    if FINISHED[handles[i]:status()] then first = i break end
+  end
+  if not first then
+    local ch, watchers = start_watchers(handles, n, "race")
+    local ok, err = pcall(function() first = ch:recv() end)
+    abort_and_wait(watchers)
+    if not ok then error(err, 0) end
+  end
+  local h = handles[first]
+  abort_and_wait(handles, h)
+  return first, h:join()
+end
+
+return M
