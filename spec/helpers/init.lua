@@ -55,6 +55,17 @@ do
     if f then f:close(); cli = "./build-asan/spindle" end
   end
   H.CLI = cli or "./build/spindle"
+  -- Under ASan the specs preload build-asan/spindle.so (for symbolized leak
+  -- stacks).  The command links its own copy of the library, and two copies
+  -- in one process are an ODR violation: the command runs without it.
+  local preload = os.getenv("LD_PRELOAD")
+  if preload and preload:find("spindle.so", 1, true) then
+    local kept = {}
+    for lib in preload:gmatch("%S+") do
+      if not lib:find("spindle.so", 1, true) then kept[#kept + 1] = lib end
+    end
+    H.CLI = "env LD_PRELOAD='" .. table.concat(kept, " ") .. "' " .. H.CLI
+  end
 end
 
 -- ---------------------------------------------------------------- runtimes
