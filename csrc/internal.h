@@ -94,7 +94,9 @@ enum {
   SP_W_SEM,       /* semaphore acquire */
   SP_W_MUTEX,     /* mutex lock */
   SP_W_EVENT,     /* event wait */
-  SP_W_SCOPE      /* scope.c: waiting for a scope's children */
+  SP_W_SCOPE,     /* scope.c: waiting for a scope's children */
+  SP_W_NEXT_STEP, /* host.c: spindle.next_step() */
+  SP_W_AWAIT      /* host.c: spindle.await(fn, ...) */
 };
 
 /* dump.c: how spindle.dump() describes what a waiting task awaits.  A
@@ -189,6 +191,7 @@ struct sp_runtime {
   uint64_t tseq;
   uint64_t vnow;          /* virtual clock, ns */
   uint64_t t0;            /* clock at creation, ns */
+  sp_wlist next_step;     /* tasks in spindle.next_step() */
   uint64_t slice_start;   /* ns, for warn_blocking */
   lua_Integer nextid;
   int *freeslots;
@@ -264,6 +267,10 @@ void sp_take_traceback(lua_State *co, int idx);
 void sp_weak_keys(lua_State *L, const void *key); /* [-0, +0, m] */
 void sp_set_hooks(sp_runtime *rt, lua_State *co);
 void sp_hook_cancel(lua_State *co);
+
+/* host.c: next_step and await */
+void sp_host_step_begins(sp_runtime *rt);
+int sp_host_open(lua_State *L);
 
 /* cancel.c: timeout and shield */
 void sp_tscope_fire(sp_runtime *rt, sp_tscope *sc);

@@ -109,10 +109,11 @@ static void after_poll(lua_State *L, sp_runtime *rt) {
 ** timers or I/O of tasks it is about to abort.  [-0, +0, m] */
 static void turn(lua_State *L, sp_runtime *rt, int may_block,
                  uint64_t budget_end, sp_task *until) {
+  if (may_block) sp_host_step_begins(rt); /* run: every turn is a step */
   sp_run_ready(L, rt, budget_end, until);
   if (rt->live == 0 || (until != NULL && sp_task_finished(until))) return;
   sp_timers_fire(rt);
-  poll_io(rt, may_block);
+  poll_io(rt, may_block && rt->next_step.head == NULL);
   rt->polls++;
   sp_timers_fire(rt);
   after_poll(L, rt);
@@ -189,6 +190,7 @@ static void run_all(lua_State *L, sp_runtime *rt) {
 static lua_Integer step(lua_State *L, sp_runtime *rt, double max_seconds) {
   uint64_t end = 0;
   enter(L, rt, "step");
+  sp_host_step_begins(rt);
   if (max_seconds > 0) end = uv_hrtime() + (uint64_t)(max_seconds * 1e9);
   do {
     turn(L, rt, 0, end, NULL);
@@ -256,9 +258,13 @@ static uv_loop_t *luv_loop(lua_State *L) {
   uv_loop_t *loop;
   lua_getglobal(L, "require");
   lua_pushliteral(L, "luv");
-  if (lua_pcall(L, 1, 0, 0) != LUA_OK)
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK)
     luaL_error(L, "spindle.runtime: loop = \"luv\" needs the luv module: %s",
                lua_tostring(L, -1));
+  /* Pin the module: luv's loop userdata lives as long as the module, and
+  ** luv (1.44) keeps a dangling loop pointer if the module is collected
+  ** and required again (package.loaded cleared, as busted does). */
+  lua_setfield(L, LUA_REGISTRYINDEX, "spindle.luv");
   lua_getfield(L, LUA_REGISTRYINDEX, "luv_context");
   loop = lua_touserdata(L, -1) ? *(uv_loop_t **)lua_touserdata(L, -1) : NULL;
   lua_pop(L, 1);

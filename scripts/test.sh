@@ -352,9 +352,28 @@ run_doc_examples() {
   counted_run "$label" "$LOGDIR/$label.log" 300 no "$LUA" docs/run-examples.lua
 }
 
+# examples/host: the C game-loop host; it fails by itself when a step goes
+# over budget + one task slice or idle steps are slow.
+run_host_example() {
+  local bin=$1 label=$2 rc=0
+  [[ -x $bin ]] || return 0
+  echo "-- $bin examples/host/game.lua"
+  run_logged "$LOGDIR/$label.log" timeout --foreground -k 10 120 "$bin" \
+    examples/host/game.lua </dev/null || rc=$?
+  if ((rc != 0)); then
+    fail_check "$label: exit status $rc"
+    return 1
+  elif has_sanitizer_report "$LOGDIR/$label.log"; then
+    fail_check "$label: sanitizer report"
+    return 1
+  fi
+  return 0
+}
+
 stage_examples() {
   local ok=0
   run_examples ./build/spindle example || ok=1
+  run_host_example ./build/host_example host-example || ok=1
   RUN_PREFIX=()
   run_doc_examples docs || ok=1
   return "$ok"

@@ -139,6 +139,37 @@ static void test_misuse(void) {
   CHECK(1, "lua_close with a runtime still open");
 }
 
+static spindle_rt *busy_rt;
+
+/* Called from inside a task: the runtime is running. */
+static int step_from_task(lua_State *L) {
+  lua_pushinteger(L, spindle_step(busy_rt, 0));
+  lua_pushinteger(L, spindle_run(busy_rt));
+  return 2;
+}
+
+static void test_busy(void) {
+  lua_State *L = new_state();
+  busy_rt = spindle_new(L, NULL);
+  lua_pushcfunction(L, step_from_task);
+  lua_setglobal(L, "step_from_task");
+  push_chunk(L,
+             "return function() inner_step, inner_run = step_from_task() "
+             "end");
+  CHECK(spindle_spawn(busy_rt, 0) == 0, "spawn a task that steps");
+  lua_pop(L, 1);
+  CHECK(spindle_run(busy_rt) == 0, "run it");
+  lua_getglobal(L, "inner_step");
+  CHECK(lua_tointeger(L, -1) == -SPINDLE_EBUSY,
+        "spindle_step from inside a task is -SPINDLE_EBUSY");
+  lua_getglobal(L, "inner_run");
+  CHECK(lua_tointeger(L, -1) == -SPINDLE_EBUSY,
+        "spindle_run from inside a task is -SPINDLE_EBUSY");
+  lua_pop(L, 2);
+  spindle_close(busy_rt);
+  lua_close(L);
+}
+
 static void test_two_states(void) {
   lua_State *A = new_state(), *B = new_state();
   spindle_rt *ra = spindle_new(A, NULL), *rb = spindle_new(B, NULL);
@@ -169,6 +200,7 @@ int main(void) {
   test_own_loop();
   test_host_loop();
   test_misuse();
+  test_busy();
   test_two_states();
   printf("%d passed, %d failed\n", passed, failed);
   return failed == 0 ? 0 : 1;
