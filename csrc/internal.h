@@ -96,7 +96,8 @@ enum {
   SP_W_EVENT,     /* event wait */
   SP_W_SCOPE,     /* scope.c: waiting for a scope's children */
   SP_W_NEXT_STEP, /* host.c: spindle.next_step() */
-  SP_W_AWAIT      /* host.c: spindle.await(fn, ...) */
+  SP_W_AWAIT,     /* host.c: spindle.await(fn, ...) */
+  SP_W_BLOCKING   /* blocking.c: spindle.blocking(fn, ...) */
 };
 
 /* dump.c: how spindle.dump() describes what a waiting task awaits.  A
@@ -271,6 +272,9 @@ void sp_hook_cancel(lua_State *co);
 /* host.c: next_step and await */
 void sp_host_step_begins(sp_runtime *rt);
 int sp_host_open(lua_State *L);
+
+/* blocking.c */
+int sp_blocking_open(lua_State *L);
 
 /* cancel.c: timeout and shield */
 void sp_tscope_fire(sp_runtime *rt, sp_tscope *sc);

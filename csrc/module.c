@@ -35,6 +35,7 @@ int luaopen_spindle(lua_State *L) {
   sp_cancel_open(L);
   sp_runtime_open(L);
   sp_host_open(L);
+  sp_blocking_open(L);
   { /* channel, semaphore, mutex, event, scope, dump, Lua parts (sync.h) */
     extern int sp_sync_all_open(lua_State *L);
     sp_sync_all_open(L);

@@ -326,6 +326,8 @@ static void timer_closed(uv_handle_t *h) {
 ** callbacks are done (closing the loop if it is ours) and frees the C
 ** memory.  Runs no Lua. */
 static void release_c(sp_runtime *rt) {
+  while (rt->inflight > 0) /* worker threads still running our requests */
+    uv_run(rt->loop, UV_RUN_ONCE);
   if (rt->sigint_handle != NULL &&
       !uv_is_closing((uv_handle_t *)rt->sigint_handle))
     uv_close((uv_handle_t *)rt->sigint_handle, NULL);

@@ -1,0 +1,381 @@
+/*
+** blocking.c -- spindle.blocking(fn, ...): run fn on a libuv worker thread
+** in a Lua state of its own, while the other tasks keep running.
+**
+** fn travels as bytecode (lua_dump), so it may capture no upvalue other
+** than _ENV; the arguments and results travel as a flat encoding of nil,
+** booleans, numbers (integers stay integers), strings and tables of these
+** without cycles.  The worker makes a fresh state, runs fn there under
+** pcall and encodes the results, or the error, the same way.  Everything
+** that crosses threads is plain C memory in the request; the caller's Lua
+** state is touched only on the loop thread: in the await, and in the
+** continuation that decodes the results.
+**
+** Abort while the work runs: a running work item cannot be stopped, so the
+** task is detached (its await raises at once) and the request finishes on
+** its own; its callback frees it.  rt->inflight counts these requests: the
+** virtual clock does not jump past running work, and closing the runtime
+** waits for them.
+*/
+#include <stdlib.h>
+#include <string.h>
+
+#include <lualib.h>
+
+#include "internal.h"
+
+/* ---- a growable byte buffer ------------------------------------------- */
+
+typedef struct buf {
+  char *p;
+  size_t n, cap;
+  int oom;
+} buf;
+
+static void buf_add(buf *b, const void *data, size_t len) {
+  if (b->oom) return;
+  if (b->n + len > b->cap) {
+    size_t cap = b->cap ? b->cap : 256;
+    char *p;
+    while (cap < b->n + len) cap *= 2;
+    if ((p = realloc(b->p, cap)) == NULL) {
+      b->oom = 1;
+      return;
+    }
+    b->p = p;
+    b->cap = cap;
+  }
+  memcpy(b->p + b->n, data, len);
+  b->n += len;
+}
+
+static void buf_byte(buf *b, char c) { buf_add(b, &c, 1); }
+
+/* ---- encoding values --------------------------------------------------- */
+
+enum { V_NIL = 'n', V_FALSE = 'f', V_TRUE = 't', V_INT = 'i', V_NUM = 'd',
+       V_STR = 's', V_TABLE = '{', V_END = '}' };
+
+/* Encodes the value at idx; seen is a table (absolute index) of tables on
+** the current path.  Returns NULL, or what went wrong.  [-0, +0, m] */
+static const char *encode(lua_State *L, int idx, buf *b, int seen,
+                          int depth) {
+  idx = lua_absindex(L, idx);
+  switch (lua_type(L, idx)) {
+    case LUA_TNIL: buf_byte(b, V_NIL); return NULL;
+    case LUA_TBOOLEAN:
+      buf_byte(b, lua_toboolean(L, idx) ? V_TRUE : V_FALSE);
+      return NULL;
+    case LUA_TNUMBER:
+      if (lua_isinteger(L, idx)) {
+        lua_Integer i = lua_tointeger(L, idx);
+        buf_byte(b, V_INT);
+        buf_add(b, &i, sizeof i);
+      } else {
+        lua_Number d = lua_tonumber(L, idx);
+        buf_byte(b, V_NUM);
+        buf_add(b, &d, sizeof d);
+      }
+      return NULL;
+    case LUA_TSTRING: {
+      size_t len;
+      const char *s = lua_tolstring(L, idx, &len);
+      buf_byte(b, V_STR);
+      buf_add(b, &len, sizeof len);
+      buf_add(b, s, len);
+      return NULL;
+    }
+    case LUA_TTABLE: {
+      const char *err = NULL;
+      if (depth > 200) return "tables nested too deep";
+      lua_pushvalue(L, idx);
+      if (lua_rawget(L, seen) != LUA_TNIL) {
+        lua_pop(L, 1);
+        return "a table with a cycle";
+      }
+      lua_pop(L, 1);
+      lua_pushvalue(L, idx);
+      lua_pushboolean(L, 1);
+      lua_rawset(L, seen);
+      luaL_checkstack(L, 4, NULL);
+      buf_byte(b, V_TABLE);
+      lua_pushnil(L);
+      while (err == NULL && lua_next(L, idx)) {
+        if ((err = encode(L, -2, b, seen, depth + 1)) == NULL)
+          err = encode(L, -1, b, seen, depth + 1);
+        lua_pop(L, 1);
+      }
+      if (err != NULL) lua_pop(L, 1); /* the key left by the break */
+      buf_byte(b, V_END);
+      lua_pushvalue(L, idx);
+      lua_pushnil(L);
+      lua_rawset(L, seen); /* off the path: shared subtables are fine */
+      return err;
+    }
+    default: return luaL_typename(L, idx);
+  }
+}
+
+/* Encodes n values from idx on: "count, values...".  On failure pushes an
+** error message naming what (argument/result #k) and returns 0. */
+static int encode_values(lua_State *L, int idx, int n, buf *b,
+                         const char *what) {
+  int i;
+  idx = lua_absindex(L, idx);
+  lua_newtable(L);
+  buf_add(b, &n, sizeof n);
+  for (i = 0; i < n; i++) {
+    const char *err = encode(L, idx + i, b, lua_gettop(L), 0);
+    if (err != NULL) {
+      lua_pop(L, 1);
+      if (strcmp(err, "a table with a cycle") == 0 ||
+          strcmp(err, "tables nested too deep") == 0)
+        lua_pushfstring(L, "spindle.blocking: %s #%d is %s", what, i + 1,
+                        err);
+      else
+        lua_pushfstring(L,
+                        "spindle.blocking: %s #%d is a %s (only nil, "
+                        "booleans, numbers, strings and tables of these "
+                        "can cross threads)",
+                        what, i + 1, err);
+      return 0;
+    }
+  }
+  lua_pop(L, 1);
+  if (b->oom) {
+    lua_pushliteral(L, "not enough memory");
+    return 0;
+  }
+  return 1;
+}
+
+/* ---- decoding ----------------------------------------------------------- */
+
+typedef struct reader {
+  const char *p, *end;
+} reader;
+
+static int rd(reader *r, void *out, size_t len) {
+  if ((size_t)(r->end - r->p) < len) return 0;
+  memcpy(out, r->p, len);
+  r->p += len;
+  return 1;
+}
+
+/* Pushes one value.  Returns 0 on a malformed buffer.  [-0, +1, m] */
+static int decode(lua_State *L, reader *r) {
+  char tag;
+  if (!rd(r, &tag, 1)) return 0;
+  luaL_checkstack(L, 3, NULL);
+  switch (tag) {
+    case V_NIL: lua_pushnil(L); return 1;
+    case V_FALSE: lua_pushboolean(L, 0); return 1;
+    case V_TRUE: lua_pushboolean(L, 1); return 1;
+    case V_INT: {
+      lua_Integer i;
+      if (!rd(r, &i, sizeof i)) return 0;
+      lua_pushinteger(L, i);
+      return 1;
+    }
+    case V_NUM: {
+      lua_Number d;
+      if (!rd(r, &d, sizeof d)) return 0;
+      lua_pushnumber(L, d);
+      return 1;
+    }
+    case V_STR: {
+      size_t len;
+      if (!rd(r, &len, sizeof len) || (size_t)(r->end - r->p) < len)
+        return 0;
+      lua_pushlstring(L, r->p, len);
+      r->p += len;
+      return 1;
+    }
+    case V_TABLE:
+      lua_newtable(L);
+      for (;;) {
+        if (r->p < r->end && *r->p == V_END) {
+          r->p++;
+          return 1;
+        }
+        if (!decode(L, r) || !decode(L, r)) return 0;
+        lua_rawset(L, -3);
+      }
+    default: return 0;
+  }
+}
+
+/* Pushes the values of an encoding and returns how many, or -1. */
+static int decode_values(lua_State *L, const char *p, size_t len) {
+  reader r = {p, p + len};
+  int n, i;
+  if (!rd(&r, &n, sizeof n) || n < 0) return -1;
+  luaL_checkstack(L, n, "spindle.blocking: too many values");
+  for (i = 0; i < n; i++)
+    if (!decode(L, &r)) return -1;
+  return n;
+}
+
+/* ---- the request -------------------------------------------------------- */
+
+typedef struct work {
+  uv_work_t req;
+  sp_runtime *rt;
+  sp_task *task;  /* the waiting task; NULL once detached (aborted) */
+  buf code;       /* fn's bytecode */
+  buf in;         /* arguments */
+  buf out;        /* results, or the error as one value */
+  int failed;     /* fn raised: out holds the error */
+  int status;     /* < 0: libuv could not run it (cancelled, ...) */
+} work;
+
+static int dump_writer(lua_State *L, const void *p, size_t sz, void *ud) {
+  (void)L;
+  buf_add((buf *)ud, p, sz);
+  return ((buf *)ud)->oom;
+}
+
+static void work_free(work *w) {
+  free(w->code.p);
+  free(w->in.p);
+  free(w->out.p);
+  free(w);
+}
+
+/* On the worker thread: a fresh state, fn under pcall, results encoded. */
+static void work_run(uv_work_t *req) {
+  work *w = (work *)req->data;
+  lua_State *L = luaL_newstate();
+  int n, top;
+  if (L == NULL) {
+    w->failed = -1;
+    return;
+  }
+  luaL_openlibs(L);
+  if (luaL_loadbuffer(L, w->code.p, w->code.n, "=blocking") != LUA_OK ||
+      (n = decode_values(L, w->in.p, w->in.n)) < 0) {
+    w->failed = 1;
+    if (lua_type(L, -1) != LUA_TSTRING)
+      lua_pushliteral(L, "spindle.blocking: cannot load the function");
+    encode_values(L, -1, 1, &w->out, "error");
+    lua_close(L);
+    return;
+  }
+  top = lua_gettop(L) - n - 1;
+  if (lua_pcall(L, n, LUA_MULTRET, 0) != LUA_OK) {
+    w->failed = 1;
+    if (!encode_values(L, -1, 1, &w->out, "error")) {
+      /* the error itself cannot cross: send it as a string */
+      const char *s = luaL_tolstring(L, -2, NULL);
+      lua_pushstring(L, s);
+      w->out.n = 0;
+      encode_values(L, -1, 1, &w->out, "error");
+    }
+  } else if (!encode_values(L, top + 1, lua_gettop(L) - top, &w->out,
+                            "result")) {
+    w->failed = 1; /* the message about the bad result is on top */
+    w->out.n = 0;
+    encode_values(L, -1, 1, &w->out, "error");
+  }
+  lua_close(L);
+}
+
+/* On the loop thread: wake the task (C only), or free a detached request. */
+static void work_done(uv_work_t *req, int status) {
+  work *w = (work *)req->data;
+  w->rt->inflight--;
+  w->status = status;
+  if (w->task == NULL) {
+    work_free(w);
+    return;
+  }
+  w->task->undo = NULL;
+  sp_wake(w->task, SP_WAKE_OK);
+}
+
+static void work_undo(sp_task *t) {
+  work *w = (work *)t->u.w.obj;
+  w->task = NULL; /* work_done frees it */
+  uv_cancel((uv_req_t *)&w->req); /* in case it has not started yet */
+}
+
+static int blocking_k(lua_State *L, int status, lua_KContext ctx) {
+  sp_task *t = (sp_task *)ctx;
+  work *w;
+  int n;
+  (void)status;
+  sp_resumed(L, t);
+  w = (work *)t->u.w.obj;
+  t->u.w.obj = NULL;
+  if (w->status < 0) {
+    lua_pushfstring(L, "spindle.blocking: %s", uv_strerror(w->status));
+    work_free(w);
+    return lua_error(L);
+  }
+  if (w->failed < 0) {
+    work_free(w);
+    return luaL_error(L, "spindle.blocking: cannot create a Lua state");
+  }
+  lua_settop(L, 0);
+  n = decode_values(L, w->out.p, w->out.n);
+  if (n < 0 || w->failed) {
+    int failed = w->failed;
+    work_free(w);
+    if (n < 0) return luaL_error(L, "spindle.blocking: bad result encoding");
+    if (failed) return lua_error(L);
+  }
+  work_free(w);
+  return n;
+}
+
+/* spindle.blocking(fn, ...) */
+static int l_blocking(lua_State *L) {
+  int nargs = lua_gettop(L) - 1, i, r;
+  const char *name;
+  sp_task *t;
+  work *w;
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  if (lua_iscfunction(L, 1))
+    luaL_argerror(L, 1, "a Lua function expected (C functions cannot be "
+                        "moved to another thread)");
+  for (i = 1; (name = lua_getupvalue(L, 1, i)) != NULL; i++) {
+    lua_pop(L, 1);
+    if (strcmp(name, "_ENV") != 0)
+      return luaL_error(L,
+                        "spindle.blocking: fn may not capture upvalues "
+                        "other than _ENV (it captures '%s')",
+                        name);
+  }
+  t = sp_await_check(L, "spindle.blocking");
+  if ((w = calloc(1, sizeof *w)) == NULL)
+    return luaL_error(L, "not enough memory");
+  lua_pushvalue(L, 1);
+  if (lua_dump(L, dump_writer, &w->code, 0) != 0 || w->code.oom) {
+    work_free(w);
+    return luaL_error(L, "spindle.blocking: cannot dump the function");
+  }
+  lua_pop(L, 1);
+  if (!encode_values(L, 2, nargs, &w->in, "argument")) {
+    work_free(w);
+    return lua_error(L);
+  }
+  w->rt = t->rt;
+  w->task = t;
+  w->req.data = w;
+  if ((r = uv_queue_work(t->rt->loop, &w->req, work_run, work_done)) != 0) {
+    work_free(w);
+    return luaL_error(L, "spindle.blocking: %s", uv_strerror(r));
+  }
+  t->rt->inflight++;
+  t->wkind = SP_W_BLOCKING;
+  t->undo = work_undo;
+  t->u.w.obj = w;
+  t->state = SP_T_WAITING;
+  return sp_await_yield(L, t, blocking_k, (lua_KContext)t);
+}
+
+int sp_blocking_open(lua_State *L) {
+  static const luaL_Reg fns[] = {{"blocking", l_blocking}, {NULL, NULL}};
+  sp_setfuncs(L, fns);
+  return 0;
+}

@@ -1,0 +1,161 @@
+-- spec/41-blocking_spec.lua -- api.md section 6: spindle.blocking.
+local spindle = require "spindle"
+
+local function run(fn, opts)
+  local rt = spindle.runtime(opts)
+  local r = table.pack(pcall(rt.run, rt, fn))
+  rt:close()
+  assert(r[1], r[2])
+  return table.unpack(r, 2, r.n)
+end
+
+describe("spindle.blocking(fn, ...)", function()
+  it("runs fn on another thread and returns its results, copied", function()
+    local r = run(function()
+      return table.pack(spindle.blocking(function(n, t)
+        local s = 0
+        for i = 1, n do s = s + i end
+        return s, t.name, {1, {2, {3}}}, nil, 1.5, 7, true, false
+      end, 100, {name = "x"}))
+    end)
+    assert.equal(8, r.n)
+    assert.equal(5050, r[1])
+    assert.equal("x", r[2])
+    assert.same({1, {2, {3}}}, r[3])
+    assert.is_nil(r[4])
+    assert.equal(1.5, r[5])
+    assert.equal("integer", math.type(r[6]))
+    assert.is_true(r[7])
+    assert.is_false(r[8])
+  end)
+
+  it("keeps the other tasks running meanwhile", function()
+    local ticks = run(function()
+      local n = 0
+      local ticker = spindle.spawn(function()
+        while true do spindle.sleep(0.005); n = n + 1 end
+      end)
+      spindle.blocking(function() os.execute("sleep 0.15") end)
+      ticker:abort()
+      return n
+    end)
+    assert.is_true(ticks >= 3, "ticks: " .. ticks)
+  end)
+
+  it("runs in a separate Lua state (globals are not shared)", function()
+    _G.spindle_blocking_probe = "here"
+    local seen = run(function()
+      return spindle.blocking(function() return spindle_blocking_probe end)
+    end)
+    _G.spindle_blocking_probe = nil
+    assert.is_nil(seen)
+  end)
+
+  it("raises fn's error in the caller: strings and tables (copied)", function()
+    run(function()
+      local ok, err = pcall(spindle.blocking, function() error("boom") end)
+      assert.is_false(ok)
+      assert.truthy(err:find("boom", 1, true))
+      ok, err = pcall(spindle.blocking, function() error({code = 5, msg = "x"}) end)
+      assert.is_false(ok)
+      assert.same({code = 5, msg = "x"}, err)
+      ok, err = pcall(spindle.blocking, function() error(io.stdout) end)
+      assert.is_false(ok)
+      assert.equal("string", type(err))
+    end)
+  end)
+
+  it("refuses functions with upvalues other than _ENV", function()
+    run(function()
+      local up = 1
+      local ok, err = pcall(spindle.blocking, function() return up end)
+      assert.is_false(ok)
+      assert.truthy(err:find("upvalues other than _ENV", 1, true))
+      assert.truthy(err:find("'up'", 1, true))
+      -- _ENV alone is fine
+      assert.equal("string", spindle.blocking(function() return type("") end))
+    end)
+  end)
+
+  it("refuses C functions, cycles and values that cannot be copied", function()
+    run(function()
+      local ok, err = pcall(spindle.blocking, print)
+      assert.is_false(ok)
+      assert.truthy(err:find("bad argument #1", 1, true))
+      local cyc = {}
+      cyc.self = cyc
+      ok, err = pcall(spindle.blocking, function(x) return x end, cyc)
+      assert.is_false(ok)
+      assert.truthy(err:find("argument #1 is a table with a cycle", 1, true))
+      ok, err = pcall(spindle.blocking, function(x) return x end, 1, print)
+      assert.is_false(ok)
+      assert.truthy(err:find("argument #2 is a function", 1, true))
+      ok, err = pcall(spindle.blocking, function() return 1, io.stdout end)
+      assert.is_false(ok)
+      assert.truthy(err:find("result #2 is a userdata", 1, true))
+      -- a table shared twice (no cycle) is fine
+      local shared = {1}
+      local r = spindle.blocking(function(a, b) return a[1] + b[1] end, shared, shared)
+      assert.equal(2, r)
+    end)
+  end)
+
+  it("can be aborted: the caller is cancelled, the work finishes on its own", function()
+    local status = run(function()
+      local h = spindle.spawn(spindle.blocking, function()
+        os.execute("sleep 0.1")
+        return 1
+      end)
+      spindle.sleep(0.01)
+      h:abort()
+      local ok, err = h:result()
+      assert.is_false(ok)
+      assert.is_true(spindle.is_cancelled(err))
+      return h:status()
+    end)
+    assert.equal("cancelled", status)
+  end)
+
+  it("keeps a virtual clock from jumping past running work", function()
+    local order = run(function()
+      local log = {}
+      local h = spindle.spawn(function()
+        spindle.blocking(function() os.execute("sleep 0.05") end)
+        log[#log + 1] = "work"
+      end)
+      spindle.yield()
+      spindle.sleep(1) -- virtual: would end at once if the clock jumped
+      log[#log + 1] = "sleep"
+      h:join()
+      return table.concat(log, ",")
+    end, {clock = "virtual"})
+    assert.equal("work,sleep", order)
+  end)
+
+  it("closing the runtime waits for work in flight", function()
+    local marker = os.tmpname()
+    os.remove(marker)
+    local rt = spindle.runtime()
+    rt:spawn(spindle.blocking, function(path)
+      assert(io.open(path, "w")):close() -- started: cannot be cancelled now
+      os.execute("sleep 0.1")            -- wall time, whatever others do
+    end, marker)
+    rt:step()
+    for _ = 1, 200 do -- bounded wait until the worker has started
+      local f = io.open(marker)
+      if f then f:close(); break end
+      os.execute("sleep 0.01")
+    end
+    local t0 = spindle.now()
+    rt:close() -- must not free what the worker still uses
+    os.remove(marker)
+    -- it returned only once the work was done (a lower bound: never flaky)
+    assert.is_true(spindle.now() - t0 >= 0.05)
+  end)
+
+  it("raises outside a task", function()
+    local ok, err = pcall(spindle.blocking, function() end)
+    assert.is_false(ok)
+    assert.truthy(err:find("spindle.blocking: not inside a task", 1, true))
+  end)
+end)
