@@ -66,6 +66,7 @@ static int l_timeout(lua_State *L) {
   sc->expired = 0;
   sc->open = 0;
   sc->outer = NULL;
+  sc->on_abort = NULL;
   luaL_setmetatable(L, SP_TIMEOUT_MT);
   lua_pushvalue(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, sc);

@@ -167,10 +167,15 @@ struct sp_task {
 };
 
 /* A spindle.timeout() in progress; the userdata is also its error value. */
+/* A cancellation scope on a task: spindle.timeout, or spindle.scope's
+** fail-fast scope.  on_abort, if set, runs when the task is aborted (before
+** the abort reaches the task itself): spindle.scope aborts its children
+** there, so that they are aborted first. */
 struct sp_tscope {
   sp_timer timer;
   sp_task *task;
   sp_tscope *outer;
+  void (*on_abort)(lua_State *L, sp_tscope *sc); /* [-0, +0, m] */
   int shield;  /* task->shield when it was opened */
   int expired;
   int open;

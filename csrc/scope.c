@@ -116,11 +116,24 @@ static int pending_cancel(lua_State *L, sp_task *t) {
   return 1;
 }
 
+/* The owner is aborted while its body runs: abort the children first.
+** The scope userdata is found at registry[&s->owner] while the body runs.
+** [-0, +0, m] */
+static void on_owner_abort(lua_State *L, sp_tscope *sc) {
+  sp_scope *s = (sp_scope *)sc; /* tsc is the first member */
+  if (s->phase != BODY) return;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &s->owner) == LUA_TUSERDATA)
+    abort_children(L, s, lua_gettop(L), NULL);
+  lua_pop(L, 1);
+}
+
 /* Unlinks the fail-fast scope from the owner.  [-0, +0, -] */
 static void close_body_scope(lua_State *L, sp_scope *s) {
   sp_tscope *sc = &s->tsc, **p;
   sp_task *t = sc->task;
   if (!sc->open) return;
+  lua_pushnil(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &s->owner);
   for (p = &t->scopes; *p != NULL; p = &(*p)->outer)
     if (*p == sc) {
       *p = sc->outer;
@@ -249,7 +262,10 @@ static int l_scope(lua_State *L) {
   s->tsc.shield = t->shield;
   s->tsc.outer = t->scopes;
   s->tsc.open = 1;
+  s->tsc.on_abort = on_owner_abort;
   t->scopes = &s->tsc;
+  lua_pushvalue(L, -1); /* [fn, S, S]: found by on_owner_abort */
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &s->owner);
   lua_insert(L, 1); /* [S, fn] */
   lua_pushcfunction(L, sp_msgh);
   lua_insert(L, 2); /* [S, msgh, fn] */

@@ -163,12 +163,19 @@ void sp_interrupt(sp_task *t) {
 
 /* Returns 1 if t had not finished.  [-0, +0, m] */
 int sp_task_abort(lua_State *L, sp_task *t) {
+  sp_tscope *sc;
+  int first = !t->cancel;
   if (sp_task_finished(t)) return 0;
   t->cancel = 1;
   if (t->state == SP_T_NEW) {
     sp_ready_remove(t->rt, t);
     sp_finish(L, t->rt, t, SP_T_CANCELLED);
-  } else if (t->state == SP_T_WAITING && t->shield == 0)
+    return 1;
+  }
+  if (first && t->shield == 0) /* scopes act before the task unwinds */
+    for (sc = t->scopes; sc != NULL; sc = sc->outer)
+      if (sc->on_abort != NULL) sc->on_abort(L, sc);
+  if (t->state == SP_T_WAITING && t->shield == 0 && !sp_task_finished(t))
     sp_interrupt(t);
   return 1;
 }
