@@ -40,6 +40,10 @@ int luaopen_spindle(lua_State *L) {
     extern int sp_sync_all_open(lua_State *L);
     sp_sync_all_open(L);
   }
+  { /* spindle.net: streams, TCP, Unix sockets, DNS (csrc/net.h) */
+    extern int sp_net_open(lua_State *L);
+    sp_net_open(L);
+  }
   lua_pushliteral(L, "spindle " SPINDLE_VERSION);
   lua_setfield(L, -2, "_VERSION");
   lua_pushliteral(L, SPINDLE_VERSION);

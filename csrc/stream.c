@@ -1,0 +1,964 @@
+/*
+** stream.c -- the buffered stream shared by TCP, Unix sockets and process
+** pipes: reads, writes, shutdown, close, and the list of open network
+** objects that closing a runtime sweeps.
+**
+** Memory.  The Lua object is a small box (sp_sbox) pointing at a malloc()ed
+** sp_stream that holds the libuv handle; libuv may touch the handle until
+** its close callback, so the C part is freed there and the box just
+** forgets it (box->s = NULL means "closed").  Continuations therefore
+** look the stream up through the box (the method's self, index 1), never
+** through a saved pointer.
+**
+** Reading.  Bytes land in one buffer, read in place in chunks of up to
+** SP_STREAM_CHUNK.  The buffer is bounded by rlimit: the largest amount any
+** reader needed (n for read(n), max (+ the delimiter) for read_some,
+** read_line, read_until, max + 1 for read_all), and at least one chunk.
+** Reading is started when a reader must wait and keeps going while the
+** buffer has room; when it is full, uv_read_stop, and the kernel's flow
+** control holds the peer.  A read never consumes anything until it can
+** complete, so an aborted or timed-out reader loses no byte.
+**
+** Writing.  uv_try_write first; what the kernel did not take goes to
+** uv_write and the task waits for its callback, so `write` returns once
+** the kernel has accepted every byte.  A writer aborted meanwhile leaves
+** its write to finish in the background (the strings stay anchored in the
+** box); the next write or shutdown waits for it first, so bytes are never
+** reordered, duplicated or torn, and at most one write is pending.
+**
+** Waiters.  One reader and one writer (s->reader, s->writer); a second one
+** raises "socket busy".  A read_cb or write_cb wakes the waiter; abort runs
+** the undo, which only clears the slot.  Closing wakes both with
+** nil, "closed", "ECANCELED".
+*/
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "net.h"
+
+enum { R_N, R_SOME, R_LINE, R_UNTIL, R_ALL };
+/* What a writer waits for (the low bits of its continuation context). */
+enum { W_OWN = 0, W_PREV = 1, W_SHUT = 2, W_PREV_SHUT = 3 };
+
+/* ---- the list of open network objects -------------------------------- */
+
+static uv_once_t list_once = UV_ONCE_INIT;
+static uv_mutex_t list_lock;
+static sp_nethandle list_head = {NULL, &list_head, &list_head, NULL};
+
+static void list_init(void) {
+  if (uv_mutex_init(&list_lock) != 0) abort();
+}
+
+void sp_net_track(sp_nethandle *n, sp_runtime *rt,
+                  void (*close)(sp_nethandle *)) {
+  uv_once(&list_once, list_init);
+  n->rt = rt;
+  n->close = close;
+  uv_mutex_lock(&list_lock);
+  n->next = list_head.next;
+  n->prev = &list_head;
+  list_head.next->prev = n;
+  list_head.next = n;
+  uv_mutex_unlock(&list_lock);
+}
+
+void sp_net_untrack(sp_nethandle *n) {
+  if (n->next == NULL) return;
+  uv_mutex_lock(&list_lock);
+  n->prev->next = n->next;
+  n->next->prev = n->prev;
+  n->next = n->prev = NULL;
+  uv_mutex_unlock(&list_lock);
+}
+
+/* Closes every network object of rt (runtime close).  Each close untracks
+** its node, so the walk restarts from the head each time. */
+void sp_net_close_all(sp_runtime *rt) {
+  uv_once(&list_once, list_init);
+  for (;;) {
+    sp_nethandle *n;
+    uv_mutex_lock(&list_lock);
+    for (n = list_head.next; n != &list_head; n = n->next)
+      if (n->rt == rt) break;
+    uv_mutex_unlock(&list_lock);
+    if (n == &list_head) return;
+    sp_net_untrack(n);
+    n->close(n);
+  }
+}
+
+/* A write to a socket or pipe whose peer has gone must return EPIPE, not
+** kill the process: ignore SIGPIPE unless the host installed a handler. */
+static uv_once_t sigpipe_once = UV_ONCE_INIT;
+static void sigpipe_init(void) {
+#ifdef SIGPIPE
+  struct sigaction sa;
+  if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) {
+    sa.sa_handler = SIG_IGN;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;
+    sigaction(SIGPIPE, &sa, NULL);
+  }
+#endif
+}
+void sp_net_ignore_sigpipe(void) { uv_once(&sigpipe_once, sigpipe_init); }
+
+/* ---- results ----------------------------------------------------------- */
+
+int sp_net_error(lua_State *L, int code) {
+  lua_pushnil(L);
+  if (code == UV_EOF)
+    lua_pushliteral(L, "eof");
+  else if (code == UV_ETIMEDOUT)
+    lua_pushliteral(L, "timeout");
+  else
+    lua_pushstring(L, uv_strerror(code));
+  lua_pushstring(L, uv_err_name(code));
+  return 3;
+}
+
+int sp_net_fail(lua_State *L, const char *msg, const char *code) {
+  lua_pushnil(L);
+  lua_pushstring(L, msg);
+  lua_pushstring(L, code);
+  return 3;
+}
+
+static int closed_result(lua_State *L, const char *code) {
+  return sp_net_fail(L, "closed", code);
+}
+
+/* ---- creation and close ----------------------------------------------- */
+
+sp_stream *sp_stream_alloc(const char *kind) {
+  sp_stream *s = calloc(1, sizeof *s);
+  if (s == NULL) return NULL;
+  s->h = (uv_stream_t *)&s->u;
+  s->kind = kind;
+  s->rlimit = SP_STREAM_CHUNK;
+  return s;
+}
+
+static void stream_node_close(sp_nethandle *n) {
+  sp_stream_close(sp_container_of(n, sp_stream, node));
+}
+
+void sp_stream_opened(sp_stream *s, sp_runtime *rt) {
+  s->h->data = s;
+  sp_net_ignore_sigpipe();
+  sp_net_track(&s->node, rt, stream_node_close);
+}
+
+static void stream_closed(uv_handle_t *h) {
+  sp_stream *s = (sp_stream *)h->data;
+  if (s->external) free(h);
+  free(s->rbuf);
+  free(s);
+}
+
+static void wake_waiter(sp_task *t) {
+  if (t != NULL && t->state == SP_T_WAITING) {
+    t->undo = NULL;
+    sp_wake(t, SP_WAKE_OK);
+  }
+}
+
+void sp_stream_close(sp_stream *s) {
+  if (s == NULL || s->closing) return;
+  s->closing = 1;
+  if (s->box != NULL) {
+    s->box->s = NULL;
+    s->box = NULL;
+  }
+  wake_waiter(s->reader); /* their continuations find box->s == NULL */
+  wake_waiter(s->writer);
+  s->reader = s->writer = NULL;
+  sp_net_untrack(&s->node);
+  if (s->reset && s->h->type == UV_TCP && !s->spending &&
+      uv_tcp_close_reset((uv_tcp_t *)s->h, stream_closed) == 0)
+    return;
+  uv_close((uv_handle_t *)s->h, stream_closed);
+}
+
+uv_stream_t *sp_stream_handle(sp_stream *s) { return s->h; }
+
+sp_stream *sp_stream_test(lua_State *L, int idx) {
+  sp_sbox *box = (sp_sbox *)luaL_testudata(L, idx, SP_STREAM_MT);
+  return box ? box->s : NULL;
+}
+
+/* A full userdata for the box, in protected mode so that a memory error
+** can be cleaned up by the caller.  [-0, +1, -] on success. */
+static int box_new(lua_State *L) {
+  sp_sbox *box = lua_newuserdatauv(L, sizeof *box, 1);
+  box->s = NULL;
+  luaL_setmetatable(L, SP_STREAM_MT);
+  return 1;
+}
+
+void sp_stream_push(lua_State *L, sp_stream *s) {
+  sp_sbox *box;
+  lua_pushcfunction(L, box_new);
+  if (lua_pcall(L, 0, 1, 0) != LUA_OK) {
+    sp_stream_close(s);
+    lua_error(L);
+  }
+  box = (sp_sbox *)lua_touserdata(L, -1);
+  box->s = s;
+  s->box = box;
+}
+
+static void free_handle(uv_handle_t *h) { free(h); }
+
+sp_stream *sp_stream_wrap(lua_State *L, sp_runtime *rt, uv_stream_t *h,
+                          const char *kind) {
+  sp_stream *s = calloc(1, sizeof *s);
+  if (s == NULL) {
+    h->data = NULL;
+    uv_close((uv_handle_t *)h, free_handle);
+    luaL_error(L, "not enough memory");
+  }
+  s->h = h;
+  s->kind = kind;
+  s->external = 1;
+  s->rlimit = SP_STREAM_CHUNK;
+  sp_stream_opened(s, rt);
+  sp_stream_push(L, s);
+  return s;
+}
+
+/* ---- checking arguments ---------------------------------------------- */
+
+/* Every stream method has upvalue 1 = the module box (as every module
+** function) and upvalue 2 = the stream metatable, so checking self is a
+** pointer comparison -- luaL_checkudata's lookup by name would cost a
+** fifth of an echo server's time. */
+#define STREAM_MT_UPV lua_upvalueindex(2)
+
+/* The stream box at index 1.  [-0, +0, v] */
+static sp_sbox *check_box(lua_State *L) {
+  void *p = lua_touserdata(L, 1);
+  if (p != NULL && lua_getmetatable(L, 1)) {
+    int same = lua_topointer(L, -1) == lua_topointer(L, STREAM_MT_UPV);
+    lua_pop(L, 1);
+    if (same) return (sp_sbox *)p;
+  }
+  return (sp_sbox *)luaL_checkudata(L, 1, SP_STREAM_MT); /* raises */
+}
+
+/* The task for an await on the stream at 1 (which may be closed). */
+static sp_task *stream_task(lua_State *L, sp_stream *s, const char *name) {
+  sp_task *t = sp_await_check(L, name);
+  if (s != NULL && s->node.rt != t->rt)
+    luaL_error(L, "%s: the stream belongs to another runtime", name);
+  return t;
+}
+
+static size_t check_max(lua_State *L, int arg, size_t def) {
+  lua_Integer n;
+  if (lua_isnoneornil(L, arg)) return def;
+  if (lua_type(L, arg) == LUA_TNUMBER && !lua_isinteger(L, arg)) {
+    lua_Number x = lua_tonumber(L, arg);
+    if (x == HUGE_VAL) return (size_t)-1 / 4; /* math.huge: no limit */
+  }
+  n = luaL_checkinteger(L, arg);
+  luaL_argcheck(L, n >= 1, arg, "positive integer expected");
+  if ((lua_Unsigned)n > (size_t)-1 / 4) return (size_t)-1 / 4;
+  return (size_t)n;
+}
+
+/* ---- the read buffer --------------------------------------------------- */
+
+/* Consumes n buffered bytes.  A drained buffer that grew past a few
+** chunks (a big read(n) or read_all) is given back.  Only Lua calls this,
+** never while libuv holds a pointer into the buffer. */
+static void rconsume(sp_stream *s, size_t n) {
+  s->roff += n;
+  s->rlen -= n;
+  s->rscan = 0;
+  if (s->rlen == 0) {
+    s->roff = 0;
+    if (s->rcap > 4 * SP_STREAM_CHUNK) {
+      free(s->rbuf);
+      s->rbuf = NULL;
+      s->rcap = 0;
+    }
+  }
+}
+
+static const char *rdata(sp_stream *s) {
+  return s->rbuf != NULL ? s->rbuf + s->roff : "";
+}
+
+/* Searches the delimiter in the first `upto` buffered bytes, starting where
+** the last search stopped.  Returns its offset or -1. */
+static long rfind(sp_stream *s, const char *d, size_t dlen, size_t upto) {
+  const char *b = rdata(s);
+  size_t i = s->rscan >= dlen ? s->rscan - dlen + 1 : 0;
+  if (upto > s->rlen) upto = s->rlen;
+  while (upto >= dlen && i <= upto - dlen) {
+    const char *p = memchr(b + i, d[0], upto - dlen + 1 - i);
+    if (p == NULL) break;
+    i = (size_t)(p - b);
+    if (memcmp(p, d, dlen) == 0) return (long)i;
+    i++;
+  }
+  s->rscan = upto;
+  return -1;
+}
+
+/* How many bytes the current request needs buffered to decide. */
+static size_t rneed(int kind, size_t n, size_t max, size_t dlen) {
+  switch (kind) {
+    case R_N: return n;
+    case R_SOME: return 1;
+    case R_ALL: return max + 1;
+    default: return max + dlen;
+  }
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  sp_stream *s = (sp_stream *)h->data;
+  size_t want = s->rlimit > s->rlen ? s->rlimit - s->rlen : 0;
+  (void)suggested;
+  if (want > SP_STREAM_CHUNK) want = SP_STREAM_CHUNK;
+  if (want == 0) want = 1; /* cannot happen: reading stops when full */
+  if (s->roff + s->rlen + want > s->rcap) {
+    if (s->roff > 0 && s->rlen + want <= s->rcap) {
+      memmove(s->rbuf, s->rbuf + s->roff, s->rlen);
+      s->roff = 0;
+    } else {
+      size_t cap = s->rcap ? s->rcap * 2 : SP_STREAM_CHUNK;
+      char *p;
+      if (s->roff > 0) {
+        memmove(s->rbuf, s->rbuf + s->roff, s->rlen);
+        s->roff = 0;
+      }
+      if (cap < s->rlen + want) cap = s->rlen + want;
+      if (cap > s->rlimit && s->rlimit >= s->rlen + want) cap = s->rlimit;
+      p = realloc(s->rbuf, cap);
+      if (p == NULL) { /* read_cb gets UV_ENOBUFS */
+        buf->base = NULL;
+        buf->len = 0;
+        return;
+      }
+      s->rbuf = p;
+      s->rcap = cap;
+    }
+  }
+  buf->base = s->rbuf + s->roff + s->rlen;
+  buf->len = want;
+}
+
+static void read_stop(sp_stream *s) {
+  if (s->reading) {
+    uv_read_stop(s->h);
+    s->reading = 0;
+  }
+}
+
+/* Could the waiting reader complete now?  Updates the delimiter scan. */
+static int reader_ready(sp_stream *s) {
+  if (s->eof || s->rerr) return 1;
+  switch (s->rkind) {
+    case R_N: return s->rlen >= s->rn;
+    case R_SOME: return s->rlen > 0;
+    case R_ALL: return s->rlen > s->rmax;
+    default:
+      return s->rlen >= s->rmax + s->dlen ||
+             rfind(s, s->delim, s->dlen, s->rmax + s->dlen) >= 0;
+  }
+}
+
+static void read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
+  sp_stream *s = (sp_stream *)h->data;
+  (void)buf;
+  if (nread > 0) {
+    s->rlen += (size_t)nread;
+    if (s->rlen >= s->rlimit) read_stop(s); /* full: the peer waits */
+  } else if (nread == UV_EOF) {
+    s->eof = 1;
+    read_stop(s);
+    if (h->type == UV_TCP) { /* libuv reports a reset that arrives with */
+      uv_os_fd_t fd;       /* the last data as EOF: ask the socket */
+      int err = 0;
+      socklen_t len = sizeof err;
+      if (uv_fileno((uv_handle_t *)h, &fd) == 0 &&
+          getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0)
+        s->rerr = uv_translate_sys_error(err);
+    }
+  } else if (nread < 0) {
+    s->rerr = (int)nread;
+    read_stop(s);
+  }
+  if (s->reader != NULL && s->reader->state == SP_T_WAITING &&
+      reader_ready(s))
+    wake_waiter(s->reader);
+}
+
+static void read_start(sp_stream *s) {
+  int r;
+  if (s->reading || s->eof || s->rerr || s->closing || s->rlen >= s->rlimit)
+    return;
+  r = uv_read_start(s->h, alloc_cb, read_cb);
+  if (r == 0)
+    s->reading = 1;
+  else
+    s->rerr = r;
+}
+
+/* Tries to complete a read from the buffer.  Returns the number of
+** results pushed, or -1 if the reader must wait.  [-0, +(0..4), m] */
+static int rtry(lua_State *L, sp_stream *s, int kind, size_t n, size_t max,
+                const char *d, size_t dlen) {
+  switch (kind) {
+    case R_N:
+      if (s->rlen >= n) {
+        lua_pushlstring(L, rdata(s), n);
+        rconsume(s, n);
+        return 1;
+      }
+      if (!s->eof && !s->rerr) return -1;
+      sp_net_error(L, s->rerr ? s->rerr : UV_EOF);
+      lua_pushlstring(L, rdata(s), s->rlen); /* partial */
+      rconsume(s, s->rlen);
+      return 4;
+    case R_SOME:
+      if (s->rlen > 0) {
+        size_t k = s->rlen < max ? s->rlen : max;
+        lua_pushlstring(L, rdata(s), k);
+        rconsume(s, k);
+        return 1;
+      }
+      if (!s->eof && !s->rerr) return -1;
+      return sp_net_error(L, s->rerr ? s->rerr : UV_EOF);
+    case R_ALL:
+      if (s->rlen > max)
+        return sp_net_fail(L, "too long", "ENOBUFS");
+      if (s->rerr) return sp_net_error(L, s->rerr);
+      if (!s->eof) return -1;
+      lua_pushlstring(L, rdata(s), s->rlen);
+      rconsume(s, s->rlen);
+      return 1;
+    default: { /* R_LINE, R_UNTIL */
+      long at = rfind(s, d, dlen, max + dlen);
+      if (at >= 0) {
+        size_t len = (size_t)at;
+        if (kind == R_LINE && len > 0 && rdata(s)[len - 1] == '\r') len--;
+        lua_pushlstring(L, rdata(s), len);
+        rconsume(s, (size_t)at + dlen);
+        return 1;
+      }
+      if (s->rlen >= max + dlen || ((s->eof || s->rerr) && s->rlen > max))
+        return sp_net_fail(L, "line too long", "ELINE");
+      if (s->rerr) return sp_net_error(L, s->rerr);
+      if (!s->eof) return -1;
+      if (s->rlen == 0) return sp_net_error(L, UV_EOF);
+      lua_pushlstring(L, rdata(s), s->rlen); /* the last, unterminated */
+      rconsume(s, s->rlen);
+      return 1;
+    }
+  }
+}
+
+/* ---- read awaits ------------------------------------------------------ */
+
+static void reader_undo(sp_task *t) {
+  sp_stream *s = (sp_stream *)t->u.w.obj;
+  if (s->reader == t) s->reader = NULL;
+}
+
+/* The results of a read that completed at once are already on the stack:
+** this continuation only passes them on (after a fairness yield). */
+static int pass_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)L;
+  return (int)ctx;
+}
+
+static int read_wait(lua_State *L, sp_stream *s, sp_task *t);
+
+/* Continuation of a read that waited.  The request is still in s->r*. */
+static int read_k(lua_State *L, int status, lua_KContext ctx) {
+  sp_task *t = (sp_task *)ctx;
+  sp_sbox *box = (sp_sbox *)lua_touserdata(L, 1);
+  sp_stream *s;
+  int n;
+  (void)status;
+  sp_resumed(L, t); /* raises if aborted: the undo freed the slot */
+  s = box->s;
+  if (s == NULL) return closed_result(L, "ECANCELED");
+  n = rtry(L, s, s->rkind, s->rn, s->rmax, s->delim, s->dlen);
+  if (n < 0) return read_wait(L, s, t);
+  s->reader = NULL;
+  return n;
+}
+
+static int read_wait(lua_State *L, sp_stream *s, sp_task *t) {
+  s->reader = t;
+  read_start(s);
+  if (s->rerr && !s->reading) { /* read_start failed: report at once */
+    int n = rtry(L, s, s->rkind, s->rn, s->rmax, s->delim, s->dlen);
+    if (n >= 0) {
+      s->reader = NULL;
+      return n;
+    }
+  }
+  t->wkind = SP_W_NET_READ;
+  t->undo = reader_undo;
+  t->u.w.obj = s;
+  t->state = SP_T_WAITING;
+  return sp_await_yield(L, t, read_k, (lua_KContext)t);
+}
+
+/* The common part of every read method. */
+static int read_common(lua_State *L, const char *name, int kind, size_t n,
+                       size_t max, const char *d, size_t dlen) {
+  sp_sbox *box = check_box(L);
+  sp_stream *s = box->s;
+  sp_task *t = stream_task(L, s, name);
+  size_t need;
+  int nres;
+  if (s == NULL) return closed_result(L, "EBADF");
+  if (s->reader != NULL)
+    luaL_error(L, "%s: socket busy (another task is reading this stream)",
+               name);
+  s->rscan = 0; /* a scan by an abandoned read may have had another delim */
+  nres = rtry(L, s, kind, n, max, d, dlen);
+  if (nres >= 0) return sp_await_fast(L, t, pass_k, nres);
+  need = rneed(kind, n, max, dlen);
+  if (need > s->rlimit) s->rlimit = need;
+  s->rkind = kind;
+  s->rn = n;
+  s->rmax = max;
+  s->delim = d;
+  s->dlen = dlen;
+  return read_wait(L, s, t);
+}
+
+static int s_read(lua_State *L) {
+  lua_Integer n = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, n >= 0, 2, "non-negative integer expected");
+  lua_settop(L, 2);
+  if (n == 0) {
+    check_box(L);
+    stream_task(L, NULL, "read");
+    lua_pushliteral(L, "");
+    return 1;
+  }
+  return read_common(L, "read", R_N, (size_t)n, 0, NULL, 0);
+}
+
+static int s_read_some(lua_State *L) {
+  size_t max = check_max(L, 2, SP_STREAM_CHUNK);
+  lua_settop(L, 2);
+  return read_common(L, "read_some", R_SOME, 0, max, NULL, 0);
+}
+
+static int s_read_line(lua_State *L) {
+  size_t max = check_max(L, 2, SP_STREAM_CHUNK);
+  lua_settop(L, 2);
+  return read_common(L, "read_line", R_LINE, 0, max, "\n", 1);
+}
+
+static int s_read_until(lua_State *L) {
+  size_t dlen;
+  const char *d = luaL_checklstring(L, 2, &dlen);
+  size_t max = check_max(L, 3, SP_STREAM_CHUNK);
+  luaL_argcheck(L, dlen > 0, 2, "empty delimiter");
+  lua_settop(L, 3);
+  return read_common(L, "read_until", R_UNTIL, 0, max, d, dlen);
+}
+
+static int s_read_all(lua_State *L) {
+  size_t max = check_max(L, 2, (size_t)-1 / 4);
+  lua_settop(L, 2);
+  return read_common(L, "read_all", R_ALL, 0, max, NULL, 0);
+}
+
+/* for line in s:lines([max]): read_line until it returns nil.  The reason
+** (eof or an error) is what the next read_line returns. */
+static int lines_iter(lua_State *L) {
+  lua_settop(L, 0);
+  lua_pushvalue(L, lua_upvalueindex(3)); /* the stream */
+  lua_pushvalue(L, lua_upvalueindex(4)); /* max */
+  return read_common(L, "lines", R_LINE, 0,
+                     check_max(L, 2, SP_STREAM_CHUNK), "\n", 1);
+}
+
+static int s_lines(lua_State *L) {
+  check_box(L);
+  check_max(L, 2, SP_STREAM_CHUNK);
+  lua_settop(L, 2);
+  /* upvalues 1 and 2 as for every stream method: box and metatable */
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_pushvalue(L, STREAM_MT_UPV);
+  lua_pushvalue(L, 1);
+  lua_pushvalue(L, 2);
+  lua_pushcclosure(L, lines_iter, 4);
+  return 1;
+}
+
+/* ---- writes ----------------------------------------------------------- */
+
+static void writer_undo(sp_task *t) {
+  sp_stream *s = (sp_stream *)t->u.w.obj;
+  if (s->writer == t) s->writer = NULL;
+}
+
+static void write_cb(uv_write_t *req, int status) {
+  sp_stream *s = (sp_stream *)req->handle->data;
+  s->wpending = 0;
+  s->wstatus = status;
+  if (status < 0 && status != UV_ECANCELED) s->werr = status;
+  wake_waiter(s->writer);
+}
+
+static void shutdown_cb(uv_shutdown_t *req, int status) {
+  sp_stream *s = (sp_stream *)req->handle->data;
+  s->spending = 0;
+  s->sstatus = status;
+  wake_waiter(s->writer);
+}
+
+static int write_start(lua_State *L, sp_stream *s, sp_task *t, int fast);
+
+static int write_k(lua_State *L, int status, lua_KContext ctx);
+
+static int wait_writer(lua_State *L, sp_stream *s, sp_task *t, int what) {
+  s->writer = t;
+  t->wkind = SP_W_NET_WRITE;
+  t->undo = writer_undo;
+  t->u.w.obj = s;
+  t->state = SP_T_WAITING;
+  return sp_await_yield(L, t, write_k, (lua_KContext)t | what);
+}
+
+static int shutdown_start(lua_State *L, sp_stream *s, sp_task *t, int fast);
+
+static int write_k(lua_State *L, int status, lua_KContext ctx) {
+  sp_task *t = (sp_task *)(ctx & ~(lua_KContext)3);
+  int what = (int)(ctx & 3);
+  sp_sbox *box = (sp_sbox *)lua_touserdata(L, 1);
+  sp_stream *s;
+  (void)status;
+  sp_resumed(L, t); /* aborted: the write goes on in the background */
+  s = box->s;
+  if (s == NULL) return closed_result(L, "ECANCELED");
+  if (s->writer == t) s->writer = NULL;
+  switch (what) {
+    case W_PREV: /* the previous, abandoned write is done: our turn */
+      return write_start(L, s, t, 0);
+    case W_PREV_SHUT:
+      return shutdown_start(L, s, t, 0);
+    case W_SHUT:
+      if (s->spending) return wait_writer(L, s, t, W_SHUT);
+      if (s->sstatus < 0) return sp_net_error(L, s->sstatus);
+      lua_pushboolean(L, 1);
+      return 1;
+    default:
+      if (s->wpending) return wait_writer(L, s, t, W_OWN);
+      lua_pushnil(L);
+      lua_setiuservalue(L, 1, 1); /* release the anchored strings */
+      s->anchored = 0;
+      if (s->wstatus < 0) return sp_net_error(L, s->wstatus);
+      lua_pushboolean(L, 1);
+      return 1;
+  }
+}
+
+#define WRITE_NBUF 16
+
+/* Writes the strings at 2..top.  fast: this is the first attempt (not a
+** continuation), so an immediate completion goes through sp_await_fast. */
+static int write_start(lua_State *L, sp_stream *s, sp_task *t, int fast) {
+  uv_buf_t sbufs[WRITE_NBUF], *bufs = sbufs;
+  int top = lua_gettop(L), nb = top - 1, i, r;
+  size_t total = 0, done;
+  if (s->werr) return sp_net_error(L, s->werr);
+  if (s->wpending || s->spending) return wait_writer(L, s, t, W_PREV);
+  if (s->anchored) { /* strings of an abandoned write, now done */
+    lua_pushnil(L);
+    lua_setiuservalue(L, 1, 1);
+    s->anchored = 0;
+  }
+  if (nb > WRITE_NBUF)
+    bufs = (uv_buf_t *)lua_newuserdatauv(L, sizeof *bufs * (size_t)nb, 0);
+  for (i = 0; i < nb; i++) {
+    size_t len;
+    const char *p = lua_tolstring(L, i + 2, &len);
+    bufs[i] = uv_buf_init((char *)p, (unsigned)len);
+    total += len;
+  }
+  r = total == 0 ? 0 : uv_try_write(s->h, bufs, (unsigned)nb);
+  if (r < 0 && r != UV_EAGAIN && r != UV_ENOSYS) {
+    s->werr = r;
+    return sp_net_error(L, r);
+  }
+  done = r > 0 ? (size_t)r : 0;
+  if (done == total) {
+    lua_settop(L, top);
+    lua_pushboolean(L, 1);
+    if (fast) return sp_await_fast(L, t, pass_k, 1);
+    return 1;
+  }
+  for (i = 0; i < nb && done >= bufs[i].len; i++) done -= bufs[i].len;
+  bufs[i].base += done;
+  bufs[i].len -= (unsigned)done;
+  r = uv_write(&s->wreq, s->h, bufs + i, (unsigned)(nb - i), write_cb);
+  if (r < 0) {
+    s->werr = r;
+    return sp_net_error(L, r);
+  }
+  s->wpending = 1;
+  /* anchor the strings until the write completes */
+  if (nb == 1) {
+    lua_pushvalue(L, 2);
+  } else {
+    lua_createtable(L, nb, 0);
+    for (i = 0; i < nb; i++) {
+      lua_pushvalue(L, i + 2);
+      lua_rawseti(L, -2, i + 1);
+    }
+  }
+  lua_setiuservalue(L, 1, 1);
+  s->anchored = 1;
+  lua_settop(L, top);
+  return wait_writer(L, s, t, W_OWN);
+}
+
+static int s_write(lua_State *L) {
+  sp_sbox *box = check_box(L);
+  int top = lua_gettop(L), i;
+  sp_stream *s;
+  sp_task *t;
+  for (i = 2; i <= top; i++)
+    if (lua_type(L, i) != LUA_TSTRING && lua_type(L, i) != LUA_TNUMBER)
+      luaL_typeerror(L, i, "string");
+  for (i = 2; i <= top; i++) lua_tolstring(L, i, NULL); /* numbers */
+  s = box->s;
+  t = stream_task(L, s, "write");
+  if (s == NULL) return closed_result(L, "EBADF");
+  if (s->writer != NULL)
+    luaL_error(L, "write: socket busy (another task is writing to this "
+                  "stream)");
+  return write_start(L, s, t, 1);
+}
+
+static int shutdown_start(lua_State *L, sp_stream *s, sp_task *t, int fast) {
+  int r;
+  if (s->shut) {
+    lua_pushboolean(L, 1);
+    return fast ? sp_await_fast(L, t, pass_k, 1) : 1;
+  }
+  if (s->wpending) return wait_writer(L, s, t, W_PREV_SHUT);
+  r = uv_shutdown(&s->sreq, s->h, shutdown_cb);
+  if (r < 0) return sp_net_error(L, r);
+  s->shut = 1;
+  s->spending = 1;
+  return wait_writer(L, s, t, W_SHUT);
+}
+
+static int s_shutdown(lua_State *L) {
+  sp_sbox *box = check_box(L);
+  sp_stream *s = box->s;
+  sp_task *t = stream_task(L, s, "shutdown");
+  lua_settop(L, 1);
+  if (s == NULL) return closed_result(L, "EBADF");
+  if (s->writer != NULL)
+    luaL_error(L, "shutdown: socket busy (another task is writing to this "
+                  "stream)");
+  return shutdown_start(L, s, t, 1);
+}
+
+/* ---- close and the other methods ------------------------------------- */
+
+static int s_close(lua_State *L) {
+  sp_sbox *box = check_box(L);
+  sp_stream_close(box->s);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* Closes with a TCP reset (SO_LINGER 0) instead of an orderly close: the
+** peer's reads fail with ECONNRESET.  For tests and for dropping abusive
+** peers; other streams close normally. */
+static int s_close_reset(lua_State *L) {
+  sp_sbox *box = check_box(L);
+  if (box->s != NULL) {
+    box->s->reset = 1;
+    sp_stream_close(box->s);
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int s_gc(lua_State *L) {
+  sp_sbox *box = (sp_sbox *)lua_touserdata(L, 1);
+  if (box != NULL && box->s != NULL) {
+    box->s->box = NULL;
+    sp_stream_close(box->s);
+    box->s = NULL;
+  }
+  return 0;
+}
+
+static int addr_common(lua_State *L, int peer) {
+  sp_sbox *box = check_box(L);
+  sp_stream *s = box->s;
+  if (s == NULL) return closed_result(L, "EBADF");
+  if (s->h->type == UV_TCP) {
+    struct sockaddr_storage ss;
+    int len = (int)sizeof ss, r;
+    r = peer ? uv_tcp_getpeername((uv_tcp_t *)s->h, (struct sockaddr *)&ss,
+                                  &len)
+             : uv_tcp_getsockname((uv_tcp_t *)s->h, (struct sockaddr *)&ss,
+                                  &len);
+    if (r < 0) return sp_net_error(L, r);
+    if (sp_push_sockaddr(L, (struct sockaddr *)&ss) == 0)
+      return sp_net_error(L, UV_EAFNOSUPPORT);
+    return 2;
+  }
+  if (s->h->type == UV_NAMED_PIPE && strcmp(s->kind, "unix") == 0) {
+    char buf[1024];
+    size_t len = sizeof buf;
+    int r = peer ? uv_pipe_getpeername((uv_pipe_t *)s->h, buf, &len)
+                 : uv_pipe_getsockname((uv_pipe_t *)s->h, buf, &len);
+    if (r < 0) return sp_net_error(L, r);
+    lua_pushlstring(L, buf, len);
+    return 1;
+  }
+  return sp_net_error(L, UV_ENOTSOCK);
+}
+
+static int s_peer(lua_State *L) { return addr_common(L, 1); }
+static int s_local_addr(lua_State *L) { return addr_common(L, 0); }
+
+static int s_set_nodelay(lua_State *L) {
+  sp_sbox *box = check_box(L);
+  int on = lua_toboolean(L, 2), r;
+  luaL_checkany(L, 2);
+  if (box->s == NULL) return closed_result(L, "EBADF");
+  if (box->s->h->type != UV_TCP) return sp_net_error(L, UV_ENOTSUP);
+  r = uv_tcp_nodelay((uv_tcp_t *)box->s->h, on);
+  if (r < 0) return sp_net_error(L, r);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int s_set_keepalive(lua_State *L) {
+  sp_sbox *box = check_box(L);
+  int on = lua_toboolean(L, 2), r;
+  lua_Integer delay = 60;
+  luaL_checkany(L, 2);
+  if (!lua_isnoneornil(L, 3)) {
+    lua_Number d = luaL_checknumber(L, 3);
+    luaL_argcheck(L, d >= 1 && d <= 1e6, 3,
+                  "delay must be from 1 to 1e6 seconds");
+    delay = (lua_Integer)d;
+  }
+  if (box->s == NULL) return closed_result(L, "EBADF");
+  if (box->s->h->type != UV_TCP) return sp_net_error(L, UV_ENOTSUP);
+  r = uv_tcp_keepalive((uv_tcp_t *)box->s->h, on, (unsigned)delay);
+  if (r < 0) return sp_net_error(L, r);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int s_tostring(lua_State *L) {
+  sp_sbox *box = check_box(L);
+  if (box->s == NULL)
+    lua_pushliteral(L, "spindle.stream (closed)");
+  else
+    lua_pushfstring(L, "spindle.stream (%s: %p)", box->s->kind,
+                    (void *)box->s);
+  return 1;
+}
+
+/* Creates the stream metatable.  [-0, +0, m] */
+int sp_stream_open(lua_State *L) {
+  static const luaL_Reg methods[] = {
+      {"read", s_read},
+      {"read_some", s_read_some},
+      {"read_line", s_read_line},
+      {"read_until", s_read_until},
+      {"read_all", s_read_all},
+      {"lines", s_lines},
+      {"write", s_write},
+      {"shutdown", s_shutdown},
+      {"close", s_close},
+      {"close_reset", s_close_reset},
+      {"peer", s_peer},
+      {"local_addr", s_local_addr},
+      {"set_nodelay", s_set_nodelay},
+      {"set_keepalive", s_set_keepalive},
+      {NULL, NULL}};
+  if (luaL_newmetatable(L, SP_STREAM_MT)) {
+    static const luaL_Reg one[] = {{"f", s_close}, {NULL, NULL}};
+    lua_newtable(L); /* methods */
+    lua_newtable(L); /* fetch the module box: upvalue 1 of sp_setfuncs */
+    sp_setfuncs(L, one);
+    lua_getfield(L, -1, "f");
+    lua_getupvalue(L, -1, 1);
+    lua_replace(L, -3); /* [mt, methods, box, f] */
+    lua_pop(L, 1);
+    lua_pushvalue(L, -3); /* the metatable */
+    luaL_setfuncs(L, methods, 2);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, s_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, s_close);
+    lua_setfield(L, -2, "__close");
+    lua_pushcfunction(L, s_tostring);
+    lua_setfield(L, -2, "__tostring");
+  }
+  lua_pop(L, 1);
+  return 0;
+}
+
+/* spindle.dump(): "tcp read 127.0.0.1:4000", "unix write /tmp/s",
+** "pipe read".  Runs no Lua. */
+static void describe_stream(sp_task *t, char *buf, size_t size) {
+  sp_stream *s = (sp_stream *)t->u.w.obj;
+  const char *op = t->wkind == SP_W_NET_READ ? "read" : "write";
+  char addr[128];
+  addr[0] = '\0';
+  if (s->h->type == UV_TCP) {
+    struct sockaddr_storage ss;
+    int len = (int)sizeof ss;
+    if (uv_tcp_getpeername((uv_tcp_t *)s->h, (struct sockaddr *)&ss,
+                           &len) == 0)
+      sp_format_sockaddr((struct sockaddr *)&ss, addr, sizeof addr);
+  } else if (strcmp(s->kind, "unix") == 0) {
+    size_t len = sizeof addr - 1;
+    if (uv_pipe_getpeername((uv_pipe_t *)s->h, addr, &len) == 0)
+      addr[len] = '\0';
+    else
+      addr[0] = '\0';
+  }
+  snprintf(buf, size, "%s %s%s%s", s->kind, op, addr[0] ? " " : "", addr);
+}
+
+/* Creates the stream and listener metatables and sets spindle.net in the
+** module table at -1.  Called from luaopen_spindle.  [-0, +0, m] */
+int sp_net_open(lua_State *L) {
+  sp_stream_open(L);
+  sp_describe_register(SP_W_NET_READ, describe_stream);
+  sp_describe_register(SP_W_NET_WRITE, describe_stream);
+  if (lua_getfield(L, -1, "net") != LUA_TTABLE) { /* udp.c may have made it */
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "net");
+  }
+  sp_tcp_open(L);
+  sp_pipe_open(L);
+  sp_dns_open(L);
+  lua_pop(L, 1);
+  return 0;
+}
