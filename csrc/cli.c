@@ -7,7 +7,8 @@
 **
 ** Exit status: 0 on success; 1 if the main task fails (the error and its
 ** traceback go to stderr); 130 after SIGINT, which aborts the main task so
-** that its <close> handlers run.  A second SIGINT exits at once.
+** that its <close> handlers run.  A second SIGINT exits at once.  SIGQUIT
+** prints spindle.dump() on stderr and the script goes on.
 */
 #include <signal.h>
 #include <unistd.h>
@@ -124,10 +125,7 @@ static int cli_main(lua_State *L) {
   uv_signal_start(&sig, sigint_cb, SIGINT);
   uv_unref((uv_handle_t *)&sig); /* SIGINT alone keeps nothing alive */
   rt->sigint_handle = &sig;
-  { /* SIGQUIT prints spindle.dump() on stderr and goes on (sync.h) */
-    extern void sp_dump_on_sigquit(lua_State *L, sp_runtime *rt);
-    sp_dump_on_sigquit(L, rt);
-  }
+  sp_dump_on_sigquit(L, rt); /* SIGQUIT prints spindle.dump(), goes on */
   sp_run_main(L, rt, nargs);
   t = (sp_task *)lua_touserdata(L, -1);
   if (rt->sigint_seen)

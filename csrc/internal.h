@@ -274,6 +274,15 @@ void sp_weak_keys(lua_State *L, const void *key); /* [-0, +0, m] */
 void sp_set_hooks(sp_runtime *rt, lua_State *co);
 void sp_hook_cancel(lua_State *co);
 
+/* The subsystems luaopen_spindle registers (each adds to the module table
+** at -1) and the handles they own, closed with the runtime (release_c). */
+int sp_sync_all_open(lua_State *L);  /* sync.c, scope.c, dump.c */
+int sp_io2_open(lua_State *L);       /* fs.c, udp.c, process.c, signal.c */
+int sp_net_open(lua_State *L);       /* stream.c, tcp.c, pipe.c, dns.c */
+void sp_io2_close_all(sp_runtime *rt);
+void sp_net_close_all(sp_runtime *rt);
+void sp_dump_on_sigquit(lua_State *L, sp_runtime *rt); /* the command */
+
 /* host.c: next_step and await */
 void sp_host_step_begins(sp_runtime *rt);
 int sp_host_open(lua_State *L);

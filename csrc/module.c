@@ -36,14 +36,9 @@ int luaopen_spindle(lua_State *L) {
   sp_runtime_open(L);
   sp_host_open(L);
   sp_blocking_open(L);
-  { /* channel, semaphore, mutex, event, scope, dump, Lua parts (sync.h) */
-    extern int sp_sync_all_open(lua_State *L);
-    sp_sync_all_open(L);
-  }
-  { /* spindle.net: streams, TCP, Unix sockets, DNS (csrc/net.h) */
-    extern int sp_net_open(lua_State *L);
-    sp_net_open(L);
-  }
+  sp_sync_all_open(L); /* channel ... event, scope, dump, Lua parts */
+  sp_io2_open(L);      /* fs, process, signal, net.udp */
+  sp_net_open(L);      /* net: streams, TCP, Unix sockets, DNS */
   lua_pushliteral(L, "spindle " SPINDLE_VERSION);
   lua_setfield(L, -2, "_VERSION");
   lua_pushliteral(L, SPINDLE_VERSION);

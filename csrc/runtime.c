@@ -328,10 +328,8 @@ static void timer_closed(uv_handle_t *h) {
 static void release_c(sp_runtime *rt) {
   while (rt->inflight > 0) /* worker threads still running our requests */
     uv_run(rt->loop, UV_RUN_ONCE);
-  { /* streams, listeners, connects, resolves (csrc/net.h) */
-    extern void sp_net_close_all(sp_runtime *rt);
-    sp_net_close_all(rt);
-  }
+  sp_io2_close_all(rt); /* fs, udp, process and signal objects */
+  sp_net_close_all(rt); /* streams, listeners, connects, resolves */
   if (rt->sigint_handle != NULL &&
       !uv_is_closing((uv_handle_t *)rt->sigint_handle))
     uv_close((uv_handle_t *)rt->sigint_handle, NULL);

@@ -1,4 +1,4 @@
--- demo.lua -- a one-second tour of spindle.
+-- demo.lua -- a short tour of spindle.
 --
 --   make demo                          (installs, builds, runs this file)
 --   ./build/spindle examples/demo.lua  (once built)
@@ -94,6 +94,60 @@ local answer = spindle.timeout(0.3, function()
   return "fast answer"
 end)
 say("main", "timeout(0.3, fast) -> %q", answer)
+
+---------------------------------------------------------------------------
+section("5. A server and its clients over TCP (127.0.0.1)")
+
+-- An uppercase echo server: one task per connection.
+local server = assert(spindle.net.listen("127.0.0.1", 0))
+local _, port = server:local_addr()
+local accepter = spindle.spawn(function()
+  while true do
+    local conn = server:accept()
+    if not conn then return end
+    spindle.spawn(function()
+      local c <close> = conn
+      for line in c:lines() do
+        if line == "slow" then spindle.sleep(1) end -- a slow request
+        c:write(line:upper(), "\n")
+      end
+    end)
+  end
+end)
+say("server", "listening on 127.0.0.1:%d", port)
+
+local function client(name, request, limit)
+  local s <close> = assert(spindle.net.connect("127.0.0.1", port))
+  local ok2, reply = pcall(spindle.timeout, limit, function()
+    s:write(request, "\n")
+    return s:read_line()
+  end)
+  if not ok2 then
+    if not spindle.is_timeout(reply) then error(reply, 0) end -- aborted
+    say(name, "gave up after %.1f s: %s", limit, tostring(reply))
+    return "timed out"
+  end
+  say(name, "sent %q, got %q", request, reply)
+  return reply
+end
+
+local alice = spindle.spawn(client, "alice", "hello", 0.5)
+local bob = spindle.spawn(client, "bob", "spindle", 0.5)
+local carol = spindle.spawn(client, "carol", "slow", 0.2)      -- times out
+local dave = spindle.spawn(client, "dave", "slow", 5)          -- aborted
+spindle.sleep(0.3)
+dave:abort()
+say("main", "aborted dave while he waited for his reply")
+
+local summary = {}
+for _, h in ipairs({alice, bob, carol, dave}) do
+  local ok3, r = h:result()
+  summary[#summary + 1] = ok3 and tostring(r)
+                          or (spindle.is_cancelled(r) and "cancelled" or tostring(r))
+end
+say("main", "summary: alice=%s bob=%s carol=%s dave=%s", table.unpack(summary))
+server:close()
+accepter:abort()
 
 ---------------------------------------------------------------------------
 print()

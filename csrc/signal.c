@@ -1,0 +1,330 @@
+/*
+** signal.c -- spindle.signal(name): a uv_signal_t that counts deliveries;
+** signal names shared with process.c; sp_io2_open, which registers the
+** io parts of api.md section 5 that live outside the stream layer.
+**
+** A signal object installs its handler at once.  Each delivery either
+** wakes the first waiting task (FIFO) or is counted, and a later wait()
+** takes one counted delivery without waiting.  The handle is referenced
+** only while a task waits on it: an unwatched signal never keeps the
+** loop alive (so deadlock detection still works).
+**
+** Memory: the userdata holds a pointer to a malloc'd sig_obj, which libuv
+** may touch until the close callback frees it.  close(), __close, __gc
+** and runtime close share sig_close; closing wakes the waiters with
+** nil, "closed", "ECANCELED".
+*/
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io2.h"
+
+/* ---- names ------------------------------------------------------------ */
+
+#define SIGN(x) {#x, "SIG" #x, SIG##x}
+static const struct {
+  const char *name, *full;
+  int num;
+} signames[] = {
+#ifdef SIGHUP
+    SIGN(HUP),
+#endif
+#ifdef SIGINT
+    SIGN(INT),
+#endif
+#ifdef SIGQUIT
+    SIGN(QUIT),
+#endif
+#ifdef SIGILL
+    SIGN(ILL),
+#endif
+#ifdef SIGTRAP
+    SIGN(TRAP),
+#endif
+#ifdef SIGABRT
+    SIGN(ABRT),
+#endif
+#ifdef SIGBUS
+    SIGN(BUS),
+#endif
+#ifdef SIGFPE
+    SIGN(FPE),
+#endif
+#ifdef SIGKILL
+    SIGN(KILL),
+#endif
+#ifdef SIGUSR1
+    SIGN(USR1),
+#endif
+#ifdef SIGSEGV
+    SIGN(SEGV),
+#endif
+#ifdef SIGUSR2
+    SIGN(USR2),
+#endif
+#ifdef SIGPIPE
+    SIGN(PIPE),
+#endif
+#ifdef SIGALRM
+    SIGN(ALRM),
+#endif
+#ifdef SIGTERM
+    SIGN(TERM),
+#endif
+#ifdef SIGCHLD
+    SIGN(CHLD),
+#endif
+#ifdef SIGCONT
+    SIGN(CONT),
+#endif
+#ifdef SIGSTOP
+    SIGN(STOP),
+#endif
+#ifdef SIGTSTP
+    SIGN(TSTP),
+#endif
+#ifdef SIGTTIN
+    SIGN(TTIN),
+#endif
+#ifdef SIGTTOU
+    SIGN(TTOU),
+#endif
+#ifdef SIGURG
+    SIGN(URG),
+#endif
+#ifdef SIGXCPU
+    SIGN(XCPU),
+#endif
+#ifdef SIGXFSZ
+    SIGN(XFSZ),
+#endif
+#ifdef SIGVTALRM
+    SIGN(VTALRM),
+#endif
+#ifdef SIGPROF
+    SIGN(PROF),
+#endif
+#ifdef SIGWINCH
+    SIGN(WINCH),
+#endif
+#ifdef SIGIO
+    SIGN(IO),
+#endif
+#ifdef SIGSYS
+    SIGN(SYS),
+#endif
+    {NULL, NULL, 0}};
+
+const char *sp_io2_signame(int signum) {
+  int i;
+  for (i = 0; signames[i].name != NULL; i++)
+    if (signames[i].num == signum) return signames[i].full;
+  return NULL;
+}
+
+/* "TERM", "SIGTERM", "sigterm" or a number 1..64.  [-0, +0, v] */
+int sp_io2_signum(lua_State *L, int arg) {
+  if (lua_type(L, arg) == LUA_TNUMBER) {
+    lua_Integer n;
+    if (!lua_isinteger(L, arg)) luaL_argerror(L, arg, "signal number expected");
+    n = lua_tointeger(L, arg);
+    if (n < 1 || n > 64) luaL_argerror(L, arg, "signal number out of range");
+    return (int)n;
+  } else {
+    size_t len, i;
+    const char *s = luaL_checklstring(L, arg, &len);
+    char up[16];
+    if (len >= sizeof up) luaL_argerror(L, arg, "unknown signal name");
+    for (i = 0; i <= len; i++)
+      up[i] = (char)((s[i] >= 'a' && s[i] <= 'z') ? s[i] - 32 : s[i]);
+    s = up;
+    if (strncmp(s, "SIG", 3) == 0) s += 3;
+    for (i = 0; signames[i].name != NULL; i++)
+      if (strcmp(signames[i].name, s) == 0) return signames[i].num;
+    return luaL_argerror(L, arg, "unknown signal name");
+  }
+}
+
+/* ---- signal objects ---------------------------------------------------- */
+
+#define SIG_MT "spindle.signal"
+
+typedef struct sig_obj {
+  sp_io2_obj obj;       /* in the runtime's list until the close callback */
+  uv_signal_t h;
+  sp_runtime *rt;
+  struct sig_obj **ud;  /* the userdata's pointer, NULL once collected */
+  sp_wlist waiters;
+  lua_Integer pending;  /* deliveries nobody has taken yet */
+  int signum;
+} sig_obj;
+
+static void sig_closed(uv_handle_t *h) {
+  sig_obj *s = (sig_obj *)h->data;
+  sp_io2_del(&s->obj);
+  free(s);
+}
+
+static void sig_close(sig_obj *s) {
+  sp_task *t;
+  if (s->ud != NULL) *s->ud = NULL;
+  s->ud = NULL;
+  while ((t = s->waiters.head) != NULL) {
+    sp_wlist_remove(&s->waiters, t);
+    t->u.w.obj = NULL; /* the continuation reports "closed" */
+    t->undo = NULL;
+    sp_wake(t, SP_WAKE_OK);
+  }
+  uv_close((uv_handle_t *)&s->h, sig_closed);
+}
+
+static void sig_rtclose(sp_io2_obj *o) {
+  sig_obj *s = sp_container_of(o, sig_obj, obj);
+  if (!uv_is_closing((uv_handle_t *)&s->h)) sig_close(s);
+}
+
+static void sig_cb(uv_signal_t *h, int signum) {
+  sig_obj *s = (sig_obj *)h->data;
+  sp_task *t = s->waiters.head;
+  (void)signum;
+  if (t == NULL) {
+    s->pending++;
+    return;
+  }
+  sp_wlist_remove(&s->waiters, t);
+  t->undo = NULL;
+  sp_wake(t, SP_WAKE_OK);
+  if (s->waiters.head == NULL) uv_unref((uv_handle_t *)h);
+}
+
+static sig_obj *sig_get(lua_State *L) {
+  return *(sig_obj **)luaL_checkudata(L, 1, SIG_MT);
+}
+
+/* spindle.signal(name) */
+static int l_signal(lua_State *L) {
+  int signum = sp_io2_signum(L, 1);
+  sp_runtime *rt = sp_io2_runtime(L, "spindle.signal");
+  sp_io2_rt *io = sp_io2_get(L, rt);
+  sig_obj **ud = lua_newuserdatauv(L, sizeof *ud, 0);
+  sig_obj *s;
+  int r;
+  *ud = NULL; /* born closed */
+  luaL_setmetatable(L, SIG_MT);
+  if ((s = calloc(1, sizeof *s)) == NULL)
+    return luaL_error(L, "not enough memory");
+  s->rt = rt;
+  s->signum = signum;
+  s->obj.rtclose = sig_rtclose;
+  if ((r = uv_signal_init(rt->loop, &s->h)) < 0) {
+    free(s);
+    return sp_io2_fail(L, r);
+  }
+  s->h.data = s;
+  sp_io2_add(io, &s->obj);
+  s->ud = ud;
+  *ud = s;
+  if ((r = uv_signal_start(&s->h, sig_cb, signum)) < 0) {
+    sig_close(s);
+    return sp_io2_fail(L, r);
+  }
+  uv_unref((uv_handle_t *)&s->h);
+  return 1;
+}
+
+static void sig_undo(sp_task *t) {
+  sig_obj *s = (sig_obj *)t->u.w.obj;
+  sp_wlist_remove(&s->waiters, t);
+  if (s->waiters.head == NULL) uv_unref((uv_handle_t *)&s->h);
+}
+
+static int sig_wait_k(lua_State *L, int status, lua_KContext ctx) {
+  sp_task *t = (sp_task *)ctx;
+  (void)status;
+  sp_resumed(L, t);
+  if (t->u.w.obj == NULL) return sp_io2_closed(L);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int sig_wait(lua_State *L) {
+  sig_obj *s = sig_get(L);
+  sp_task *t = sp_await_check(L, "wait");
+  if (s == NULL) return sp_io2_closed(L);
+  if (s->rt != t->rt)
+    return luaL_error(L, "wait: the signal belongs to another runtime");
+  t->u.w.obj = s;
+  if (s->pending > 0) {
+    s->pending--;
+    return sp_await_fast(L, t, sig_wait_k, (lua_KContext)t);
+  }
+  if (s->waiters.head == NULL) uv_ref((uv_handle_t *)&s->h);
+  sp_wlist_push(&s->waiters, t);
+  t->wkind = SP_W_IO2_SIGNAL;
+  t->undo = sig_undo;
+  t->state = SP_T_WAITING;
+  return sp_await_yield(L, t, sig_wait_k, (lua_KContext)t);
+}
+
+static int sig_close_m(lua_State *L) {
+  sig_obj *s = sig_get(L);
+  if (s != NULL) sig_close(s);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int sig_gc(lua_State *L) {
+  sig_obj *s = sig_get(L);
+  if (s != NULL) sig_close(s);
+  return 0;
+}
+
+static int sig_tostring(lua_State *L) {
+  sig_obj *s = sig_get(L);
+  if (s == NULL)
+    lua_pushliteral(L, "spindle.signal (closed)");
+  else
+    lua_pushfstring(L, "spindle.signal (%s)", sp_io2_signame(s->signum)
+                                                  ? sp_io2_signame(s->signum)
+                                                  : "?");
+  return 1;
+}
+
+/* spindle.dump: "signal SIGUSR1". */
+static void sig_describe(sp_task *t, char *buf, size_t size) {
+  sig_obj *s = (sig_obj *)t->u.w.obj;
+  const char *name = s ? sp_io2_signame(s->signum) : NULL;
+  snprintf(buf, size, "signal %s", name ? name : "?");
+}
+
+int sp_signal_open(lua_State *L) {
+  static const luaL_Reg methods[] = {
+      {"wait", sig_wait}, {"close", sig_close_m}, {NULL, NULL}};
+  static const luaL_Reg fns[] = {{"signal", l_signal}, {NULL, NULL}};
+  sp_describe_register(SP_W_IO2_SIGNAL, sig_describe);
+  luaL_newmetatable(L, SIG_MT);
+  lua_newtable(L);
+  sp_setfuncs(L, methods);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, sig_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, sig_gc);
+  lua_setfield(L, -2, "__close");
+  lua_pushcfunction(L, sig_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
+  sp_setfuncs(L, fns);
+  return 0;
+}
+
+/* ---- registration ------------------------------------------------------ */
+
+int sp_io2_open(lua_State *L) {
+  sp_fs_open(L);
+  sp_signal_open(L);
+  sp_udp_open(L);
+  sp_process_open(L);
+  return 0;
+}
