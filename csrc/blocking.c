@@ -367,11 +367,8 @@ static int l_blocking(lua_State *L) {
     return luaL_error(L, "spindle.blocking: %s", uv_strerror(r));
   }
   t->rt->inflight++;
-  t->wkind = SP_W_BLOCKING;
-  t->undo = work_undo;
-  t->u.w.obj = w;
-  t->state = SP_T_WAITING;
-  return sp_await_yield(L, t, blocking_k, (lua_KContext)t);
+  return sp_await_block(L, t, SP_W_BLOCKING, work_undo, w, blocking_k,
+                        (lua_KContext)t);
 }
 
 int sp_blocking_open(lua_State *L) {

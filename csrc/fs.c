@@ -441,11 +441,7 @@ static int fs_await(lua_State *L, sp_task *t, fs_req *r, int rc) {
   r->pending = 1;
   r->rt->inflight++;
   r->task = t;
-  t->wkind = SP_W_IO2_FS;
-  t->undo = fs_undo;
-  t->u.w.obj = r;
-  t->state = SP_T_WAITING;
-  return sp_await_yield(L, t, fs_k, (lua_KContext)t);
+  return sp_await_block(L, t, SP_W_IO2_FS, fs_undo, r, fs_k, (lua_KContext)t);
 }
 
 /* ---- spindle.fs functions --------------------------------------------- */
@@ -721,11 +717,8 @@ static int file_io_start(lua_State *L, fs_file *f, sp_task *t, fs_req *r) {
   r->task = t;
   r->pending = 1;
   r->rt->inflight++;
-  t->wkind = SP_W_IO2_FILE;
-  t->undo = fs_undo;
-  t->u.w.obj = r;
-  t->state = SP_T_WAITING;
-  return sp_await_yield(L, t, file_k, (lua_KContext)t);
+  return sp_await_block(L, t, SP_W_IO2_FILE, fs_undo, r, file_k,
+                        (lua_KContext)t);
 }
 
 static sp_task *file_ready(lua_State *L, fs_file *f, const char *name) {

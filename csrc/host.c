@@ -113,11 +113,7 @@ static int await_fn_k(lua_State *L, int status, lua_KContext ctx) {
   if (b->called) return sp_await_fast(L, t, await_wait_k, ctx);
   sp_check_cancel(L, t); /* fn may have swallowed a cancellation */
   b->task = t;
-  t->wkind = SP_W_AWAIT;
-  t->undo = await_undo;
-  t->u.w.obj = b;
-  t->state = SP_T_WAITING;
-  return sp_await_yield(L, t, await_wait_k, ctx);
+  return sp_await_block(L, t, SP_W_AWAIT, await_undo, b, await_wait_k, ctx);
 }
 
 static int l_await(lua_State *L) {

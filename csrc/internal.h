@@ -263,6 +263,9 @@ void sp_check_cancel(lua_State *L, sp_task *t);
 void sp_resumed(lua_State *L, sp_task *t);
 int sp_await_yield(lua_State *L, sp_task *t, lua_KFunction k,
                    lua_KContext ctx);
+int sp_await_block(lua_State *L, sp_task *t, int wkind,
+                   void (*undo)(sp_task *t), void *obj, lua_KFunction k,
+                   lua_KContext ctx);
 int sp_await_fast(lua_State *L, sp_task *t, lua_KFunction k,
                   lua_KContext ctx);
 double sp_check_seconds(lua_State *L, int arg);

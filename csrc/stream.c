@@ -509,11 +509,8 @@ static int read_wait(lua_State *L, sp_stream *s, sp_task *t) {
       return n;
     }
   }
-  t->wkind = SP_W_NET_READ;
-  t->undo = reader_undo;
-  t->u.w.obj = s;
-  t->state = SP_T_WAITING;
-  return sp_await_yield(L, t, read_k, (lua_KContext)t);
+  return sp_await_block(L, t, SP_W_NET_READ, reader_undo, s, read_k,
+                        (lua_KContext)t);
 }
 
 /* The common part of every read method. */
@@ -632,11 +629,8 @@ static int write_k(lua_State *L, int status, lua_KContext ctx);
 
 static int wait_writer(lua_State *L, sp_stream *s, sp_task *t, int what) {
   s->writer = t;
-  t->wkind = SP_W_NET_WRITE;
-  t->undo = writer_undo;
-  t->u.w.obj = s;
-  t->state = SP_T_WAITING;
-  return sp_await_yield(L, t, write_k, (lua_KContext)t | what);
+  return sp_await_block(L, t, SP_W_NET_WRITE, writer_undo, s, write_k,
+                        (lua_KContext)t | what);
 }
 
 static int shutdown_start(lua_State *L, sp_stream *s, sp_task *t, int fast);

@@ -356,11 +356,8 @@ static int accept_try(lua_State *L, sp_listener *l, sp_task *t, int fast) {
     return sp_net_error(L, n);
 wait:
   l->acceptor = t;
-  t->wkind = SP_W_NET_ACCEPT;
-  t->undo = accept_undo;
-  t->u.w.obj = l;
-  t->state = SP_T_WAITING;
-  return sp_await_yield(L, t, accept_k, (lua_KContext)t);
+  return sp_await_block(L, t, SP_W_NET_ACCEPT, accept_undo, l, accept_k,
+                        (lua_KContext)t);
 }
 
 static int accept_k(lua_State *L, int status, lua_KContext ctx) {
@@ -509,11 +506,8 @@ static int l_listen(lua_State *L) {
     return sp_net_error(L, r);
   }
   lua_pushlightuserdata(L, g);
-  t->wkind = SP_W_NET_RESOLVE;
-  t->undo = listen_undo;
-  t->u.w.obj = g;
-  t->state = SP_T_WAITING;
-  return sp_await_yield(L, t, listen_k, (lua_KContext)t);
+  return sp_await_block(L, t, SP_W_NET_RESOLVE, listen_undo, g, listen_k,
+                        (lua_KContext)t);
 }
 
 /* ---- connect ------------------------------------------------------------ */
@@ -766,11 +760,8 @@ int sp_connect_start(lua_State *L, const char *host, int port,
     return sp_net_error(L, r);
   }
   lua_pushlightuserdata(L, op);
-  t->wkind = SP_W_NET_CONNECT;
-  t->undo = connect_undo;
-  t->u.w.obj = op;
-  t->state = SP_T_WAITING;
-  return sp_await_yield(L, t, connect_k, (lua_KContext)t);
+  return sp_await_block(L, t, SP_W_NET_CONNECT, connect_undo, op, connect_k,
+                        (lua_KContext)t);
 }
 
 static int l_connect(lua_State *L) {

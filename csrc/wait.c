@@ -119,6 +119,18 @@ int sp_await_yield(lua_State *L, sp_task *t, lua_KFunction k,
   return lua_yieldk(L, 0, ctx, k);
 }
 
+/* Suspends t at an await: it waits for `obj` (what dump describes with
+** wkind); undo detaches it if the task is aborted.  [-0, +0, y] */
+int sp_await_block(lua_State *L, sp_task *t, int wkind,
+                   void (*undo)(sp_task *t), void *obj, lua_KFunction k,
+                   lua_KContext ctx) {
+  t->wkind = (unsigned char)wkind;
+  t->undo = undo;
+  t->u.w.obj = obj;
+  t->state = SP_T_WAITING;
+  return sp_await_yield(L, t, k, ctx);
+}
+
 int sp_await_fast(lua_State *L, sp_task *t, lua_KFunction k,
                   lua_KContext ctx) {
   if (++t->fast >= SP_FAST_BUDGET) {
