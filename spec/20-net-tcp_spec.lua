@@ -2,74 +2,11 @@
 -- resolve and every stream method, sentence by sentence.  Loopback only;
 -- after every test the process has exactly the descriptors it had before.
 
-if not package.searchpath("spindle", package.cpath) then
-  package.cpath = "./build/?.so;" .. package.cpath
-end
-if not package.path:find("./lua/?.lua", 1, true) then
-  package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
-end
+local N = dofile("spec/helpers/net.lua")
+local spindle, net = N.spindle, N.net
+local run, pair, fd_count = N.run, N.pair, N.fd_count
 
-local spindle = require "spindle"
-local net = spindle.net
-
--- ------------------------------------------------------------- helpers
-
-local PID
-do
-  local f = assert(io.open("/proc/self/stat"))
-  PID = f:read("l"):match("^(%d+)")
-  f:close()
-end
-
--- Open descriptors of this process, not counting the pipe of the popen
--- that asks (its write end may still be open in this process for an
--- instant after the fork).
-local function fd_count()
-  local p = io.popen("sh -c 'readlink /proc/$$/fd/1; ls -l /proc/" .. PID .. "/fd'")
-  local me = p:read("l")
-  local n = 0
-  for line in p:lines() do
-    local target = line:match(" %-> (.*)$")
-    if target and target ~= me then n = n + 1 end
-  end
-  p:close()
-  return n
-end
-
--- Runs fn as the main task of a fresh real-clock runtime, closes it, and
--- re-raises fn's error.
-local function run(fn, ...)
-  local rt = spindle.runtime()
-  local r = table.pack(pcall(rt.run, rt, fn, ...))
-  rt:close()
-  if not r[1] then error(r[2], 0) end
-  return table.unpack(r, 2, r.n)
-end
-
--- A listener and a connected pair (client, server side).
-local function pair()
-  local srv = assert(net.listen("127.0.0.1", 0))
-  local _, port = srv:local_addr()
-  local acc = spindle.spawn(function() return assert(srv:accept()) end)
-  local c = assert(net.connect("127.0.0.1", port))
-  local s = acc:join()
-  srv:close()
-  return c, s, port
-end
-
--- libuv opens a few process-wide descriptors once (its signal pipe):
--- let that happen before counting.
-setup(function()
-  run(function() local c, s = pair(); c:close(); s:close() end)
-end)
-
-local fds
-before_each(function() collectgarbage(); fds = fd_count() end)
-after_each(function()
-  collectgarbage(); collectgarbage()
-  local now = fd_count()
-  assert.equal(fds, now, "descriptors leaked")
-end)
+N.check_fds(_ENV)
 
 -- ------------------------------------------------------------ listen
 

@@ -1,45 +1,9 @@
 -- spec/20-net-unix_spec.lua -- api.md §5: Unix domain sockets give the
 -- same stream object as TCP (spindle.net.listen_unix / connect_unix).
 
-if not package.searchpath("spindle", package.cpath) then
-  package.cpath = "./build/?.so;" .. package.cpath
-end
-if not package.path:find("./lua/?.lua", 1, true) then
-  package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
-end
-
-local spindle = require "spindle"
-local net = spindle.net
-
-local PID
-do
-  local f = assert(io.open("/proc/self/stat"))
-  PID = f:read("l"):match("^(%d+)")
-  f:close()
-end
-
--- Open descriptors of this process, not counting the pipe of the popen
--- that asks (its write end may still be open in this process for an
--- instant after the fork).
-local function fd_count()
-  local p = io.popen("sh -c 'readlink /proc/$$/fd/1; ls -l /proc/" .. PID .. "/fd'")
-  local me = p:read("l")
-  local n = 0
-  for line in p:lines() do
-    local target = line:match(" %-> (.*)$")
-    if target and target ~= me then n = n + 1 end
-  end
-  p:close()
-  return n
-end
-
-local function run(fn, ...)
-  local rt = spindle.runtime()
-  local r = table.pack(pcall(rt.run, rt, fn, ...))
-  rt:close()
-  if not r[1] then error(r[2], 0) end
-  return table.unpack(r, 2, r.n)
-end
+local N = dofile("spec/helpers/net.lua")
+local spindle, net = N.spindle, N.net
+local run, pair, fd_count = N.run, N.pair, N.fd_count
 
 local function sockpath()
   local p = os.tmpname()
@@ -54,14 +18,7 @@ local function exists(p)
   return os.execute("test -S '" .. p .. "'") == true
 end
 
-setup(function() run(function() end) end)
-
-local fds
-before_each(function() collectgarbage(); fds = fd_count() end)
-after_each(function()
-  collectgarbage(); collectgarbage()
-  assert.equal(fds, fd_count(), "descriptors leaked")
-end)
+N.check_fds(_ENV)
 
 describe("Unix sockets", function()
   it("listen_unix, accept and connect_unix echo lines", function()

@@ -13,20 +13,7 @@ local PID = (function()
   return pid
 end)()
 
--- Open descriptors of this process: /proc/self/fdinfo/N exists while fd N
--- is open (probing it opens a descriptor of its own, which is not yet
--- visible there while it is looked up).  No child process, no race.
-local function fds()
-  local n = 0
-  for i = 0, 1023 do
-    local f = io.open("/proc/self/fdinfo/" .. i)
-    if f then
-      n = n + 1
-      f:close()
-    end
-  end
-  return n
-end
+local fds = H.fd_count
 
 -- Sends sig to this process from a child; inside a task the child is
 -- spawned with spindle.process (the loop keeps running), else os.execute.

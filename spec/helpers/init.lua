@@ -20,6 +20,7 @@
 --                          (every child's stderr is checked for sanitizer
 --                          reports: one fails the test)
 --   H.tmpname()            a fresh temp path (no file left behind)
+--   H.fd_count()           open descriptors of this process
 --   H.read_file/write_file/remove/exists
 --   H.msg_names(msg, ...)  msg is a string naming one of the names
 --
@@ -202,6 +203,21 @@ function H.cli(args, o)
   if script then H.remove(script) end
   r.script = script
   return check_sanitizer(r)
+end
+
+-- Open descriptors of this process: /proc/self/fdinfo/N exists while fd N
+-- is open (probing it opens a descriptor of its own, which is not yet
+-- visible there while it is looked up).  No child process, no race.
+function H.fd_count()
+  local n = 0
+  for i = 0, 1023 do
+    local f = io.open("/proc/self/fdinfo/" .. i)
+    if f then
+      n = n + 1
+      f:close()
+    end
+  end
+  return n
 end
 
 -- Describe a child result for assertion messages.
