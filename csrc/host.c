@@ -43,12 +43,9 @@ static int next_step_k(lua_State *L, int status, lua_KContext ctx) {
 
 static int l_next_step(lua_State *L) {
   sp_task *t = sp_await_check(L, "spindle.next_step");
-  t->wkind = SP_W_NEXT_STEP;
-  t->undo = next_step_undo;
-  t->u.w.obj = NULL;
   sp_wlist_push(&t->rt->next_step, t);
-  t->state = SP_T_WAITING;
-  return sp_await_yield(L, t, next_step_k, (lua_KContext)t);
+  return sp_await_block(L, t, SP_W_NEXT_STEP, next_step_undo, NULL, next_step_k,
+                        (lua_KContext)t);
 }
 
 /* ---- await ------------------------------------------------------------ */

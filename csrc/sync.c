@@ -193,12 +193,9 @@ static int ch_send(lua_State *L) {
       ring_push(L, c, 1, 2);
       lua_pushboolean(L, 1);
     } else {
-      t->wkind = SP_W_CHAN_SEND;
-      t->undo = send_undo;
-      t->u.w.obj = c;
       sp_wlist_push(&c->sendq, t);
-      t->state = SP_T_WAITING;
-      return sp_await_yield(L, t, send_k, (lua_KContext)t);
+      return sp_await_block(L, t, SP_W_CHAN_SEND, send_undo, c, send_k,
+                            (lua_KContext)t);
     }
   }
   return sp_await_fast(L, t, send_k, (lua_KContext)t);
@@ -229,12 +226,8 @@ static int recv_common(lua_State *L, int iter) {
   } else if (c->sendq.head != NULL) { /* capacity 0: straight from a sender */
     take_from_sender(L, c);
   } else if (!c->closed) {
-    t->wkind = SP_W_CHAN_RECV;
-    t->undo = recv_undo;
-    t->u.w.obj = c;
     sp_wlist_push(&c->recvq, t);
-    t->state = SP_T_WAITING;
-    return sp_await_yield(L, t, recv_k, ctx);
+    return sp_await_block(L, t, SP_W_CHAN_RECV, recv_undo, c, recv_k, ctx);
   }
   return sp_await_fast(L, t, recv_k, ctx);
 }
@@ -420,12 +413,9 @@ static int acquire_common(lua_State *L, int mutex) {
     p->state = P_HELD;
     return sp_await_fast(L, t, acquire_k, (lua_KContext)t);
   }
-  t->wkind = mutex ? SP_W_MUTEX : SP_W_SEM;
-  t->undo = sem_undo;
-  t->u.w.obj = s;
   sp_wlist_push(&s->waiters, t);
-  t->state = SP_T_WAITING;
-  return sp_await_yield(L, t, acquire_k, (lua_KContext)t);
+  return sp_await_block(L, t, mutex ? SP_W_MUTEX : SP_W_SEM, sem_undo, s, acquire_k,
+                        (lua_KContext)t);
 }
 
 static int try_acquire_common(lua_State *L, int mutex) {
@@ -544,12 +534,9 @@ static int event_wait(lua_State *L) {
   lua_settop(L, 1);
   t = sp_await_check(L, "wait");
   if (e->set) return sp_await_fast(L, t, event_wait_k, (lua_KContext)t);
-  t->wkind = SP_W_EVENT;
-  t->undo = event_undo;
-  t->u.w.obj = e;
   sp_wlist_push(&e->waiters, t);
-  t->state = SP_T_WAITING;
-  return sp_await_yield(L, t, event_wait_k, (lua_KContext)t);
+  return sp_await_block(L, t, SP_W_EVENT, event_undo, e, event_wait_k,
+                        (lua_KContext)t);
 }
 
 /* ev:set(): releases every waiter, in the order they came. */

@@ -350,12 +350,9 @@ static int join_common(lua_State *L, int mode, const char *name) {
     luaL_error(L, "%s: the task belongs to another runtime", name);
   if (sp_task_finished(target))
     return sp_await_fast(L, t, join_k, (lua_KContext)t | mode);
-  t->wkind = SP_W_JOIN;
-  t->undo = join_undo;
-  t->u.w.obj = target;
   sp_wlist_push(&target->joiners, t);
-  t->state = SP_T_WAITING;
-  return sp_await_yield(L, t, join_k, (lua_KContext)t | mode);
+  return sp_await_block(L, t, SP_W_JOIN, join_undo, target, join_k,
+                        (lua_KContext)t | mode);
 }
 
 static int task_join(lua_State *L) { return join_common(L, JOIN, "join"); }
