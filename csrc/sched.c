@@ -12,6 +12,7 @@
 **   - an error that escaped task_body itself (memory errors only).
 */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
@@ -87,32 +88,32 @@ void sp_push_task(lua_State *L, sp_task *t) {
   lua_remove(L, -2);
 }
 
+static int by_id(const void *a, const void *b) {
+  lua_Integer x = (*(sp_task *const *)a)->id, y = (*(sp_task *const *)b)->id;
+  return (x > y) - (x < y);
+}
+
 /* Pushes an array of the handles of every live task, in id order, and
-** returns how many.  [-0, +1, m] */
+** returns how many.  Slots are reused, so the anchors table is not in id
+** order: the tasks are collected and sorted (qsort, in a scratch userdata
+** so that a memory error leaks nothing).  [-0, +1, m] */
 int sp_push_live(lua_State *L, sp_runtime *rt) {
-  int n = 0, i, j;
-  lua_createtable(L, (int)rt->live, 0);
+  int n = 0, i, top = lua_gettop(L);
+  sp_task **v = (sp_task **)lua_newuserdatauv(
+      L, (size_t)(rt->live > 0 ? rt->live : 1) * sizeof *v, 0);
   sp_push_anchors(L, rt);
-  for (i = 1; i <= rt->nslots; i++)
-    if (lua_rawgeti(L, -1, i) != LUA_TNIL)
-      lua_rawseti(L, -3, ++n);
-    else
-      lua_pop(L, 1);
-  lua_pop(L, 1);
-  for (i = 2; i <= n; i++) /* slots are reused: sort by id (insertion) */
-    for (j = i; j > 1; j--) {
-      sp_task *a, *b;
-      lua_rawgeti(L, -1, j - 1);
-      lua_rawgeti(L, -2, j);
-      a = (sp_task *)lua_touserdata(L, -2);
-      b = (sp_task *)lua_touserdata(L, -1);
-      if (a->id < b->id) {
-        lua_pop(L, 2);
-        break;
-      }
-      lua_rawseti(L, -3, j - 1);
-      lua_rawseti(L, -2, j);
-    }
+  for (i = 1; i <= rt->nslots && n < rt->live; i++) {
+    if (lua_rawgeti(L, -1, i) != LUA_TNIL) v[n++] = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+  }
+  qsort(v, (size_t)n, sizeof *v, by_id);
+  lua_createtable(L, n, 0);
+  for (i = 0; i < n; i++) {
+    lua_rawgeti(L, -2, v[i]->anchor);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_replace(L, top + 1); /* the list where the scratch was */
+  lua_settop(L, top + 1);
   return n;
 }
 
