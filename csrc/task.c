@@ -249,9 +249,20 @@ static void report(lua_State *L, int idx, sp_task *t) {
 
 /* At the end of a runtime: reports every failure still unobserved, in
 ** task id order.  [-0, +0, m] */
+typedef struct unobs {
+  lua_Integer id;
+  int idx; /* in the list of handles */
+} unobs;
+
+static int unobs_cmp(const void *a, const void *b) {
+  lua_Integer x = ((const unobs *)a)->id, y = ((const unobs *)b)->id;
+  return (x > y) - (x < y);
+}
+
 void sp_report_unobserved(lua_State *L, sp_runtime *rt) {
-  int top = lua_gettop(L), n = 0, i, j;
-  lua_newtable(L); /* list of handles of this runtime */
+  int top = lua_gettop(L), n = 0, i;
+  unobs *v;
+  lua_newtable(L); /* top+1: list of handles of this runtime */
   lua_rawgetp(L, LUA_REGISTRYINDEX, &unobserved_key);
   lua_pushnil(L);
   while (lua_next(L, -2)) {
@@ -263,22 +274,20 @@ void sp_report_unobserved(lua_State *L, sp_runtime *rt) {
     }
   }
   lua_pop(L, 1);
-  for (i = 2; i <= n; i++) /* insertion sort by id */
-    for (j = i; j > 1; j--) {
-      sp_task *a, *b;
-      lua_rawgeti(L, top + 1, j - 1);
-      lua_rawgeti(L, top + 1, j);
-      a = (sp_task *)lua_touserdata(L, -2);
-      b = (sp_task *)lua_touserdata(L, -1);
-      if (a->id < b->id) {
-        lua_pop(L, 2);
-        break;
-      }
-      lua_rawseti(L, top + 1, j - 1);
-      lua_rawseti(L, top + 1, j);
-    }
-  for (i = 1; i <= n; i++) {
-    lua_rawgeti(L, top + 1, i);
+  if (n == 0) {
+    lua_settop(L, top);
+    return;
+  }
+  v = (unobs *)lua_newuserdatauv(L, (size_t)n * sizeof *v, 0); /* top+2 */
+  for (i = 0; i < n; i++) {
+    lua_rawgeti(L, top + 1, i + 1);
+    v[i].id = ((sp_task *)lua_touserdata(L, -1))->id;
+    v[i].idx = i + 1;
+    lua_pop(L, 1);
+  }
+  qsort(v, (size_t)n, sizeof *v, unobs_cmp); /* report in id order */
+  for (i = 0; i < n; i++) {
+    lua_rawgeti(L, top + 1, v[i].idx);
     observe(L, -1, (sp_task *)lua_touserdata(L, -1));
     report(L, -1, (sp_task *)lua_touserdata(L, -1));
     lua_pop(L, 1);
