@@ -13,9 +13,10 @@
 **
 ** Abort while the work runs: a running work item cannot be stopped, so the
 ** task is detached (its await raises at once) and the request finishes on
-** its own; its callback frees it.  rt->inflight counts these requests: the
-** virtual clock does not jump past running work, and closing the runtime
-** waits for them.
+** its own; its callback frees it.  rt->inflight counts these requests so
+** that the virtual clock does not jump past running work; rt->nblocking
+** counts them so that closing the runtime waits for them (the worker runs
+** Lua on memory the request owns).
 */
 #include <stdlib.h>
 #include <string.h>
@@ -284,6 +285,7 @@ static void work_run(uv_work_t *req) {
 static void work_done(uv_work_t *req, int status) {
   work *w = (work *)req->data;
   w->rt->inflight--;
+  w->rt->nblocking--;
   w->status = status;
   if (w->task == NULL) {
     work_free(w);
@@ -367,6 +369,7 @@ static int l_blocking(lua_State *L) {
     return luaL_error(L, "spindle.blocking: %s", uv_strerror(r));
   }
   t->rt->inflight++;
+  t->rt->nblocking++;
   return sp_await_block(L, t, SP_W_BLOCKING, work_undo, w, blocking_k,
                         (lua_KContext)t);
 }

@@ -215,6 +215,7 @@ struct sp_runtime {
   int closing, closed;
   int shutting_down;      /* aborting everything: new tasks start cancelled */
   int inflight;           /* requests that will complete in real time */
+  int nblocking;          /* spindle.blocking work items in flight */
   int sigint;             /* CLI: SIGINT seen, abort main once */
   int sigint_seen;
   int deadlock;           /* nothing can wake the waiting tasks */

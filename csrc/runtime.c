@@ -326,7 +326,7 @@ static void timer_closed(uv_handle_t *h) {
 ** callbacks are done (closing the loop if it is ours) and frees the C
 ** memory.  Runs no Lua. */
 static void release_c(sp_runtime *rt) {
-  while (rt->inflight > 0) /* worker threads still running our requests */
+  while (rt->nblocking > 0) /* worker threads still running our Lua code */
     uv_run(rt->loop, UV_RUN_ONCE);
   sp_io2_close_all(rt); /* fs, udp, process and signal objects */
   sp_net_close_all(rt); /* streams, listeners, connects, resolves */
