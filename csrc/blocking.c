@@ -18,6 +18,7 @@
 ** counts them so that closing the runtime waits for them (the worker runs
 ** Lua on memory the request owns).
 */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -374,8 +375,14 @@ static int l_blocking(lua_State *L) {
                         (lua_KContext)t);
 }
 
+static void describe(sp_task *t, char *buf, size_t size) {
+  (void)t;
+  snprintf(buf, size, "blocking (worker thread)");
+}
+
 int sp_blocking_open(lua_State *L) {
   static const luaL_Reg fns[] = {{"blocking", l_blocking}, {NULL, NULL}};
+  sp_describe_register(SP_W_BLOCKING, describe);
   sp_setfuncs(L, fns);
   return 0;
 }

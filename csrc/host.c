@@ -15,6 +15,8 @@
 ** the task.  Only the first call counts; calls after the first, or after
 ** the waiting task was aborted, are ignored.
 */
+#include <stdio.h>
+
 #include "internal.h"
 
 /* ---- next_step -------------------------------------------------------- */
@@ -131,11 +133,18 @@ static int l_await(lua_State *L) {
   return await_fn_k(L, LUA_OK, (lua_KContext)t);
 }
 
+static void describe(sp_task *t, char *buf, size_t size) {
+  snprintf(buf, size, "%s",
+           t->wkind == SP_W_NEXT_STEP ? "next step" : "await callback");
+}
+
 int sp_host_open(lua_State *L) {
   static const luaL_Reg fns[] = {
       {"next_step", l_next_step}, {"await", l_await}, {NULL, NULL}};
   luaL_newmetatable(L, AWAIT_MT);
   lua_pop(L, 1);
+  sp_describe_register(SP_W_NEXT_STEP, describe);
+  sp_describe_register(SP_W_AWAIT, describe);
   sp_setfuncs(L, fns);
   return 0;
 }

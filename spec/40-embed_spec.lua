@@ -99,6 +99,16 @@ describe("spindle.next_step()", function()
     rt:close()
   end)
 
+  it("shows in spindle.dump() as next step", function()
+    local rt = spindle.runtime()
+    local text
+    rt:spawn(function() spindle.next_step() end)
+    rt:spawn(function() text = spindle.dump() end) -- runs after the first waits
+    rt:step()
+    rt:close()
+    assert.truthy(text:find("next step", 1, true), text)
+  end)
+
   it("raises outside a task", function()
     local ok, err = pcall(spindle.next_step)
     assert.is_false(ok)
