@@ -33,15 +33,7 @@ local function pair(host)
 end
 
 describe("spindle.net.udp", function()
-  local base
-  before_each(function()
-    collectgarbage(); collectgarbage()
-    base = fds()
-  end)
-  after_each(function()
-    collectgarbage(); collectgarbage()
-    assert.are.equal(base, fds(), "open descriptors leaked")
-  end)
+  H.check_fds(_ENV)
 
   it("binds, reports its local address, and sends and receives datagrams", function()
     run(function()

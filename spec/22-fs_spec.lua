@@ -52,16 +52,7 @@ local run = H.run_real
 run(function() end)
 
 describe("spindle.fs", function()
-  local base
-  before_each(function()
-    collectgarbage(); collectgarbage()
-    base = fds()
-  end)
-  after_each(function()
-    collectgarbage(); collectgarbage()
-    local n = fds()
-    assert.are.equal(base, n, n ~= base and fd_list() or nil)
-  end)
+  H.check_fds(_ENV, fd_list)
 
   describe("read_file / write_file", function()
     it("round-trips text, binary data with zero bytes, empty and large files", function()

@@ -38,15 +38,7 @@ local run = H.run_real
 run(function() end) -- libuv's process-wide pipe, opened once
 
 describe("spindle.process", function()
-  local base
-  before_each(function()
-    collectgarbage(); collectgarbage()
-    base = fds()
-  end)
-  after_each(function()
-    collectgarbage(); collectgarbage()
-    assert.are.equal(base, fds(), "open descriptors leaked")
-  end)
+  H.check_fds(_ENV)
 
   describe("run", function()
     it("returns the exit code and both outputs", function()

@@ -30,15 +30,7 @@ local run = H.run_real
 run(function() end) -- libuv's process-wide pipe, opened once
 
 describe("spindle.signal", function()
-  local base
-  before_each(function()
-    collectgarbage(); collectgarbage()
-    base = fds()
-  end)
-  after_each(function()
-    collectgarbage(); collectgarbage()
-    assert.are.equal(base, fds(), "open descriptors leaked")
-  end)
+  H.check_fds(_ENV)
 
   it("installs the handler at once and counts deliveries made before wait", function()
     run(function()

@@ -21,6 +21,8 @@
 --                          reports: one fails the test)
 --   H.tmpname()            a fresh temp path (no file left behind)
 --   H.fd_count()           open descriptors of this process
+--   H.check_fds(_ENV)      every spec of the file (or describe block) must
+--                          leave the descriptor count as it found it
 --   H.read_file/write_file/remove/exists
 --   H.msg_names(msg, ...)  msg is a string naming one of the names
 --
@@ -218,6 +220,24 @@ function H.fd_count()
     end
   end
   return n
+end
+
+-- Installs before_each/after_each (in the spec file's environment `env`:
+-- busted gives every file its own) so that each spec leaves the number of
+-- open descriptors as it found it.  describe(n) may name what is open, for
+-- the failure message.
+function H.check_fds(env, describe)
+  local base
+  env.before_each(function()
+    collectgarbage(); collectgarbage()
+    base = H.fd_count()
+  end)
+  env.after_each(function()
+    collectgarbage(); collectgarbage()
+    local n = H.fd_count()
+    env.assert.are.equal(base, n, n ~= base and describe and describe()
+                                  or "open descriptors leaked")
+  end)
 end
 
 -- Describe a child result for assertion messages.

@@ -23,8 +23,8 @@ local N = {}
 N.spindle = require "spindle"
 N.net = N.spindle.net
 
--- Open descriptors of this process (the probe in spec/helpers/init.lua).
-N.fd_count = dofile("spec/helpers/init.lua").fd_count
+local H = dofile("spec/helpers/init.lua")
+N.fd_count = H.fd_count
 
 function N.run(fn, ...)
   local rt = N.spindle.runtime()
@@ -50,12 +50,7 @@ function N.check_fds(env)
   env.setup(function()
     N.run(function() local c, s = N.pair(); c:close(); s:close() end)
   end)
-  local fds
-  env.before_each(function() collectgarbage(); fds = N.fd_count() end)
-  env.after_each(function()
-    collectgarbage(); collectgarbage()
-    env.assert.equal(fds, N.fd_count(), "descriptors leaked")
-  end)
+  H.check_fds(env)
 end
 
 return N
