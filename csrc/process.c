@@ -212,6 +212,20 @@ typedef struct spawn_args {
   int detached;
 } spawn_args;
 
+/* The uv_spawn options shared by spawn and run. */
+static void spawn_options(uv_process_options_t *o,
+                          uv_stdio_container_t stdio[3], const char *file,
+                          const spawn_args *sa) {
+  o->exit_cb = exit_cb;
+  o->file = file;
+  o->args = sa->argv;
+  o->env = sa->env;
+  o->cwd = sa->cwd;
+  o->stdio_count = 3;
+  o->stdio = stdio;
+  o->flags = UV_PROCESS_WINDOWS_HIDE;
+}
+
 /* [-0, +1, e]: pushes a table anchoring every string used. */
 static void build_args(lua_State *L, int fidx, int aidx, int opts,
                        spawn_args *sa) {
@@ -351,14 +365,7 @@ static int l_spawn(lua_State *L) {
       stdio[i].flags = UV_IGNORE;
   }
   p = proc_new(L, rt);
-  o.exit_cb = exit_cb;
-  o.file = file;
-  o.args = sa.argv;
-  o.env = sa.env;
-  o.cwd = sa.cwd;
-  o.stdio_count = 3;
-  o.stdio = stdio;
-  o.flags = UV_PROCESS_WINDOWS_HIDE;
+  spawn_options(&o, stdio, file, &sa);
   if (sa.detached) o.flags |= UV_PROCESS_DETACHED;
   p->detached = sa.detached;
   r = uv_spawn(rt->loop, &p->h, &o);
@@ -621,14 +628,7 @@ static int l_run(lua_State *L) {
     stdio[i + 1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
     stdio[i + 1].data.stream = (uv_stream_t *)&p->cap[i];
   }
-  o.exit_cb = exit_cb;
-  o.file = file;
-  o.args = sa.argv;
-  o.env = sa.env;
-  o.cwd = sa.cwd;
-  o.stdio_count = 3;
-  o.stdio = stdio;
-  o.flags = UV_PROCESS_WINDOWS_HIDE;
+  spawn_options(&o, stdio, file, &sa);
   r = uv_spawn(t->rt->loop, &p->h, &o);
   p->nopen++;
   sp_io2_add(io, &p->obj);

@@ -2,13 +2,7 @@
 local H = dofile("spec/helpers/init.lua")
 local spindle = H.spindle
 
-local function run_with(opts, fn)
-  local rt = spindle.runtime(opts)
-  local r = table.pack(pcall(rt.run, rt, fn))
-  rt:close()
-  assert(r[1], r[2])
-  return table.unpack(r, 2, r.n)
-end
+local run_with = H.run_with
 
 describe("preempt = N", function()
   it("makes a CPU-bound task yield so that others run in between", function()

@@ -2,11 +2,7 @@
 -- cancellation safety (docs/sync.md).
 local H = dofile("spec/helpers/init.lua")
 local spindle = H.spindle
-local T = function(fn, o)
-  o = o or {}
-  o.clock = o.clock or "virtual"
-  return spindle.test(fn, o)
-end
+local T = H.vtest
 
 local function err_of(f, ...)
   local ok, err = pcall(f, ...)

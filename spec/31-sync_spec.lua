@@ -2,11 +2,7 @@
 -- first come, first served; no permit or lock leaked by an abort.
 local H = dofile("spec/helpers/init.lua")
 local spindle = H.spindle
-local T = function(fn, o)
-  o = o or {}
-  o.clock = o.clock or "virtual"
-  return spindle.test(fn, o)
-end
+local T = H.vtest
 
 local function err_of(f, ...)
   local ok, err = pcall(f, ...)

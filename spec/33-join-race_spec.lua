@@ -2,11 +2,7 @@
 -- spindle.race.
 local H = dofile("spec/helpers/init.lua")
 local spindle = H.spindle
-local T = function(fn, o)
-  o = o or {}
-  o.clock = o.clock or "virtual"
-  return spindle.test(fn, o)
-end
+local T = H.vtest
 local spawn, sleep, now = spindle.spawn, spindle.sleep, spindle.now
 
 describe("§4 spindle.join_all", function()

@@ -2,11 +2,7 @@
 -- stats, and the `spindle` command's dump on SIGQUIT.
 local H = dofile("spec/helpers/init.lua")
 local spindle = H.spindle
-local T = function(fn, o)
-  o = o or {}
-  o.clock = o.clock or "virtual"
-  return spindle.test(fn, o)
-end
+local T = H.vtest
 
 -- The dump line of task h.
 local function line_of(h)

@@ -1,13 +1,8 @@
 -- spec/41-blocking_spec.lua -- api.md section 6: spindle.blocking.
-local spindle = require "spindle"
+local H = dofile("spec/helpers/init.lua")
+local spindle = H.spindle
 
-local function run(fn, opts)
-  local rt = spindle.runtime(opts)
-  local r = table.pack(pcall(rt.run, rt, fn))
-  rt:close()
-  assert(r[1], r[2])
-  return table.unpack(r, 2, r.n)
-end
+local function run(fn, opts) return H.run_with(opts, fn) end
 
 describe("spindle.blocking(fn, ...)", function()
   it("runs fn on another thread and returns its results, copied", function()

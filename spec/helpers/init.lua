@@ -81,8 +81,16 @@ local function run_on(opts, fn, ...)
   return table.unpack(r, 2, r.n)
 end
 
+H.run_with = run_on -- H.run_with(opts, fn, ...): any runtime options
 function H.run_virtual(fn, ...) return run_on({clock = "virtual"}, fn, ...) end
 function H.run_real(fn, ...) return run_on({clock = "real"}, fn, ...) end
+
+-- spindle.test(fn, o) on the virtual clock unless o.clock says otherwise.
+function H.vtest(fn, o)
+  o = o or {}
+  o.clock = o.clock or "virtual"
+  return H.spindle.test(fn, o)
+end
 
 -- A value with a __close metamethod that appends `tag` to the array `log`.
 function H.closer(log, tag)
