@@ -123,13 +123,90 @@ static int hexval(unsigned char c) {
   return IS_DIGIT(c) ? c - '0' : (c | 0x20) - 'a' + 10;
 }
 
+/* Unaligned loads; compilers turn these memcpy calls into one move. */
+static uint64_t load64(const unsigned char *p) {
+  uint64_t x;
+  memcpy(&x, p, 8);
+  return x;
+}
+
+static uint32_t load32(const unsigned char *p) {
+  uint32_t x;
+  memcpy(&x, p, 4);
+  return x;
+}
+
+/* Word-at-a-time tests (no byte order assumed): does any byte of x lie
+** below n (n <= 128), or equal v? */
+#define ONES 0x0101010101010101u
+#define HIGH 0x8080808080808080u
+#define ANY_BELOW(x, n) (((x) - ONES * (n)) & ~(x) & HIGH)
+#define ANY_EQ(x, v) ANY_BELOW((x) ^ (ONES * (v)), 1)
+
+/* Skips the bytes of class k from i; stops at end or at the first byte
+** outside k.  Four table lookups per step where four bytes remain. */
+static size_t skip_class(const unsigned char *b, size_t i, size_t end,
+                         unsigned char k) {
+  while (end - i >= 4 &&
+         (cls[b[i]] & cls[b[i + 1]] & cls[b[i + 2]] & cls[b[i + 3]] & k))
+    i += 4;
+  while (i < end && (cls[b[i]] & k)) i++;
+  return i;
+}
+
+/* skip_class for field values, eight bytes a step: VCHAR, SP and obs-text
+** pass the word test; HTAB and anything else is left to the table. */
+static size_t skip_field(const unsigned char *b, size_t i, size_t end) {
+  while (i < end) {
+    if (end - i >= 8) {
+      uint64_t x = load64(b + i);
+      if (!(ANY_BELOW(x, 0x20) | ANY_EQ(x, 0x7f))) {
+        i += 8;
+        continue;
+      }
+    }
+    size_t stop = end - i >= 8 ? i + 8 : end;
+    while (i < stop && (cls[b[i]] & C_FIELD)) i++;
+    if (i < stop) break;
+  }
+  return i;
+}
+
+/* The same for request-targets: VCHAR but '#'. */
+static size_t skip_target(const unsigned char *b, size_t i, size_t end) {
+  while (i < end) {
+    if (end - i >= 8) {
+      uint64_t x = load64(b + i);
+      if (!(ANY_BELOW(x, 0x21) | (x & HIGH) | ANY_EQ(x, 0x7f) |
+            ANY_EQ(x, '#'))) {
+        i += 8;
+        continue;
+      }
+    }
+    size_t stop = end - i >= 8 ? i + 8 : end;
+    while (i < stop && (cls[b[i]] & C_TARGET)) i++;
+    if (i < stop) break;
+  }
+  return i;
+}
+
 /* s[0..n) equals lower, ASCII case folded by `| 0x20`.  That maps only
 ** control bytes (and the letter's capital) onto the letters, digits and
 ** "-:/" of our constants, and the bytes compared here never hold a control
 ** byte but HTAB, whose image ')' is in none of them. */
 static int fold_eq(const unsigned char *s, const char *lower, size_t n) {
+  const uint64_t f8 = 0x2020202020202020u;
+  const unsigned char *l = (const unsigned char *)lower;
+  if (n >= 8) { /* 8 bytes at a time, the last word overlapping */
+    for (size_t i = 0; i + 8 < n; i += 8)
+      if ((load64(s + i) | f8) != load64(l + i)) return 0;
+    return (load64(s + n - 8) | f8) == load64(l + n - 8);
+  }
+  if (n >= 4)
+    return (load32(s) | (uint32_t)f8) == load32(l) &&
+           (load32(s + n - 4) | (uint32_t)f8) == load32(l + n - 4);
   for (size_t i = 0; i < n; i++)
-    if ((s[i] | 0x20) != (unsigned char)lower[i]) return 0;
+    if ((s[i] | 0x20) != l[i]) return 0;
   return 1;
 }
 
@@ -192,15 +269,13 @@ static int authority_ok(const unsigned char *s, size_t n, int need_port) {
     if (i >= n || i < 3) return 0; /* no "]" or "[]" / "[x]" */
     i++;
   } else {
-    while (i < n && s[i] != ':') {
-      if (cls[s[i]] & C_REG) {
-        i++;
-      } else if (s[i] == '%' && i + 2 < n && (cls[s[i + 1]] & C_HEX) &&
-                 (cls[s[i + 2]] & C_HEX)) {
-        i += 3;
-      } else {
+    for (;;) {
+      i = skip_class(s, i, n, C_REG);
+      if (i == n || s[i] == ':') break;
+      if (s[i] != '%' || i + 2 >= n || !(cls[s[i + 1]] & C_HEX) ||
+          !(cls[s[i + 2]] & C_HEX))
         return 0;
-      }
+      i += 3;
     }
     if (i == 0) return 0; /* empty host */
   }
@@ -502,14 +577,14 @@ start:
   r->line = (uint32_t)i;
   r->state = S_METHOD;
 method:
-  while (i < end && TCHAR(b[i])) i++;
+  i = skip_class(b, i, end, C_TCHAR);
   if (i >= end) goto again;
   if (b[i] != ' ' || i == r->line)
     return fail(r, 400, bad_byte(b[i], "invalid request line"));
   r->mark = (uint32_t)i++;
   r->state = S_TARGET;
 target:
-  while (i < end && (cls[b[i]] & C_TARGET)) i++;
+  i = skip_target(b, i, end);
   if (i >= end) goto again;
   c = b[i];
   if (c != ' ') {
@@ -521,7 +596,17 @@ target:
   r->mark2 = (uint32_t)i++;
   r->state = S_VERSION;
 version:
-  /* "HTTP/" DIGIT "." DIGIT CR LF, one byte at a time. */
+  /* "HTTP/" DIGIT "." DIGIT CR LF: the usual two at once, else one byte at
+  ** a time (so a wrong byte is found where it is). */
+  if (i == (size_t)r->mark2 + 1 && end - i >= 10 && b[i + 8] == '\r' &&
+      b[i + 9] == '\n') {
+    uint64_t x = load64(b + i);
+    if (x == load64((const unsigned char *)"HTTP/1.1") ||
+        x == load64((const unsigned char *)"HTTP/1.0")) {
+      i += 9;
+      goto version_done;
+    }
+  }
   for (; i < end; i++) {
     static const char pattern[] = "HTTP/0.0\r\n";
     size_t k = i - r->mark2 - 1;
@@ -533,13 +618,12 @@ version:
       if (k == 9) return fail(r, 400, "bare CR");
       return fail(r, 400, bad_byte(c, "invalid HTTP version"));
     }
-    if (k == 9) {
-      if (request_line(r, b) != SP_HTTP_OK) return SP_HTTP_ERR;
-      i++;
-      goto line;
-    }
+    if (k == 9) goto version_done;
   }
   goto again;
+version_done:
+  if (request_line(r, b) != SP_HTTP_OK) return SP_HTTP_ERR;
+  i++;
 
 line:
   r->state = S_LINE;
@@ -557,7 +641,7 @@ line:
                                     : "whitespace before the first field");
   r->state = S_NAME;
 name:
-  while (i < end && TCHAR(b[i])) i++;
+  i = skip_class(b, i, end, C_TCHAR);
   if (i >= end) goto again;
   c = b[i];
   if (c != ':') {
@@ -569,7 +653,7 @@ name:
   r->mark = (uint32_t)i++;
   r->state = S_VALUE;
 value:
-  while (i < end && (cls[b[i]] & C_FIELD)) i++;
+  i = skip_field(b, i, end);
   if (i >= end) goto again;
   if (b[i] != '\r')
     return fail(r, 400, bad_byte(b[i], "invalid field value"));

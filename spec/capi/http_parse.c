@@ -579,6 +579,56 @@ static void test_limits(void) {
         "a 1 MiB head fed one byte per call");
 }
 
+/* Every byte value at every position of an 8-byte word, in each part of
+** the head, against the RFC's character classes (the parser skips runs of
+** valid bytes a word at a time; this pins the word tests to the table). */
+static int is_tchar(int c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+         (c >= 'A' && c <= 'Z') || (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+static int accepts(const char *pre, int c, size_t at, const char *post) {
+  char buf[256];
+  size_t n = strlen(pre);
+  memcpy(buf, pre, n);
+  for (size_t k = 0; k < 19; k++) buf[n + k] = k == at ? (char)c : 'a';
+  memcpy(buf + n + 19, post, strlen(post));
+  n += 19 + strlen(post);
+  parsed p;
+  start(&p, MAX_HEADERS, MAX_HEAD);
+  return feed(&p, buf, n) == SP_HTTP_OK;
+}
+
+static void test_byte_classes(void) {
+  int field = 1, target = 1, name = 1, method = 1, host = 1;
+  for (int c = 0; c < 256; c++) {
+    int f = c == '\t' || (c >= 0x20 && c != 0x7f);
+    int t = c > 0x20 && c < 0x7f && c != '#';
+    int reg = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+              (c >= 'A' && c <= 'Z') || (c && strchr("-._~!$&'()*+,;=", c));
+    for (size_t at = 1; at < 17; at++) {
+      field &= accepts("GET / HTTP/1.1\r\nHost: h\r\nX: ", c, at,
+                       "\r\n\r\n") == f;
+      target &= accepts("GET /", c, at, " HTTP/1.1\r\nHost: h\r\n\r\n") == t;
+      name &= accepts("GET / HTTP/1.1\r\nHost: h\r\nX", c, at,
+                      ": v\r\n\r\n") == (is_tchar(c) || c == ':');
+      method &= accepts("", c, at, " / HTTP/1.1\r\nHost: h\r\n\r\n") ==
+                is_tchar(c);
+      host &= accepts("GET / HTTP/1.1\r\nHost: ", c, at, "\r\n\r\n") ==
+              (reg || c == '%'); /* "%aa" is pct-encoded */
+    }
+    if (!field || !target || !name || !method || !host) {
+      printf("# byte 0x%02x misjudged\n", c);
+      break;
+    }
+  }
+  CHECK(field, "field values: exactly HTAB, SP, VCHAR, obs-text");
+  CHECK(target, "request-target: exactly VCHAR but '#'");
+  CHECK(name, "field names: exactly tchar (up to the first colon)");
+  CHECK(method, "methods: exactly tchar");
+  CHECK(host, "Host: exactly unreserved, sub-delims and pct-encoded");
+}
+
 /* ---- chunked bodies ---------------------------------------------------- */
 
 typedef struct decoded {
@@ -785,6 +835,7 @@ int main(void) {
   test_bad();
   test_early();
   test_limits();
+  test_byte_classes();
   test_chunked();
   printf("%d passed, %d failed\n", passed, failed);
   return failed == 0 ? 0 : 1;
