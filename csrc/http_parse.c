@@ -190,7 +190,7 @@ static size_t skip_target(const unsigned char *b, size_t i, size_t end) {
   return i;
 }
 
-/* s[0..n) equals lower, ASCII case folded by `| 0x20`.  That maps only
+/* s[0..n) equals lower (n >= 4), ASCII case folded by `| 0x20`.  That maps only
 ** control bytes (and the letter's capital) onto the letters, digits and
 ** "-:/" of our constants, and the bytes compared here never hold a control
 ** byte but HTAB, whose image ')' is in none of them. */
@@ -202,12 +202,9 @@ static int fold_eq(const unsigned char *s, const char *lower, size_t n) {
       if ((load64(s + i) | f8) != load64(l + i)) return 0;
     return (load64(s + n - 8) | f8) == load64(l + n - 8);
   }
-  if (n >= 4)
-    return (load32(s) | (uint32_t)f8) == load32(l) &&
-           (load32(s + n - 4) | (uint32_t)f8) == load32(l + n - 4);
-  for (size_t i = 0; i < n; i++)
-    if ((s[i] | 0x20) != l[i]) return 0;
-  return 1;
+  /* 4 <= n < 8: every name compared here has at least 4 bytes */
+  return (load32(s) | (uint32_t)f8) == load32(l) &&
+         (load32(s + n - 4) | (uint32_t)f8) == load32(l + n - 4);
 }
 
 int sp_http_name_is(const char *buf, sp_http_span s, const char *lower) {
