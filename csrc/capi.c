@@ -19,7 +19,9 @@ static int new_p(lua_State *L) {
   luaL_requiref(L, "spindle", luaopen_spindle, 0);
   lua_pop(L, 1);
   rt = sp_runtime_new(L, 0, loop);
-  rt->host_owned = 1;
+  rt->host_owned = 1; /* kept alive for the host until lua_close */
+  lua_pushvalue(L, -1);
+  rt->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushlightuserdata(L, rt);
   return 1;
 }
