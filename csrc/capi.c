@@ -10,8 +10,6 @@
 */
 #include "internal.h"
 
-int sp_capi_step(lua_State *L, sp_runtime *rt, double max_seconds);
-void sp_capi_run_all(lua_State *L, sp_runtime *rt);
 
 static int new_p(lua_State *L) {
   uv_loop_t *loop = (uv_loop_t *)lua_touserdata(L, 1);

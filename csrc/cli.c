@@ -21,7 +21,7 @@
 
 #include "internal.h"
 
-static const char *progname = "spindle";
+static const char *const progname = "spindle";
 
 static void usage(void) {
   fprintf(stderr,

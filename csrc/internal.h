@@ -3,12 +3,19 @@
 **
 ** Ownership in one paragraph: a runtime (struct sp_runtime) is a full
 ** userdata; it owns a uv_loop_t (or borrows the host's), one uv_timer_t that
-** stands for the whole timer heap, the ready queue and the list of live
-** tasks.  A task (struct sp_task) is a full userdata -- it *is* the join
-** handle -- whose first user value is its coroutine.  Unfinished tasks are
-** anchored in the runtime's anchors table (one slot each, one release site:
-** sched_finish); finished tasks live as long as their handles.  libuv
-** callbacks never run Lua: they record results and call sp_wake().
+** stands for the whole timer heap, the ready queue, the list of live tasks,
+** and -- through rt->owned -- every libuv handle, request and worker job
+** any subsystem made for it.  A task (struct sp_task) is a full userdata --
+** it *is* the join handle -- whose first user value is its coroutine.
+** Unfinished tasks are anchored in the runtime's anchors table (one slot
+** each, one release site: sp_finish), and they keep the runtime alive;
+** finished tasks live as long as their handles.  A waiting task points at
+** a const sp_waitops record.  libuv callbacks never run Lua: they record
+** results and call sp_wake().
+**
+** Layers: the core (module, runtime, sched, task, wait, timer, cancel,
+** host, capi, dump) never calls into the I/O files; the I/O layer (io.h)
+** and the rest build on sp_own, sp_await_block and sp_wake.
 */
 #ifndef SP_INTERNAL_H
 #define SP_INTERNAL_H
@@ -38,7 +45,7 @@ typedef struct sp_tscope sp_tscope;
 #define SP_MAX_SECONDS 1e9
 
 /* After this many awaits in a row that completed without waiting, an await
-** yields anyway (api.md section 6, I/O fairness). */
+** yields anyway (docs/blocking.md#io-fairness). */
 #define SP_FAST_BUDGET 128
 
 /* ---- per-Lua-state box: which runtime is running now ------------------ */
@@ -256,12 +263,12 @@ struct sp_runtime {
 sp_runtime *sp_runtime_new(lua_State *L, int optidx, uv_loop_t *loop);
 sp_runtime *sp_runtime_check(lua_State *L, int idx);
 void sp_runtime_close(lua_State *L, sp_runtime *rt);
-int sp_drive(lua_State *L, sp_runtime *rt, int mode, double budget);
 int sp_run_main(lua_State *L, sp_runtime *rt, int nargs);
 void sp_report_unobserved(lua_State *L, sp_runtime *rt);
 void sp_shutdown(lua_State *L, sp_runtime *rt);
+int sp_capi_step(lua_State *L, sp_runtime *rt, double max_seconds);
+void sp_capi_run_all(lua_State *L, sp_runtime *rt);
 void sp_runtime_pin(lua_State *L, sp_runtime *rt, int on); /* [-0,+0,m] */
-enum { SP_DRIVE_MAIN, SP_DRIVE_ALL, SP_DRIVE_STEP };
 
 /* sched.c */
 void sp_wake(sp_task *t, int why);
@@ -345,8 +352,6 @@ void sp_newclass(lua_State *L, const char *name, const luaL_Reg *methods,
 void *sp_checkclass(lua_State *L, int idx, const char *name); /* [-0,+0,v] */
 void *sp_testclass(lua_State *L, int idx, const char *name);  /* [-0,+0,-] */
 
-/* A registry key for the tag that marks the scheduler's own yields. */
-extern char sp_yield_tag;
 
 #define sp_container_of(p, type, field)                                     \
   ((type *)((char *)(p) - offsetof(type, field)))

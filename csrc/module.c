@@ -5,7 +5,7 @@
 */
 #include "internal.h"
 
-static char box_key; /* registry: the sp_box userdata of this Lua state */
+static const char box_key = 0; /* registry: the sp_box userdata of this Lua state */
 
 /* [-0, +0, m] */
 sp_box *sp_box_get(lua_State *L) {

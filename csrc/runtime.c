@@ -24,7 +24,7 @@
 
 #include "internal.h"
 
-static char weak_key; /* registry: {[light rt] = runtime}, weak values */
+static const char weak_key = 0; /* registry: {[light rt] = runtime}, weak values */
 
 sp_runtime *sp_runtime_check(lua_State *L, int idx) {
   return (sp_runtime *)sp_checkclass(L, idx, SP_RT_MT);

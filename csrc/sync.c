@@ -1,5 +1,5 @@
 /*
-** sync.c -- channels, semaphores, mutexes and events (api.md section 4).
+** sync.c -- channels, semaphores, mutexes and events (docs/sync.md).
 **
 ** Every primitive keeps its waiters in sp_wlists threaded through the
 ** waiting tasks themselves (t->w), so a wait allocates nothing, and every
@@ -20,8 +20,8 @@
 ** wait's undo (removal from the list) only while the task is WAITING; a
 ** task that was served and is READY when the abort comes keeps what it was
 ** given: its await returns normally (the value, `true`, the permit) and
-** the cancellation is raised at its next await (api.md section 3, "ready
-** or running").  Therefore a value is never both delivered and reported
+** the cancellation is raised at its next await (docs/cancellation.md#aborting-a-task,
+** ready or running tasks).  Therefore a value is never both delivered and reported
 ** unsent, and a permit or lock is never lost: a permit handed to a task
 ** reaches its code, and `local p <close> = sem:acquire()` releases it as
 ** the cancellation unwinds.

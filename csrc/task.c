@@ -30,8 +30,8 @@
 
 #include "internal.h"
 
-static char unobserved_key; /* registry: weak set of failed, unseen handles */
-static char names_key;      /* registry: weak {[handle] = name} */
+static const char unobserved_key = 0; /* registry: weak set of failed, unseen handles */
+static const char names_key = 0;      /* registry: weak {[handle] = name} */
 
 /* Pushes the name of the handle at idx, or nil.  [-0, +1, -] */
 int sp_push_name(lua_State *L, int idx) {
@@ -55,7 +55,7 @@ const char *sp_status_name(int state) {
   }
 }
 
-static char task_mt_key; /* registry: the handle metatable, by address */
+static const char task_mt_key = 0; /* registry: the handle metatable, by address */
 
 /* A handle at idx, or NULL.  Compares metatables by address (kept in the
 ** box) instead of looking them up by name.  [-0, +0, -] */

@@ -20,8 +20,8 @@
 
 #include "internal.h"
 
-static char cancel_key;  /* registry: the cancellation error singleton */
-static char tbstash_key; /* registry: weak {[thread] = {err, traceback}} */
+static const char cancel_key = 0;  /* registry: the cancellation error singleton */
+static const char tbstash_key = 0; /* registry: weak {[thread] = {err, traceback}} */
 
 /* The traceback stash is keyed by the thread object itself, weakly, so an
 ** entry lives no longer than the coroutine it describes (an error caught
