@@ -1,4 +1,5 @@
--- spindle.structured -- spindle.join_all and spindle.race (api.md §4).
+-- spindle.structured -- spindle.join_all and spindle.race
+-- (docs/structured.md#waiting-for-several-tasks).
 --
 -- Both wait for whichever of several tasks ends first.  A task waits on
 -- one thing at a time, so each unfinished handle gets a small watcher
