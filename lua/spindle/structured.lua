@@ -1,5 +1,5 @@
 -- spindle.structured -- spindle.join_all and spindle.race
--- (docs/structured.md).
+-- (docs/structured.md#waiting-for-several-tasks).
 --
 -- Both wait for whichever of several tasks ends first, through a watch
 -- set (spindle._watch, csrc/scope.c): one finish hook per unfinished
