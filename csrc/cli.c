@@ -160,10 +160,9 @@ static cli_sigs *watch_signals(sp_runtime *rt) {
 
 /* Writes "spindle: <error>" with the traceback, if any, to stderr. */
 static void report_main(lua_State *L, sp_task *t) {
-  lua_State *co = t->co;
-  lua_pushvalue(co, 1); /* traceback or nil */
-  lua_pushvalue(co, 2); /* error */
-  lua_xmove(co, L, 2);
+  int h = lua_gettop(L); /* the main task's handle */
+  sp_task_push_traceback(L, h, t); /* traceback or nil */
+  sp_task_push_error(L, h, t);
   if (lua_type(L, -2) == LUA_TSTRING)
     fprintf(stderr, "%s: %s\n", progname, lua_tostring(L, -2));
   else if (luaL_callmeta(L, -1, "__tostring") &&

@@ -169,7 +169,10 @@ enum {
 ** coroutine (bench/: RSS per idle task). */
 struct sp_task {
   sp_runtime *rt;           /* valid while unfinished or unobserved */
-  lua_State *co;            /* the coroutine (user value 1) */
+  lua_State *co;            /* its coroutine while it runs (user value 1);
+                               NULL before its first slice and once it
+                               ended (the coroutine went back to the
+                               runtime's pool) */
   lua_Integer id;
   sp_task *rnext, *rprev;   /* ready queue */
   sp_tscope *scopes;        /* innermost open spindle.timeout */
@@ -198,6 +201,21 @@ struct sp_task {
   unsigned char warned : 1;   /* warn_blocking reported */
   unsigned char bare : 1;     /* suspended in a bare coroutine.yield */
   unsigned char stashed : 1;  /* a traceback is stashed for its thread */
+  unsigned char rkind;        /* SP_R_*: how its end is kept */
+  unsigned short nuv;         /* user values: 1 + the arguments */
+  int nres;                   /* SP_R_INLINE: results in user values */
+};
+
+/* What a task's user values hold (task.c has the picture):
+**   not started   1..nuv: fn, its arguments
+**   running       1: the coroutine
+**   ended         by rkind: */
+enum {
+  SP_R_NONE = 0, /* nothing (cancelled) */
+  SP_R_INLINE,   /* results 1..nres in user values 1..nres */
+  SP_R_PACKED,   /* user value 1: a table of results 1..nres */
+  SP_R_ERROR,    /* user value 1: the error; 2 (if nuv > 1): traceback */
+  SP_R_ERRPACK   /* user value 1: {error, traceback} */
 };
 
 /* A spindle.timeout() in progress; the userdata is also its error value. */
@@ -237,6 +255,8 @@ struct sp_runtime {
   int *freeslots;
   int nfree, freecap, nslots;
   int anchors_ref;        /* registry ref: the anchors table */
+  int pool_ref;           /* registry ref: coroutines to reuse */
+  int npool;              /* how many are in it */
   int self_ref;           /* registry ref to this userdata until closed */
   int host_owned;         /* made by spindle_new: self_ref kept for good */
   int on_error_ref;       /* registry ref or LUA_NOREF */
@@ -296,6 +316,18 @@ void sp_task_unobserved(lua_State *L, sp_task *t);
 void sp_warning(lua_State *L, sp_runtime *rt, int hidx);
 void sp_interrupt(sp_task *t);
 int sp_push_name(lua_State *L, int idx); /* [-0, +1, -] */
+/* The end of a finished task whose handle is at idx: its results (returns
+** how many), its error, its traceback (nil if none).  [-0, +n, m] */
+int sp_task_push_results(lua_State *L, int idx, sp_task *t);
+void sp_task_push_error(lua_State *L, int idx, sp_task *t);
+void sp_task_push_traceback(lua_State *L, int idx, sp_task *t);
+/* Gives a ready task that never ran its coroutine, from the pool; the
+** task stays queued if this raises.  [-0, +0, m] */
+void sp_task_start(lua_State *L, sp_runtime *rt, sp_task *t);
+/* Keeps what a finished slice left on the coroutine (results, or
+** traceback and error) in the handle, and gives the coroutine back to the
+** pool.  Never raises.  [-0, +0, -] */
+void sp_task_keep_end(lua_State *L, sp_runtime *rt, sp_task *t, int nres);
 const char *sp_status_name(int state);
 
 /* wait.c: the await protocol */

@@ -389,7 +389,7 @@ sp_runtime *sp_runtime_new(lua_State *L, int optidx, uv_loop_t *loop) {
   rt = lua_newuserdatauv(L, sizeof *rt, 0);
   memset(rt, 0, sizeof *rt);
   rt->closed = 1; /* born closed: safe for __gc until fully set up */
-  rt->anchors_ref = rt->self_ref = LUA_NOREF;
+  rt->anchors_ref = rt->self_ref = rt->pool_ref = LUA_NOREF;
   rt->on_error_ref = rt->on_warning_ref = LUA_NOREF;
   owned_init(&rt->owned);
   luaL_setmetatable(L, SP_RT_MT);
@@ -411,6 +411,8 @@ sp_runtime *sp_runtime_new(lua_State *L, int optidx, uv_loop_t *loop) {
                                       : luaL_ref(L, LUA_REGISTRYINDEX);
   lua_newtable(L);
   rt->anchors_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_createtable(L, 256, 0); /* sized: pooling never allocates */
+  rt->pool_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   if (loop == NULL) {
     if ((r = uv_loop_init(&rt->own_loop)) != 0)
       luaL_error(L, "spindle.runtime: cannot create a loop: %s",
@@ -522,9 +524,12 @@ void sp_runtime_close(lua_State *L, sp_runtime *rt) {
   if (lua_pcall(L, 1, 0, 0) != LUA_OK) lua_pop(L, 1);
   release_c(rt);
   luaL_unref(L, LUA_REGISTRYINDEX, rt->anchors_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, rt->pool_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, rt->on_error_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, rt->on_warning_ref);
   rt->anchors_ref = rt->on_error_ref = rt->on_warning_ref = LUA_NOREF;
+  rt->pool_ref = LUA_NOREF;
+  rt->npool = 0;
   /* a host's runtime (spindle_new) keeps its self_ref until lua_close:
   ** the host may still hold our pointer */
   rt->closed = 1;
@@ -537,19 +542,13 @@ void sp_runtime_close(lua_State *L, sp_runtime *rt) {
 ** or raises its error.  Closes rt first when asked. */
 static int main_results(lua_State *L, sp_runtime *rt, int close) {
   sp_task *t = (sp_task *)lua_touserdata(L, -1);
-  lua_State *co = t->co;
-  int base = lua_gettop(L), n = 0, failed = 0;
+  int base = lua_gettop(L), failed = 0;
   switch (t->state) {
     case SP_T_DONE:
-      n = lua_gettop(co);
-      if (!lua_checkstack(L, n + 2) || !lua_checkstack(co, n))
-        luaL_error(L, "spindle.run: too many results");
-      for (int i = 1; i <= n; i++) lua_pushvalue(co, i);
-      lua_xmove(co, L, n);
+      sp_task_push_results(L, base, t);
       break;
     case SP_T_FAILED:
-      lua_pushvalue(co, 2);
-      lua_xmove(co, L, 1);
+      sp_task_push_error(L, base, t);
       failed = 1;
       break;
     default:
@@ -663,9 +662,11 @@ static int rt_gc(lua_State *L) {
   if (rt == NULL || rt->closing) return 0;
   if (rt->closed) { /* closed, or failed half-way through creation */
     luaL_unref(L, LUA_REGISTRYINDEX, rt->anchors_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, rt->pool_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, rt->on_error_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, rt->on_warning_ref);
     rt->anchors_ref = rt->on_error_ref = rt->on_warning_ref = LUA_NOREF;
+    rt->pool_ref = LUA_NOREF;
     return 0;
   }
   if (rt->box->cur == rt || (rt->box->cur != NULL && rt->live > 0))
@@ -676,7 +677,7 @@ static int rt_gc(lua_State *L) {
 }
 
 static void push_stats(lua_State *L, sp_runtime *rt) {
-  lua_createtable(L, 0, 7);
+  lua_createtable(L, 0, 8);
 #define F(name, v)        \
   lua_pushinteger(L, v);  \
   lua_setfield(L, -2, name)
@@ -687,6 +688,7 @@ static void push_stats(lua_State *L, sp_runtime *rt) {
   F("live", rt->live);
   F("ready", rt->nready);
   F("polls", rt->polls);
+  F("pooled", rt->npool);
 #undef F
 }
 
