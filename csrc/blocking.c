@@ -224,6 +224,7 @@ typedef struct work {
   sp_owned own;   /* in the runtime's list until work_done */
   uv_work_t req;
   sp_runtime *rt;
+  sp_wpool *pool; /* the runtime's worker states */
   sp_task *task;  /* the waiting task; NULL once detached (aborted) */
   buf code;       /* fn's bytecode */
   buf in;         /* arguments */
@@ -245,24 +246,102 @@ static void work_free(work *w) {
   free(w);
 }
 
-/* On the worker thread: a fresh state, fn under pcall, results encoded. */
-static void work_run(uv_work_t *req) {
-  work *w = (work *)req->data;
-  lua_State *L = luaL_newstate();
-  int n, top;
-  if (L == NULL) {
-    w->failed = -1;
-    return;
+/* ---- worker states ------------------------------------------------------ */
+
+/* Lua states for the worker threads, kept per runtime: a job takes one (or
+** makes one), and gives it back after a job that returned normally; a
+** state whose job raised is closed, so an error never leaves half-updated
+** globals behind for the next job.  Jobs that succeed may leave globals
+** behind (docs/blocking.md#worker-threads says so).  The pool is owned by
+** the runtime; it is freed when the runtime has closed and the last job
+** came back. */
+#define WPOOL_MAX 16
+
+struct sp_wpool {
+  sp_owned own;
+  sp_runtime *rt;
+  uv_mutex_t lock;
+  lua_State *free[WPOOL_MAX];
+  int nfree;
+  int jobs;   /* queued or running */
+  int closed; /* the runtime closed: give nothing back */
+};
+
+static void wpool_release(sp_wpool *p) {
+  int i;
+  for (i = 0; i < p->nfree; i++) lua_close(p->free[i]);
+  p->nfree = 0;
+}
+
+/* The runtime closes (no job can be queued any more). */
+static void wpool_close(sp_owned *o) {
+  sp_wpool *p = sp_container_of(o, sp_wpool, own);
+  p->rt->wpool = NULL;
+  uv_mutex_lock(&p->lock);
+  p->closed = 1;
+  wpool_release(p);
+  uv_mutex_unlock(&p->lock);
+  if (p->jobs == 0) { /* else the last work_done frees it */
+    sp_disown(&p->own);
+    uv_mutex_destroy(&p->lock);
+    free(p);
   }
-  luaL_openlibs(L);
+}
+
+/* The runtime's pool, made on first use; NULL when out of memory. */
+static sp_wpool *wpool_get(sp_runtime *rt) {
+  sp_wpool *p = rt->wpool;
+  if (p != NULL) return p;
+  if ((p = calloc(1, sizeof *p)) == NULL) return NULL;
+  if (uv_mutex_init(&p->lock) != 0) {
+    free(p);
+    return NULL;
+  }
+  p->rt = rt;
+  sp_own(rt, &p->own, wpool_close);
+  rt->wpool = p;
+  return p;
+}
+
+/* Worker thread: a state from the pool, or a new one.  NULL: no memory. */
+static lua_State *wpool_take(sp_wpool *p) {
+  lua_State *L = NULL;
+  uv_mutex_lock(&p->lock);
+  if (p->nfree > 0) L = p->free[--p->nfree];
+  uv_mutex_unlock(&p->lock);
+  if (L == NULL && (L = luaL_newstate()) != NULL) luaL_openlibs(L);
+  return L;
+}
+
+/* Worker thread: back to the pool, or closed. */
+static void wpool_give(sp_wpool *p, lua_State *L, int reuse) {
+  if (reuse) {
+    lua_settop(L, 0);
+    uv_mutex_lock(&p->lock);
+    if (!p->closed && p->nfree < WPOOL_MAX) {
+      p->free[p->nfree++] = L;
+      L = NULL;
+    }
+    uv_mutex_unlock(&p->lock);
+  }
+  if (L != NULL) lua_close(L);
+}
+
+/* ---- the job ------------------------------------------------------------- */
+
+/* In the worker's state, protected: fn and its arguments decoded, fn
+** called under pcall, results (or the error) encoded. */
+static int job_p(lua_State *L) {
+  work *w = (work *)lua_touserdata(L, 1);
+  int n, top;
+  lua_settop(L, 0);
   if (luaL_loadbuffer(L, w->code.p, w->code.n, "=blocking") != LUA_OK ||
       (n = decode_values(L, w->in.p, w->in.n)) < 0) {
     w->failed = 1;
     if (lua_type(L, -1) != LUA_TSTRING)
       lua_pushliteral(L, "spindle.blocking: cannot load the function");
     encode_values(L, -1, 1, &w->out, "error");
-    lua_close(L);
-    return;
+    return 0;
   }
   top = lua_gettop(L) - n - 1;
   if (lua_pcall(L, n, LUA_MULTRET, 0) != LUA_OK) {
@@ -280,14 +359,36 @@ static void work_run(uv_work_t *req) {
     w->out.n = 0;
     encode_values(L, -1, 1, &w->out, "error");
   }
-  lua_close(L);
+  return 0;
+}
+
+/* On the worker thread. */
+static void work_run(uv_work_t *req) {
+  work *w = (work *)req->data;
+  lua_State *L = wpool_take(w->pool);
+  int ok;
+  if (L == NULL) {
+    w->failed = -1;
+    return;
+  }
+  lua_pushcfunction(L, job_p);
+  lua_pushlightuserdata(L, w);
+  ok = lua_pcall(L, 1, 0, 0) == LUA_OK;
+  if (!ok) w->failed = -1; /* out of memory in the worker */
+  wpool_give(w->pool, L, ok && !w->failed);
 }
 
 /* On the loop thread: wake the task (C only), or free a detached request. */
 static void work_done(uv_work_t *req, int status) {
   work *w = (work *)req->data;
+  sp_wpool *p = w->pool;
   w->rt->inflight--;
   sp_disown(&w->own);
+  if (--p->jobs == 0 && p->closed) { /* the runtime closed meanwhile */
+    sp_disown(&p->own);
+    uv_mutex_destroy(&p->lock);
+    free(p);
+  }
   w->status = status;
   if (w->task == NULL) {
     work_free(w);
@@ -376,11 +477,16 @@ static int l_blocking(lua_State *L) {
   w->rt = t->rt;
   w->task = t;
   w->req.data = w;
+  if ((w->pool = wpool_get(t->rt)) == NULL) {
+    work_free(w);
+    return luaL_error(L, "not enough memory");
+  }
   if ((r = uv_queue_work(t->rt->loop, &w->req, work_run, work_done)) != 0) {
     work_free(w);
     return luaL_error(L, "spindle.blocking: %s", uv_strerror(r));
   }
   t->rt->inflight++;
+  w->pool->jobs++;
   sp_own(t->rt, &w->own, work_close);
   return sp_await_block(L, t, &blocking_wait, w, blocking_k,
                         (lua_KContext)t);

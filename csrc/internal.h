@@ -33,6 +33,7 @@
 typedef struct sp_runtime sp_runtime;
 typedef struct sp_task sp_task;
 typedef struct sp_tscope sp_tscope;
+typedef struct sp_wpool sp_wpool; /* blocking.c: worker states */
 
 /* Metatable names (also the __name shown by luaL_typeerror). */
 #define SP_TASK_MT "spindle.task"
@@ -273,6 +274,7 @@ struct sp_runtime {
   int deadlock;           /* nothing can wake the waiting tasks */
   int deadlocked;         /* run ended because of a deadlock */
   sp_owned owned;         /* sentinel: everything the runtime owns */
+  sp_wpool *wpool;        /* spindle.blocking's worker states, or NULL */
   /* Called after every poll, from the scheduler (not from libuv): the
   ** command's signal handlers act here.  May run Lua.  [-0, +0, m] */
   void (*after_poll)(lua_State *L, sp_runtime *rt);

@@ -167,3 +167,47 @@ describe("spindle.blocking(fn, ...)", function()
     assert.truthy(err:find("spindle.blocking: not inside a task", 1, true))
   end)
 end)
+
+describe("worker states (docs/blocking.md#worker-threads)", function()
+  it("a state whose job raised is never reused: its globals are gone", function()
+    run(function()
+      local ok = pcall(spindle.blocking, function()
+        poisoned = true -- luacheck: ignore (a global in the worker)
+        error("boom")
+      end)
+      assert.is_false(ok)
+      for _ = 1, 40 do
+        assert.is_nil(spindle.blocking(function() return rawget(_G, "poisoned") end))
+      end
+    end)
+  end)
+
+  it("states are reused after jobs that returned", function()
+    run(function()
+      local reused = false
+      for _ = 1, 40 do
+        local n = spindle.blocking(function()
+          count = (rawget(_G, "count") or 0) + 1 -- luacheck: ignore
+          return count
+        end)
+        if n > 1 then reused = true end
+      end
+      assert.is_true(reused)
+    end)
+  end)
+
+  it("many jobs in parallel, then the runtime closes cleanly", function()
+    local rt = spindle.runtime()
+    local sum = rt:run(function()
+      local hs = {}
+      for i = 1, 200 do
+        hs[i] = spindle.spawn(spindle.blocking, function(x) return x * 2 end, i)
+      end
+      local s = 0
+      for i = 1, 200 do s = s + hs[i]:join() end
+      return s
+    end)
+    rt:close()
+    assert.equal(200 * 201, sum)
+  end)
+end)
