@@ -233,6 +233,9 @@ typedef struct work {
   int status;     /* < 0: libuv could not run it (cancelled, ...) */
 } work;
 
+static const char code_key = 0; /* registry: weak {[fn] = bytecode} */
+static const char loaded_key = 0; /* worker registry: {[bytecode] = fn} */
+
 static int dump_writer(lua_State *L, const void *p, size_t sz, void *ud) {
   (void)L;
   buf_add((buf *)ud, p, sz);
@@ -335,7 +338,37 @@ static int job_p(lua_State *L) {
   work *w = (work *)lua_touserdata(L, 1);
   int n, top;
   lua_settop(L, 0);
-  if (luaL_loadbuffer(L, w->code.p, w->code.n, "=blocking") != LUA_OK ||
+  /* functions already loaded in this state: keyed by their bytecode */
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &loaded_key) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &loaded_key);
+  }
+  lua_pushlstring(L, w->code.p, w->code.n); /* [cache, code] */
+  if (lua_rawget(L, 1) == LUA_TFUNCTION) {
+    lua_remove(L, 1);
+  } else {
+    lua_pop(L, 1);
+    if (luaL_loadbuffer(L, w->code.p, w->code.n, "=blocking") == LUA_OK) {
+      lua_Integer k = (lua_rawgeti(L, 1, 0), lua_tointeger(L, -1));
+      lua_pop(L, 1);
+      if (k >= 64) { /* bounded: start over */
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &loaded_key);
+        lua_replace(L, 1);
+        k = 0;
+      }
+      lua_pushlstring(L, w->code.p, w->code.n);
+      lua_pushvalue(L, -2);
+      lua_rawset(L, 1);
+      lua_pushinteger(L, k + 1);
+      lua_rawseti(L, 1, 0);
+    }
+    lua_remove(L, 1);
+  }
+  if (lua_type(L, 1) != LUA_TFUNCTION ||
       (n = decode_values(L, w->in.p, w->in.n)) < 0) {
     w->failed = 1;
     if (lua_type(L, -1) != LUA_TSTRING)
@@ -464,12 +497,32 @@ static int l_blocking(lua_State *L) {
   t = sp_await_check(L, "spindle.blocking");
   if ((w = calloc(1, sizeof *w)) == NULL)
     return luaL_error(L, "not enough memory");
+  /* fn's bytecode: dumped once per function object, then copied from a
+  ** cache (weak keys: it goes with the function) */
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &code_key);
   lua_pushvalue(L, 1);
-  if (lua_dump(L, dump_writer, &w->code, 0) != 0 || w->code.oom) {
-    work_free(w);
-    return luaL_error(L, "spindle.blocking: cannot dump the function");
+  if (lua_rawget(L, -2) == LUA_TSTRING) {
+    size_t len;
+    const char *code = lua_tolstring(L, -1, &len);
+    buf_add(&w->code, code, len);
+    lua_pop(L, 2);
+  } else {
+    lua_pop(L, 1);
+    lua_pushvalue(L, 1);
+    if (lua_dump(L, dump_writer, &w->code, 0) != 0 || w->code.oom) {
+      work_free(w);
+      return luaL_error(L, "spindle.blocking: cannot dump the function");
+    }
+    lua_pop(L, 1);
+    lua_pushvalue(L, 1);
+    lua_pushlstring(L, w->code.p, w->code.n);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
   }
-  lua_pop(L, 1);
+  if (w->code.oom) {
+    work_free(w);
+    return luaL_error(L, "not enough memory");
+  }
   if (!encode_values(L, 2, nargs, &w->in, "argument")) {
     work_free(w);
     return lua_error(L);
@@ -494,6 +547,7 @@ static int l_blocking(lua_State *L) {
 
 int sp_blocking_open(lua_State *L) {
   static const luaL_Reg fns[] = {{"blocking", l_blocking}, {NULL, NULL}};
+  sp_weak_keys(L, &code_key);
   sp_setfuncs(L, fns);
   return 0;
 }
