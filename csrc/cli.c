@@ -225,10 +225,13 @@ static int cli_main(lua_State *L) {
     report_main(L, t);
     code = 1;
   } else if (t->state == SP_T_CANCELLED) {
-    fprintf(stderr, "%s: %s\n", progname,
-            rt->deadlocked ? "deadlock: every task is waiting and no timer "
-                             "or I/O can wake them"
-                           : "main task cancelled");
+    if (rt->deadlocked) { /* the message names every task and its wait */
+      sp_push_deadlock(L, rt);
+      fprintf(stderr, "%s: %s", progname,
+              lua_tostring(L, -1) + sizeof "spindle.run: " - 1);
+      lua_pop(L, 1);
+    } else
+      fprintf(stderr, "%s: main task cancelled\n", progname);
     code = 1;
   }
   sp_runtime_close(L, rt);

@@ -257,6 +257,7 @@ struct sp_runtime {
   int nfree, freecap, nslots;
   int anchors_ref;        /* registry ref: the anchors table */
   int pool_ref;           /* registry ref: coroutines to reuse */
+  int deadlock_ref;       /* registry ref: the dump at the last deadlock */
   int npool;              /* how many are in it */
   int self_ref;           /* registry ref to this userdata until closed */
   int host_owned;         /* made by spindle_new: self_ref kept for good */
@@ -286,6 +287,7 @@ struct sp_runtime {
 sp_runtime *sp_runtime_new(lua_State *L, int optidx, uv_loop_t *loop);
 sp_runtime *sp_runtime_check(lua_State *L, int idx);
 void sp_runtime_close(lua_State *L, sp_runtime *rt);
+void sp_push_deadlock(lua_State *L, sp_runtime *rt); /* [-0, +1, m] */
 int sp_run_main(lua_State *L, sp_runtime *rt, int nargs);
 void sp_report_unobserved(lua_State *L, sp_runtime *rt);
 void sp_shutdown(lua_State *L, sp_runtime *rt);
@@ -347,6 +349,8 @@ void sp_push_cancel_error(lua_State *L);
 int sp_msgh(lua_State *L);
 void sp_take_traceback(lua_State *co, int idx);
 void sp_forget_traceback(lua_State *L, lua_State *co); /* [-0, +0, m] */
+void sp_stashed_traceback(lua_State *L, int erridx);     /* [-0, +1, m] */
+void sp_reraise_traceback(lua_State *L, int erridx, const char *what);
 void sp_weak_keys(lua_State *L, const void *key); /* [-0, +0, m] */
 void sp_set_hooks(sp_runtime *rt, lua_State *co);
 void sp_hook_cancel(lua_State *co);

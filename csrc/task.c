@@ -527,6 +527,11 @@ static int join_finish(lua_State *L, int mode) {
       if (mode == RESULT) lua_pushboolean(L, 0);
       sp_task_push_error(L, 1, target);
       if (mode == RESULT) return 2;
+      /* the report of the joiner shows where the error really happened */
+      lua_pushfstring(L, "(raised again by join of task %I)", target->id);
+      sp_task_push_traceback(L, 1, target);   /* [err, what, tb] */
+      sp_reraise_traceback(L, -3, lua_tostring(L, -2));
+      lua_pop(L, 1);
       return lua_error(L);
     default:
       if (mode == RESULT) lua_pushboolean(L, 0);
