@@ -226,7 +226,9 @@ typedef struct work {
   sp_runtime *rt;
   sp_wpool *pool; /* the runtime's worker states */
   sp_task *task;  /* the waiting task; NULL once detached (aborted) */
-  buf code;       /* fn's bytecode */
+  buf code;       /* fn's bytecode (empty when fname is used) */
+  char *fname;    /* "mod.fn": require("mod").fn in the worker */
+  char *path, *cpath; /* the caller's package.path and cpath */
   buf in;         /* arguments */
   buf out;        /* results, or the error as one value */
   int failed;     /* fn raised: out holds the error */
@@ -243,6 +245,9 @@ static int dump_writer(lua_State *L, const void *p, size_t sz, void *ud) {
 }
 
 static void work_free(work *w) {
+  free(w->fname);
+  free(w->path);
+  free(w->cpath);
   free(w->code.p);
   free(w->in.p);
   free(w->out.p);
@@ -338,6 +343,41 @@ static int job_p(lua_State *L) {
   work *w = (work *)lua_touserdata(L, 1);
   int n, top;
   lua_settop(L, 0);
+  /* the caller's module paths, so that require finds what it finds */
+  lua_getglobal(L, "package");
+  if (lua_istable(L, -1)) {
+    if (w->path != NULL) {
+      lua_pushstring(L, w->path);
+      lua_setfield(L, -2, "path");
+    }
+    if (w->cpath != NULL) {
+      lua_pushstring(L, w->cpath);
+      lua_setfield(L, -2, "cpath");
+    }
+  }
+  lua_settop(L, 0);
+  if (w->fname != NULL) { /* "mod.fn": require("mod").fn */
+    const char *dot = strrchr(w->fname, '.');
+    lua_getglobal(L, "require");
+    lua_pushlstring(L, w->fname, (size_t)(dot - w->fname));
+    if (lua_pcall(L, 1, 1, 0) == LUA_OK) {
+      lua_getfield(L, -1, dot + 1);
+      lua_remove(L, -2);
+      if (!lua_isfunction(L, -1)) {
+        lua_pop(L, 1);
+        lua_pushfstring(L, "spindle.blocking: %s is not a function",
+                        w->fname);
+      }
+    }
+    if (!lua_isfunction(L, 1) || (n = decode_values(L, w->in.p, w->in.n)) < 0) {
+      w->failed = 1;
+      if (lua_type(L, -1) != LUA_TSTRING)
+        lua_pushliteral(L, "spindle.blocking: cannot load the function");
+      encode_values(L, -1, 1, &w->out, "error");
+      return 0;
+    }
+    goto call;
+  }
   /* functions already loaded in this state: keyed by their bytecode */
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &loaded_key) != LUA_TTABLE) {
     lua_pop(L, 1);
@@ -376,6 +416,7 @@ static int job_p(lua_State *L) {
     encode_values(L, -1, 1, &w->out, "error");
     return 0;
   }
+call:
   top = lua_gettop(L) - n - 1;
   if (lua_pcall(L, n, LUA_MULTRET, 0) != LUA_OK) {
     w->failed = 1;
@@ -476,53 +517,57 @@ static int blocking_k(lua_State *L, int status, lua_KContext ctx) {
   return n;
 }
 
-/* spindle.blocking(fn, ...) */
-static int l_blocking(lua_State *L) {
-  int nargs = lua_gettop(L) - 1, i, r;
-  const char *name;
-  sp_task *t;
+/* Queues the job: fn (a function, or "mod.fn") at 1, nargs arguments
+** after it; waits.  [-0, +?, e] */
+static int blocking_start(lua_State *L, int nargs) {
+  sp_task *t = sp_await_check(L, "spindle.blocking");
   work *w;
-  luaL_checktype(L, 1, LUA_TFUNCTION);
-  if (lua_iscfunction(L, 1))
-    luaL_argerror(L, 1, "a Lua function expected (C functions cannot be "
-                        "moved to another thread)");
-  for (i = 1; (name = lua_getupvalue(L, 1, i)) != NULL; i++) {
-    lua_pop(L, 1);
-    if (strcmp(name, "_ENV") != 0)
-      return luaL_error(L,
-                        "spindle.blocking: fn may not capture upvalues "
-                        "other than _ENV (it captures '%s')",
-                        name);
-  }
-  t = sp_await_check(L, "spindle.blocking");
+  int r;
   if ((w = calloc(1, sizeof *w)) == NULL)
     return luaL_error(L, "not enough memory");
-  /* fn's bytecode: dumped once per function object, then copied from a
-  ** cache (weak keys: it goes with the function) */
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &code_key);
-  lua_pushvalue(L, 1);
-  if (lua_rawget(L, -2) == LUA_TSTRING) {
-    size_t len;
-    const char *code = lua_tolstring(L, -1, &len);
-    buf_add(&w->code, code, len);
-    lua_pop(L, 2);
-  } else {
-    lua_pop(L, 1);
-    lua_pushvalue(L, 1);
-    if (lua_dump(L, dump_writer, &w->code, 0) != 0 || w->code.oom) {
+  if (lua_type(L, 1) == LUA_TSTRING) {
+    if ((w->fname = strdup(lua_tostring(L, 1))) == NULL) {
       work_free(w);
-      return luaL_error(L, "spindle.blocking: cannot dump the function");
+      return luaL_error(L, "not enough memory");
     }
-    lua_pop(L, 1);
+  } else {
+    /* fn's bytecode: dumped once per function object, then copied from a
+    ** cache (weak keys: it goes with the function) */
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &code_key);
     lua_pushvalue(L, 1);
-    lua_pushlstring(L, w->code.p, w->code.n);
-    lua_rawset(L, -3);
+    if (lua_rawget(L, -2) == LUA_TSTRING) {
+      size_t len;
+      const char *code = lua_tolstring(L, -1, &len);
+      buf_add(&w->code, code, len);
+      lua_pop(L, 2);
+    } else {
+      lua_pop(L, 1);
+      lua_pushvalue(L, 1);
+      if (lua_dump(L, dump_writer, &w->code, 0) != 0 || w->code.oom) {
+        work_free(w);
+        return luaL_error(L, "spindle.blocking: cannot dump the function");
+      }
+      lua_pop(L, 1);
+      lua_pushvalue(L, 1);
+      lua_pushlstring(L, w->code.p, w->code.n);
+      lua_rawset(L, -3);
+      lua_pop(L, 1);
+    }
+    if (w->code.oom) {
+      work_free(w);
+      return luaL_error(L, "not enough memory");
+    }
+  }
+  /* the caller's module paths travel with the job */
+  if (lua_getglobal(L, "package") == LUA_TTABLE) {
+    if (lua_getfield(L, -1, "path") == LUA_TSTRING)
+      w->path = strdup(lua_tostring(L, -1));
+    lua_pop(L, 1);
+    if (lua_getfield(L, -1, "cpath") == LUA_TSTRING)
+      w->cpath = strdup(lua_tostring(L, -1));
     lua_pop(L, 1);
   }
-  if (w->code.oom) {
-    work_free(w);
-    return luaL_error(L, "not enough memory");
-  }
+  lua_pop(L, 1);
   if (!encode_values(L, 2, nargs, &w->in, "argument")) {
     work_free(w);
     return lua_error(L);
@@ -544,6 +589,33 @@ static int l_blocking(lua_State *L) {
   return sp_await_block(L, t, &blocking_wait, w, blocking_k,
                         (lua_KContext)t);
 }
+
+/* spindle.blocking(fn, ...) */
+static int l_blocking(lua_State *L) {
+  int nargs = lua_gettop(L) - 1, i;
+  const char *name;
+  if (lua_type(L, 1) == LUA_TSTRING) { /* "mod.fn" */
+    const char *fn = lua_tostring(L, 1), *dot = strrchr(fn, '.');
+    size_t len = lua_rawlen(L, 1);
+    if (dot == NULL || dot == fn || dot[1] == '\0' || strlen(fn) != len)
+      luaL_argerror(L, 1, "\"module.function\" expected");
+    return blocking_start(L, nargs);
+  }
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  if (lua_iscfunction(L, 1))
+    luaL_argerror(L, 1, "a Lua function expected (C functions cannot be "
+                        "moved to another thread)");
+  for (i = 1; (name = lua_getupvalue(L, 1, i)) != NULL; i++) {
+    lua_pop(L, 1);
+    if (strcmp(name, "_ENV") != 0)
+      return luaL_error(L,
+                        "spindle.blocking: fn may not capture upvalues "
+                        "other than _ENV (it captures '%s')",
+                        name);
+  }
+  return blocking_start(L, nargs);
+}
+
 
 int sp_blocking_open(lua_State *L) {
   static const luaL_Reg fns[] = {{"blocking", l_blocking}, {NULL, NULL}};
