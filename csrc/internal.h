@@ -391,6 +391,12 @@ void sp_newclass(lua_State *L, const char *name, const luaL_Reg *methods,
 void *sp_checkclass(lua_State *L, int idx, const char *name); /* [-0,+0,v] */
 void *sp_testclass(lua_State *L, int idx, const char *name);  /* [-0,+0,-] */
 
+/* Checks that the options table at arg (nil or none: nothing to check)
+** has only string keys listed in known (NULL-terminated): a misspelt
+** option raises "bad argument #arg to 'f' (unknown option 'timout')".
+** [-0, +0, v] */
+void sp_check_options(lua_State *L, int arg, const char *const known[]);
+
 
 #define sp_container_of(p, type, field)                                     \
   ((type *)((char *)(p) - offsetof(type, field)))
