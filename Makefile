@@ -25,7 +25,9 @@ MAKEFLAGS += --no-print-directory
 
 DEB_PACKAGES := lua5.4 liblua5.4-dev libuv1-dev lua-busted luarocks cmake \
                 pkg-config gcc libc6-dev make valgrind lua-luv lua-cqueues \
-                lua-socket libhttp-parser-dev clang libclang-rt-14-dev
+                lua-socket libhttp-parser-dev
+# Only `make fuzz` needs these (libFuzzer comes with clang's runtime).
+FUZZ_DEB_PACKAGES := clang libclang-rt-14-dev
 
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := $(patsubst fuzz/%_fuzz.c,%,$(wildcard fuzz/*_fuzz.c))
@@ -70,7 +72,7 @@ bench:
 	fi
 
 fuzz-build:
-	@$(MAKE) deps
+	@bash scripts/deps.sh $(DEB_PACKAGES) $(FUZZ_DEB_PACKAGES)
 	@$(CMAKE) -S . -B build-fuzz -DCMAKE_C_COMPILER=clang \
 	  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSPINDLE_FUZZ=ON \
 	  -DSPINDLE_BUILD_TESTS=OFF -DSPINDLE_BUILD_CLI=OFF >/dev/null

@@ -9,11 +9,13 @@
 #                         C test (plain, ASan+UBSan, valgrind).
 #   fuzz_http_parse       (SPINDLE_FUZZ=ON, clang) the libFuzzer binary; built
 #                         and run by `make fuzz`
-#   http_parse_bench      bench/http/parse_bench.c: ns per request head,
-#                         ours against libhttp-parser
+#   http_parse_bench      (SPINDLE_BUILD_TESTS) bench/http/parse_bench.c: ns
+#                         per request head, ours against libhttp-parser
 #
 # libhttp-parser (Debian libhttp-parser-dev) is the differential reference.
 # Without it the replay is still built, and says so as a failed check.
+
+option(SPINDLE_FUZZ "Build the libFuzzer harnesses (clang; make fuzz)" OFF)
 
 find_path(HTTP_PARSER_INCLUDE_DIR http_parser.h)
 find_library(HTTP_PARSER_LIBRARY http_parser)
@@ -21,6 +23,8 @@ if(HTTP_PARSER_INCLUDE_DIR AND HTTP_PARSER_LIBRARY)
   set(SPINDLE_HAVE_HTTP_PARSER ON)
 else()
   set(SPINDLE_HAVE_HTTP_PARSER OFF)
+endif()
+if(NOT SPINDLE_HAVE_HTTP_PARSER AND (SPINDLE_BUILD_TESTS OR SPINDLE_FUZZ))
   message(WARNING "libhttp-parser not found (Debian libhttp-parser-dev): "
                   "the HTTP fuzz replay runs without its reference and fails")
 endif()
@@ -52,7 +56,7 @@ if(SPINDLE_BUILD_TESTS)
   add_test(NAME capi_fuzz_http_parse COMMAND capi_fuzz_http_parse)
 endif()
 
-if(SPINDLE_HAVE_HTTP_PARSER)
+if(SPINDLE_HAVE_HTTP_PARSER AND SPINDLE_BUILD_TESTS)
   add_executable(http_parse_bench
     "${CMAKE_CURRENT_SOURCE_DIR}/bench/http/parse_bench.c" "${_sp_http_parse_c}")
   target_include_directories(http_parse_bench PRIVATE
@@ -61,10 +65,12 @@ if(SPINDLE_HAVE_HTTP_PARSER)
   spindle_fuzz_reference(http_parse_bench)
 endif()
 
-option(SPINDLE_FUZZ "Build the libFuzzer harnesses (clang; make fuzz)" OFF)
 if(SPINDLE_FUZZ)
   if(NOT CMAKE_C_COMPILER_ID MATCHES "Clang")
     message(FATAL_ERROR "SPINDLE_FUZZ needs clang (-DCMAKE_C_COMPILER=clang)")
+  endif()
+  if(NOT SPINDLE_HAVE_HTTP_PARSER)
+    message(FATAL_ERROR "SPINDLE_FUZZ needs libhttp-parser (the reference)")
   endif()
   set(_sp_fuzz_flags -fsanitize=fuzzer,address,undefined
       -fno-sanitize-recover=all -fno-omit-frame-pointer)
