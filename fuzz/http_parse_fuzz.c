@@ -217,9 +217,7 @@ static int is_tchar(int c) {
          (c >= 'A' && c <= 'Z') || (c && strchr("!#$%&'*+-.^_`|~", c));
 }
 static int is_ws(int c) { return c == ' ' || c == '\t'; }
-static int is_field(int c) {
-  return (c >= 0x20 && c != 0x7f) || c == '\t';
-}
+static int is_field(int c) { return (c >= 0x20 && c != 0x7f) || c == '\t'; }
 
 /* The byte at i in a chunk extension, or -1 after stopping.  Each byte but
 ** the CR is counted the first time it is looked at, before it is judged. */
@@ -344,10 +342,14 @@ static void ref_chunked(const uint8_t *d, size_t n, uint32_t max_ext,
         return;
       }
       int c = d[p.i], v;
-      if (c >= '0' && c <= '9') v = c - '0';
-      else if (c >= 'a' && c <= 'f') v = c - 'a' + 10;
-      else if (c >= 'A' && c <= 'F') v = c - 'A' + 10;
-      else break;
+      if (c >= '0' && c <= '9')
+        v = c - '0';
+      else if (c >= 'a' && c <= 'f')
+        v = c - 'a' + 10;
+      else if (c >= 'A' && c <= 'F')
+        v = c - 'A' + 10;
+      else
+        break;
       if (digits == 16 || size > (uint64_t)(INT64_MAX - v) / 16) {
         ref_stop(&p, SP_HTTP_ERR, 400);
         return;
@@ -428,7 +430,8 @@ static void chunked_differential(const uint8_t *d, size_t n, rng *g) {
   if (!a.data || !b.data) abort();
   our_chunked(d, n, max_ext, max_trailer, g, &a);
   ref_chunked(d, n, max_ext, max_trailer, &b);
-  if (a.rc != b.rc) sp_fuzz_fail("chunked: result differs from the reference");
+  if (a.rc != b.rc)
+    sp_fuzz_fail("chunked: result differs from the reference");
   else if (a.rc == SP_HTTP_ERR && a.status != b.status)
     sp_fuzz_fail("chunked: error status differs from the reference");
   else if (a.rc == SP_HTTP_OK && a.used != b.used)
@@ -580,8 +583,7 @@ static int excluded(const ours *o, const uint8_t *d, const char *what) {
   ** ("chunked," is chunked, ", close" is close); libhttp-parser does not
   ** skip them in Transfer-Encoding (it then rejects the request, whose
   ** framing it does not know) nor at the start of Connection. */
-  if (strcmp(what, "chunked") == 0 &&
-      empty_element(o, d, "transfer-encoding"))
+  if (strcmp(what, "chunked") == 0 && empty_element(o, d, "transfer-encoding"))
     return 1;
   if (strcmp(what, "keep-alive") == 0 && empty_element(o, d, "connection"))
     return 1;
@@ -589,8 +591,7 @@ static int excluded(const ours *o, const uint8_t *d, const char *what) {
   ** §5.6.3); libhttp-parser ends "chunked" and "close" at SP only. */
   if (strcmp(what, "chunked") == 0 && has_tab(o, d, "transfer-encoding"))
     return 1;
-  if (strcmp(what, "keep-alive") == 0 && has_tab(o, d, "connection"))
-    return 1;
+  if (strcmp(what, "keep-alive") == 0 && has_tab(o, d, "connection")) return 1;
   /* keep-alive: RFC 9112 §9.3: "close" in Connection ends the connection
   ** whatever else is listed; libhttp-parser lets "keep-alive" win in
   ** HTTP/1.0 when both are there. */

@@ -29,9 +29,8 @@ static const struct {
   const char *name, *text;
 } requests[] = {
     {"wrk hello", "GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n"},
-    {"curl GET",
-     "GET /index.html HTTP/1.1\r\nHost: localhost:8080\r\n"
-     "User-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n"},
+    {"curl GET", "GET /index.html HTTP/1.1\r\nHost: localhost:8080\r\n"
+                 "User-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n"},
     {"POST + length",
      "POST /api/items?id=42 HTTP/1.1\r\nHost: localhost:8080\r\n"
      "Content-Type: application/json\r\nContent-Length: 27\r\n"

@@ -28,17 +28,17 @@
 
 static int passed, failed;
 
-#define CHECK(cond, ...)                               \
-  do {                                                 \
-    if (cond) {                                        \
-      passed++;                                        \
-      printf("ok - ");                                 \
-    } else {                                           \
-      failed++;                                        \
-      printf("not ok (%s:%d) - ", __FILE__, __LINE__); \
-    }                                                  \
-    printf(__VA_ARGS__);                               \
-    printf("\n");                                      \
+#define CHECK(cond, ...)                                                       \
+  do {                                                                         \
+    if (cond) {                                                                \
+      passed++;                                                                \
+      printf("ok - ");                                                         \
+    } else {                                                                   \
+      failed++;                                                                \
+      printf("not ok (%s:%d) - ", __FILE__, __LINE__);                         \
+    }                                                                          \
+    printf(__VA_ARGS__);                                                       \
+    printf("\n");                                                              \
   } while (0)
 
 #define TIMEOUT_MS 20000
@@ -57,20 +57,23 @@ typedef struct peer {
   int expect; /* 1: must ask for 100-continue (else either way) */
 } peer;
 
-#define LUA_HTTP_PATH                                                       \
-  "package.path = package.path .. ';/usr/share/lua/5.3/?.lua;"              \
-  "/usr/share/lua/5.3/?/init.lua;/usr/share/lua/5.2/?.lua;"                 \
+#define LUA_HTTP_PATH                                                          \
+  "package.path = package.path .. ';/usr/share/lua/5.3/?.lua;"                 \
+  "/usr/share/lua/5.3/?/init.lua;/usr/share/lua/5.2/?.lua;"                    \
   "/usr/share/lua/5.2/?/init.lua;/usr/share/lua/5.1/?.lua' "
 
 static const peer peers[] = {
-    {"curl GET", "curl -sS -o /dev/null 'http://127.0.0.1:'$PORT'/a/b?x=1&y=%20'",
-     "GET", "/a/b", "x=1&y=%20", 11, NULL, 0, 0},
+    {"curl GET",
+     "curl -sS -o /dev/null 'http://127.0.0.1:'$PORT'/a/b?x=1&y=%20'", "GET",
+     "/a/b", "x=1&y=%20", 11, NULL, 0, 0},
     {"curl HEAD", "curl -sS -I -o /dev/null http://127.0.0.1:$PORT/h", "HEAD",
      "/h", NULL, 11, NULL, 0, 0},
-    {"curl --http1.0", "curl -sS --http1.0 -o /dev/null http://127.0.0.1:$PORT/old",
-     "GET", "/old", NULL, 10, NULL, 0, 0},
-    {"curl POST -d", "curl -sS -o /dev/null -d 'hello=world' http://127.0.0.1:$PORT/p",
-     "POST", "/p", NULL, 11, "hello=world", 0, 0},
+    {"curl --http1.0",
+     "curl -sS --http1.0 -o /dev/null http://127.0.0.1:$PORT/old", "GET",
+     "/old", NULL, 10, NULL, 0, 0},
+    {"curl POST -d",
+     "curl -sS -o /dev/null -d 'hello=world' http://127.0.0.1:$PORT/p", "POST",
+     "/p", NULL, 11, "hello=world", 0, 0},
     {"curl chunked upload",
      "curl -sS -o /dev/null -H 'Transfer-Encoding: chunked' "
      "--data-binary @$UPLOAD http://127.0.0.1:$PORT/up",
@@ -81,24 +84,29 @@ static const peer peers[] = {
      "PUT", "/put/f", NULL, 11, "@upload", 0, 1},
     {"python http.client chunked POST",
      "python3 -c 'import http.client, os\n"
-     "c = http.client.HTTPConnection(\"127.0.0.1\", int(os.environ[\"PORT\"]))\n"
-     "c.request(\"POST\", \"/py?chunked\", body=iter([b\"abc\", b\"\", b\"defgh\", b\"i\" * 5000]),\n"
+     "c = http.client.HTTPConnection(\"127.0.0.1\", "
+     "int(os.environ[\"PORT\"]))\n"
+     "c.request(\"POST\", \"/py?chunked\", body=iter([b\"abc\", b\"\", "
+     "b\"defgh\", b\"i\" * 5000]),\n"
      "          headers={\"X-Test\": \"  spaced  \"}, encode_chunked=True)\n"
      "assert c.getresponse().status == 200'",
      "POST", "/py", "chunked", 11, NULL, 1, 0},
     {"python urllib GET",
      "python3 -c 'import urllib.request, os\n"
-     "r = urllib.request.urlopen(\"http://127.0.0.1:%s/u/%%7E?\" % os.environ[\"PORT\"])\n"
+     "r = urllib.request.urlopen(\"http://127.0.0.1:%s/u/%%7E?\" % "
+     "os.environ[\"PORT\"])\n"
      "assert r.status == 200'",
      "GET", "/u/%7E", "", 11, NULL, 0, 0},
     {"LuaSocket POST",
      "lua5.4 -e 'local http = require \"socket.http\"\n"
-     "local b, c = http.request(\"http://127.0.0.1:\" .. os.getenv(\"PORT\") .. \"/ls\", \"from luasocket\")\n"
+     "local b, c = http.request(\"http://127.0.0.1:\" .. os.getenv(\"PORT\") "
+     ".. \"/ls\", \"from luasocket\")\n"
      "assert(c == 200, tostring(c))'",
      "POST", "/ls", NULL, 11, "from luasocket", 0, 0},
     {"lua-http GET",
      "lua5.4 -e \"" LUA_HTTP_PATH "\n"
-     "local req = require 'http.request'.new_from_uri('http://127.0.0.1:' .. os.getenv('PORT') .. '/lh?a=b')\n"
+     "local req = require 'http.request'.new_from_uri('http://127.0.0.1:' .. "
+     "os.getenv('PORT') .. '/lh?a=b')\n"
      "local h = assert(req:go(10))\n"
      "assert(h:get(':status') == '200')\"",
      "GET", "/lh", "a=b", 11, NULL, 0, 0},
@@ -168,8 +176,8 @@ static void run_peer(int lfd, int port, const peer *p) {
     snprintf(portstr, sizeof portstr, "%d", port);
     setenv("PORT", portstr, 1);
     setenv("UPLOAD", upload_path, 1);
-    static const char *proxies[] = {"http_proxy", "HTTP_PROXY", "https_proxy",
-                                    "HTTPS_PROXY", "all_proxy", "ALL_PROXY"};
+    static const char *proxies[] = {"http_proxy",  "HTTP_PROXY", "https_proxy",
+                                    "HTTPS_PROXY", "all_proxy",  "ALL_PROXY"};
     for (size_t i = 0; i < sizeof proxies / sizeof *proxies; i++)
       unsetenv(proxies[i]);
     setenv("no_proxy", "*", 1);
@@ -204,15 +212,15 @@ static void run_peer(int lfd, int port, const peer *p) {
     const char *b = c.buf;
     CHECK(span_is(b, r.method, p->method) && span_is(b, r.path, p->path) &&
               r.form == SP_HTTP_ORIGIN_FORM && r.version == p->version,
-          "%s: %s %s, HTTP/1.%d", p->what, p->method, p->path,
-          p->version - 10);
-    CHECK(p->query ? (r.flags & SP_HTTP_HAS_QUERY) && span_is(b, r.query, p->query)
-                   : !(r.flags & SP_HTTP_HAS_QUERY),
+          "%s: %s %s, HTTP/1.%d", p->what, p->method, p->path, p->version - 10);
+    CHECK(p->query
+              ? (r.flags & SP_HTTP_HAS_QUERY) && span_is(b, r.query, p->query)
+              : !(r.flags & SP_HTTP_HAS_QUERY),
           "%s: query %s", p->what, p->query ? p->query : "(none)");
     char host[32];
     snprintf(host, sizeof host, "127.0.0.1:%d", port);
-    CHECK(p->version == 10 || span_is(b, r.host, host), "%s: Host %s",
-          p->what, host);
+    CHECK(p->version == 10 || span_is(b, r.host, host), "%s: Host %s", p->what,
+          host);
     CHECK(!!(r.flags & SP_HTTP_CHUNKED) == p->chunked, "%s: %s", p->what,
           p->chunked ? "chunked" : "not chunked");
     for (uint32_t i = 0; i < r.nheaders; i++)
@@ -246,7 +254,8 @@ static void run_peer(int lfd, int port, const peer *p) {
     int body_ok = 1;
     if (r.flags & SP_HTTP_CHUNKED) {
       sp_http_chunked ck;
-      sp_http_chunked_init(&ck, SP_HTTP_CHUNK_MAX_EXT, SP_HTTP_CHUNK_MAX_TRAILER);
+      sp_http_chunked_init(&ck, SP_HTTP_CHUNK_MAX_EXT,
+                           SP_HTTP_CHUNK_MAX_TRAILER);
       size_t pos = r.head_len;
       int crc = SP_HTTP_AGAIN;
       for (;;) {
@@ -280,8 +289,10 @@ static void run_peer(int lfd, int port, const peer *p) {
     free(got);
 
     const char *resp = span_is(c.buf, r.method, "HEAD")
-        ? "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n"
-        : "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok";
+                           ? "HTTP/1.1 200 OK\r\nContent-Length: "
+                             "2\r\nConnection: close\r\n\r\n"
+                           : "HTTP/1.1 200 OK\r\nContent-Length: "
+                             "2\r\nConnection: close\r\n\r\nok";
     write_all(c.fd, resp, strlen(resp));
   }
   if (c.fd >= 0) {
