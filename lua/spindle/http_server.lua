@@ -101,7 +101,18 @@ BodyError.__tostring = function(e) return "http: " .. e.status .. " " .. e.why e
 -- ---------------------------------------------------------------- requests
 
 local Request = {}
-Request.__index = Request
+
+-- req.header_list ({name, value} pairs in order) is made on first use
+-- from the flat list the parser leaves.
+function Request.__index(req, k)
+  if k == "header_list" then
+    local f, list = rawget(req, "_fields"), {}
+    for i = 1, #f, 2 do list[#list + 1] = {f[i], f[i + 1]} end
+    rawset(req, "header_list", list)
+    return list
+  end
+  return Request[k]
+end
 
 -- Bytes from the connection: what the parser left over first.
 local function conn_read(conn, max)
