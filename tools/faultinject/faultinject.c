@@ -35,9 +35,10 @@
 **   FI_AFTER=n    inject nothing during the first n wrapped socket calls
 **   FI_REPORT=path  at exit, append one line "pid fault=count ..." with
 **                 what was injected (so a test can check it injected)
+**   FI_PROGRAM=name  inject only in processes of that name (e.g. lua5.4),
+**                 not in the shell, `timeout` or `cat` around and below it
 ** Only sockets are touched (fstat S_ISSOCK): files, the terminal, libuv's
-** eventfd and signal pipe pass through.  The FI_ variables are removed
-** from the environment at load, so child processes run without faults.
+** eventfd and signal pipe pass through.
 */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -178,11 +179,11 @@ __attribute__((constructor)) static void fi_init(void) {
   if ((v = getenv("FI_AFTER")) != NULL) after = strtoul(v, NULL, 10);
   if ((v = getenv("FI_REPORT")) != NULL)
     snprintf(report_path, sizeof report_path, "%s", v);
-  /* children run without faults */
-  for (i = 0; i < NFAULTS; i++) unsetenv(fault_env[i]);
-  unsetenv("FI_SEED");
-  unsetenv("FI_AFTER");
-  unsetenv("FI_REPORT");
+  /* only in the program named by FI_PROGRAM, if set: not in the shell,
+  ** `timeout` or `cat` processes around and below it */
+  if ((v = getenv("FI_PROGRAM")) != NULL && *v &&
+      strcmp(v, program_invocation_short_name) != 0)
+    active = 0;
   if (active && report_path[0]) atexit(write_report);
 }
 
