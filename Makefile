@@ -11,6 +11,7 @@
 #                BENCH_ARGS=--quick for a smoke run
 #   make format  clang-format -i on csrc/ and spec/capi/ (if installed)
 #   make clean   remove the build trees
+#   make fuzz, make check-deep: the reliability harness (mk/harness.mk)
 
 SHELL := /bin/bash
 BUILD_TYPE ?= RelWithDebInfo
@@ -66,4 +67,6 @@ format:
 	clang-format -i $(wildcard csrc/*.c csrc/*.h spec/capi/*.c spec/capi/*.h)
 
 clean:
-	rm -rf build build-asan build.luarocks
+	rm -rf build build-asan build.luarocks build-fuzz
+
+include mk/harness.mk
