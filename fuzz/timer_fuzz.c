@@ -162,6 +162,11 @@ static void check_all(void) {
   }
 }
 
+__attribute__((destructor)) static void close_state(void) {
+  if (L != NULL) lua_close(L);
+  L = NULL;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   size_t p = 0;
   if (L == NULL) L = luaL_newstate();

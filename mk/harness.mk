@@ -45,7 +45,7 @@ fuzz-harness:
 fuzz-corpus: fuzz-harness
 	@set -e; for f in $(HARNESS_FUZZERS); do \
 	  rm -rf $(FUZZ_BUILD)/min-$$f; mkdir -p $(FUZZ_BUILD)/min-$$f; \
-	  ./$(FUZZ_BUILD)/fuzz_$$f -merge=1 $(FUZZ_BUILD)/min-$$f fuzz/corpus/$$f \
+	  ./$(FUZZ_BUILD)/fuzz_$$f -merge=1 -use_counters=0 $(FUZZ_BUILD)/min-$$f fuzz/corpus/$$f \
 	    $(FUZZ_BUILD)/work-$$f 2>&1 | tail -n 1; \
 	  rm -rf fuzz/corpus/$$f; mv $(FUZZ_BUILD)/min-$$f fuzz/corpus/$$f; \
 	  echo "fuzz/corpus/$$f: $$(ls fuzz/corpus/$$f | wc -l) files"; \
