@@ -2,9 +2,8 @@
 ** fuzz/lua_harness.h -- shared by the fuzzers that drive spindle from Lua:
 ** one Lua state per process with spindle loaded, a Lua file of the fuzzer
 ** (fuzz/<name>.lua, path fixed at build time) returning a table whose
-** case(data) runs one input.  A Lua error from case() is a finding: it is
-** printed and the process aborts, which libFuzzer (and the replay runner)
-** report as a crash.
+** case(data) runs one input.  A Lua error from case() is a finding,
+** reported with sp_fuzz_fail.
 */
 #ifndef FUZZ_LUA_HARNESS_H
 #define FUZZ_LUA_HARNESS_H
@@ -17,6 +16,17 @@
 #include <lualib.h>
 
 #include "spindle.h"
+
+/* A finding: under libFuzzer print and abort (a crash, the input saved);
+** in the replay program (fuzz/replay.c, SP_FUZZ_REPLAY) count a failed
+** file and go on. */
+void sp_fuzz_fail(const char *what);
+#ifndef SP_FUZZ_REPLAY
+void sp_fuzz_fail(const char *what) {
+  fprintf(stderr, "fuzz: %s\n", what);
+  abort();
+}
+#endif
 
 static lua_State *fuzz_L;
 static int fuzz_case_ref = LUA_NOREF;
@@ -49,8 +59,8 @@ static void fuzz_lua_case(const uint8_t *data, size_t size) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, fuzz_case_ref);
   lua_pushlstring(L, (const char *)data, size);
   if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
-    fprintf(stderr, "fuzz: %s\n", luaL_tolstring(L, -1, NULL));
-    abort();
+    sp_fuzz_fail(luaL_tolstring(L, -1, NULL));
+    lua_settop(L, 0);
   }
   if (++runs % 256 == 0) lua_gc(L, LUA_GCCOLLECT);
 }

@@ -18,8 +18,10 @@
 ** After every operation the structures are checked whole: the heap
 ** property, every entry's index, the heap size; the ready queue's links
 ** both ways, its tail and count; every wait list's circle.  A difference
-** aborts (a libFuzzer crash).
+** is reported with sp_fuzz_fail (fuzz/replay.c counts it, libFuzzer
+** stops).
 */
+#include <setjmp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,13 +60,28 @@ static int on_list[NWAIT]; /* list index + 1, or 0 */
 
 static int fired[NTIMERS], nfired;
 
-#define CHECK(c, ...)                                   \
-  do {                                                  \
-    if (!(c)) {                                         \
-      fprintf(stderr, "timer_fuzz: " __VA_ARGS__);      \
-      fprintf(stderr, " (%s:%d)\n", __FILE__, __LINE__); \
-      abort();                                          \
-    }                                                   \
+/* A finding: under libFuzzer print and abort; in the replay program
+** (SP_FUZZ_REPLAY) count it and go on with the next input. */
+void sp_fuzz_fail(const char *what);
+#ifndef SP_FUZZ_REPLAY
+void sp_fuzz_fail(const char *what) {
+  fprintf(stderr, "%s\n", what);
+  abort();
+}
+#endif
+static jmp_buf bail; /* the structures are broken: drop this input */
+
+#define CHECK(c, ...)                                                  \
+  do {                                                                 \
+    if (!(c)) {                                                        \
+      char msg_[256];                                                  \
+      int n_ = snprintf(msg_, sizeof msg_, "timer_fuzz: " __VA_ARGS__); \
+      if (n_ > 0 && (size_t)n_ < sizeof msg_)                          \
+        snprintf(msg_ + n_, sizeof msg_ - (size_t)n_, " (%s:%d)",       \
+                 __FILE__, __LINE__);                                  \
+      sp_fuzz_fail(msg_);                                              \
+      longjmp(bail, 1);                                                \
+    }                                                                  \
   } while (0)
 
 static void on_fire(sp_runtime *r, sp_timer *tm) {
@@ -171,6 +188,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   size_t p = 0;
   if (L == NULL) L = luaL_newstate();
   reset();
+  if (setjmp(bail) != 0) return 0; /* reported; reset() at the next input */
 #define ARG() (p < size ? data[p++] : 0)
   while (p < size) {
     int op = data[p++] % 9, i, j, k;
