@@ -50,6 +50,8 @@ describe("http.serve with curl", function()
         assert.equal("1.1", req.version)
         assert.truthy(req.peer:match("^127%.0%.0%.1:%d+$"))
         assert.truthy(req.headers["user-agent"]:find("curl", 1, true))
+        assert.equal("host", req.header_list[1][1])
+        assert.truthy(req.header_list[1][2]:find("127.0.0.1", 1, true))
         return 201, {["x-thing"] = "yes", ["content-type"] = "text/plain"}, "made"
       end}
       local code, out = curl("-i", base .. "/a%20b?x=1&y")
