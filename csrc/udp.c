@@ -315,6 +315,14 @@ static void udp_describe(sp_task *t, char *buf, size_t size);
 static const sp_waitops recv_wait = {"udp recv_from", recv_undo,
                                      udp_describe};
 
+/* [rd] -> data, host, port.  [-1, +3, m] */
+static int push_datagram_p(lua_State *L) {
+  udp_rd *rd = (udp_rd *)lua_touserdata(L, 1);
+  lua_pushlstring(L, rd->data, rd->len);
+  push_addr(L, (struct sockaddr *)&rd->addr);
+  return 3;
+}
+
 static int recv_k(lua_State *L, int status, lua_KContext ctx) {
   sp_task *t = (sp_task *)ctx;
   udp_rd *rd;
@@ -323,10 +331,13 @@ static int recv_k(lua_State *L, int status, lua_KContext ctx) {
   rd = (udp_rd *)t->w.obj;
   if (rd->err == UV_ECANCELED) return sp_io_closed(L, "ECANCELED");
   if (rd->err < 0) return sp_io_fail(L, rd->err);
-  lua_pushlstring(L, rd->data, rd->len);
+  /* protected: the malloc'd datagram must not leak if pushing raises */
+  lua_pushcfunction(L, push_datagram_p);
+  lua_pushlightuserdata(L, rd);
+  status = lua_pcall(L, 1, 3, 0);
   free(rd->data);
   rd->data = NULL;
-  push_addr(L, (struct sockaddr *)&rd->addr);
+  if (status != LUA_OK) return lua_error(L);
   return 3;
 }
 
