@@ -223,10 +223,10 @@ static const struct known_bug {
   const char *site;
   const char *what;
 } known_bugs[] = {
-    /* 9-H1..H4 are fixed on main; an entry looks like this: */
+    /* 9-H1..H5 are fixed on main; an entry looks like this:
     {"~< results_p < fs_results",
      "9-H5: fs.list_dir leaks the rest of the directory listing when "
-     "pushing the names raises a memory error"},
+     "pushing the names raises a memory error"}, */
     {NULL, NULL}};
 
 /* ---- function names for stack frames ---------------------------------- */
