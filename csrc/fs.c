@@ -946,13 +946,14 @@ static int file_read(lua_State *L) {
   return read_begin(L, f, read_formats(L), "read");
 }
 
-/* for ... in f:lines(...): f:read(...) until it returns nil. */
+/* for ... in f:lines(...): f:read(...) until it returns nil.  Upvalues:
+** the box, the number of formats, the file, the formats. */
 static int lines_iter(lua_State *L) {
-  int i, n = (int)lua_tointeger(L, lua_upvalueindex(1));
+  int i, n = (int)lua_tointeger(L, lua_upvalueindex(2));
   fs_file *f;
   lua_settop(L, 0);
   luaL_checkstack(L, n + 4, "lines: too many formats");
-  for (i = 0; i <= n; i++) lua_pushvalue(L, lua_upvalueindex(2 + i));
+  for (i = 0; i <= n; i++) lua_pushvalue(L, lua_upvalueindex(3 + i));
   f = (fs_file *)lua_touserdata(L, 1);
   return read_begin(L, f, n, "lines");
 }
@@ -962,9 +963,11 @@ static int file_lines(lua_State *L) {
   file_check(L);
   n = read_formats(L);
   luaL_argcheck(L, n <= 250, 252, "too many formats");
-  lua_pushinteger(L, n);
+  lua_pushvalue(L, lua_upvalueindex(1)); /* the box, as for every function */
   lua_insert(L, 1);
-  lua_pushcclosure(L, lines_iter, n + 2);
+  lua_pushinteger(L, n);
+  lua_insert(L, 2);
+  lua_pushcclosure(L, lines_iter, n + 3);
   return 1;
 }
 
