@@ -18,10 +18,12 @@
 **   is already running completes, and the request then cleans up after
 **   itself -- an open() that completes for an aborted task closes its fd.
 **
-** A file object (fs.open) owns its descriptor; at most one read or write
-** is in flight per file ("file busy" otherwise).  close() while one is in
-** flight wakes its task with nil, "closed", "ECANCELED" at once and hands
-** the descriptor to the request, which closes it when the step is done.
+** A file object (fs.open) owns its descriptor and its position, and reads
+** and writes at that position (pread/pwrite), with a read-ahead for io's
+** formats; at most one read, seek or write call is in progress per file
+** ("file busy" otherwise).  close() while one is in flight wakes its task
+** with nil, "closed", "ECANCELED" at once and hands the descriptor to the
+** request, which closes it when the step is done.
 */
 #include <ctype.h>
 #include <locale.h>
