@@ -23,7 +23,8 @@ enum {
   SP_W_NET_WRITE,      /* u.w.obj: the sp_stream */
   SP_W_NET_ACCEPT,     /* u.w.obj: the listener (tcp.c) */
   SP_W_NET_CONNECT,    /* u.w.obj: the connect request (tcp.c) */
-  SP_W_NET_RESOLVE     /* u.w.obj: the sp_gai (dns.c) */
+  SP_W_NET_RESOLVE,    /* u.w.obj: the sp_gai (dns.c) */
+  SP_W_TLS_HANDSHAKE   /* u.w.obj: the sp_stream (tls.c) */
 };
 
 /* ---- the per-runtime list of open network objects (stream.c) --------- */
@@ -55,6 +56,7 @@ struct sp_stream {
     uv_pipe_t pipe;
   } u;
   sp_sbox *box;     /* the Lua object, NULL when none (yet) */
+  struct sp_tls *tls; /* TLS state (tls.c), NULL for a plain stream */
   const char *kind; /* "tcp", "unix", "pipe" */
   /* read side: bytes [roff, roff + rlen) of rbuf are buffered */
   char *rbuf;
@@ -88,6 +90,22 @@ void sp_stream_opened(sp_stream *s, sp_runtime *rt);
 void sp_stream_push(lua_State *L, sp_stream *s);
 int sp_stream_open(lua_State *L); /* metatable; [-0, +0, m] */
 int sp_net_open(lua_State *L);    /* spindle.net; [-0, +0, m] */
+
+/* For the TLS engine (tls.c): the parts of the read and write machinery
+** that it drives.  No Lua. */
+/* Room for up to min(rlimit - rlen, SP_STREAM_CHUNK) more plaintext bytes
+** at rbuf + roff + rlen: *len is set; NULL when out of memory. */
+char *sp_stream_rreserve(sp_stream *s, size_t *len);
+void sp_stream_read_start(sp_stream *s);
+void sp_stream_read_stop(sp_stream *s);
+/* Wakes the waiting reader if its read can complete now. */
+void sp_stream_wake_reader(sp_stream *s);
+/* The pending write ended with status (0 or an error): wake the writer. */
+void sp_stream_write_done(sp_stream *s, int status);
+/* Wakes a task waiting at an await on a stream (no-op for NULL). */
+void sp_stream_wake(sp_task *t);
+/* At end of file on a TCP socket: the reset that came with it, or 0. */
+int sp_stream_eof_error(uv_stream_t *h);
 
 /* Pushes nil, message, code; returns 3.  [-0, +3, -] */
 int sp_net_error(lua_State *L, int code);
