@@ -759,30 +759,37 @@ static void pump(sp_stream *s) {
 ** reports its end once the kernel took every byte of it. */
 static void drive_write(sp_stream *s) {
   sp_tls *x = s->tls;
+  int more = 1;
   if (!x->writing) return;
-  while (!s->werr && x->hs == HS_DONE && x->out_len < OUT_HIGH) {
-    uv_buf_t *b;
-    size_t left;
-    int n, e;
-    while (x->pi < x->pn && x->poff == x->pb[x->pi].len) {
-      x->pi++;
-      x->poff = 0;
+  while (more) { /* encrypt a batch, flush it; again if the kernel took it */
+    more = 0;
+    while (!s->werr && x->hs == HS_DONE && x->out_len < OUT_HIGH) {
+      uv_buf_t *b;
+      size_t left;
+      int n, e;
+      while (x->pi < x->pn && x->poff == x->pb[x->pi].len) {
+        x->pi++;
+        x->poff = 0;
+      }
+      if (x->pi >= x->pn) break;
+      b = &x->pb[x->pi];
+      left = b->len - x->poff;
+      if (left > PLAIN_CHUNK) left = PLAIN_CHUNK;
+      ERR_clear_error();
+      n = SSL_write(x->ssl, b->base + x->poff, (int)left);
+      if (n > 0) {
+        x->poff += (size_t)n;
+        more = 1;
+        continue;
+      }
+      e = SSL_get_error(x->ssl, n);
+      if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) tls_fail(s, e);
+      more = 0;
+      break;
     }
-    if (x->pi >= x->pn) break;
-    b = &x->pb[x->pi];
-    left = b->len - x->poff;
-    if (left > PLAIN_CHUNK) left = PLAIN_CHUNK;
-    ERR_clear_error();
-    n = SSL_write(x->ssl, b->base + x->poff, (int)left);
-    if (n > 0) {
-      x->poff += (size_t)n;
-      continue;
-    }
-    e = SSL_get_error(x->ssl, n);
-    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) break;
-    tls_fail(s, e);
+    tls_flush(s);
+    if (x->flying || s->werr || x->out_len > 0) more = 0;
   }
-  tls_flush(s);
   while (x->pi < x->pn && x->poff == x->pb[x->pi].len) {
     x->pi++;
     x->poff = 0;
