@@ -387,7 +387,7 @@ static const char *const ctx_keys[] = {"server", "cert", "key", "ca",
                                        "verify", "alpn", "min_version", NULL};
 
 static int ctx_gc(lua_State *L) {
-  ctx_box *box = (ctx_box *)luaL_testudata(L, 1, SP_TLSCTX_MT);
+  ctx_box *box = (ctx_box *)sp_testclass(L, 1, SP_TLSCTX_MT);
   if (box != NULL && box->c != NULL) {
     sp_tlsctx_unref(box->c);
     box->c = NULL;
@@ -396,7 +396,7 @@ static int ctx_gc(lua_State *L) {
 }
 
 static int ctx_tostring(lua_State *L) {
-  ctx_box *box = (ctx_box *)luaL_checkudata(L, 1, SP_TLSCTX_MT);
+  ctx_box *box = (ctx_box *)sp_checkclass(L, 1, SP_TLSCTX_MT);
   lua_pushfstring(L, "spindle.tls.context (%s: %p)",
                   box->c && box->c->server ? "server" : "client",
                   (void *)box->c);
@@ -516,7 +516,7 @@ static int l_context(lua_State *L) {
 }
 
 static sp_tlsctx *ctx_test(lua_State *L, int idx) {
-  ctx_box *box = (ctx_box *)luaL_testudata(L, idx, SP_TLSCTX_MT);
+  ctx_box *box = (ctx_box *)sp_testclass(L, idx, SP_TLSCTX_MT);
   return box ? box->c : NULL;
 }
 
@@ -1064,9 +1064,14 @@ static int timer_start(sp_stream *s, double secs) {
 /* ---- the handshake await ------------------------------------------------ */
 
 static int hs_k(lua_State *L, int status, lua_KContext ctx);
+static void describe_hs(sp_task *t, char *buf, size_t size);
+static void hs_undo(sp_task *t);
+
+static const sp_waitops hs_wait_ops = {"tls handshake", hs_undo,
+                                       describe_hs};
 
 static void hs_undo(sp_task *t) {
-  sp_stream *s = (sp_stream *)t->u.w.obj;
+  sp_stream *s = (sp_stream *)t->w.obj;
   sp_tls *x = s->tls;
   if (x->hs_waiter == t) x->hs_waiter = NULL;
   if (x->hs_own) sp_stream_close(s); /* connect/wrap: nobody else has it */
@@ -1085,7 +1090,7 @@ static int hs_result(lua_State *L, sp_stream *s, int own) {
     if (!own) lua_pushboolean(L, 1);
     return 1;
   }
-  n = code == SP_ETLS ? sp_tls_push_error(L, s) : sp_net_error(L, code);
+  n = code == SP_ETLS ? sp_tls_push_error(L, s) : sp_io_fail(L, code);
   if (own) sp_stream_close(s);
   return n;
 }
@@ -1097,7 +1102,7 @@ static int hs_wait(lua_State *L, sp_stream *s, sp_task *t, int own) {
   if (x->hs == HS_RUNNING && !x->timedout) {
     x->hs_waiter = t;
     x->hs_own = own;
-    return sp_await_block(L, t, SP_W_TLS_HANDSHAKE, hs_undo, s, hs_k,
+    return sp_await_block(L, t, &hs_wait_ops, s, hs_k,
                           (lua_KContext)t | own);
   }
   return hs_result(L, s, own);
@@ -1111,14 +1116,14 @@ static int hs_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   sp_resumed(L, t); /* aborted: the undo ran (and closed an own stream) */
   s = box->s;
-  if (s == NULL) return sp_net_fail(L, "closed", "ECANCELED");
+  if (s == NULL) return sp_io_closed(L, "ECANCELED");
   if (s->tls->hs_waiter == t) s->tls->hs_waiter = NULL;
   return hs_wait(L, s, t, own);
 }
 
 /* The stream box at 1, open and in the current task's runtime. */
 static sp_stream *check_stream(lua_State *L, sp_task *t) {
-  sp_sbox *box = (sp_sbox *)luaL_checkudata(L, 1, SP_STREAM_MT);
+  sp_sbox *box = (sp_sbox *)sp_checkclass(L, 1, SP_STREAM_MT);
   if (box->s != NULL && box->s->node.rt != t->rt)
     luaL_error(L, "the stream belongs to another runtime");
   return box->s;
@@ -1128,11 +1133,11 @@ static sp_stream *check_stream(lua_State *L, sp_task *t) {
 int sp_tls_m_handshake(lua_State *L) {
   sp_stream *s;
   sp_task *t;
-  luaL_checkudata(L, 1, SP_STREAM_MT);
+  sp_checkclass(L, 1, SP_STREAM_MT);
   t = sp_await_check(L, "handshake");
   s = check_stream(L, t);
   lua_settop(L, 1);
-  if (s == NULL) return sp_net_fail(L, "closed", "EBADF");
+  if (s == NULL) return sp_io_closed(L, "EBADF");
   if (s->tls == NULL) luaL_error(L, "handshake: not a TLS stream");
   if (s->tls->hs_waiter != NULL)
     luaL_error(L, "handshake: socket busy (another task is waiting for "
@@ -1213,14 +1218,14 @@ static void push_cert(lua_State *L, X509 *cert) {
 
 /* s:tls_info() */
 int sp_tls_m_info(lua_State *L) {
-  sp_sbox *box = (sp_sbox *)luaL_checkudata(L, 1, SP_STREAM_MT);
+  sp_sbox *box = (sp_sbox *)sp_checkclass(L, 1, SP_STREAM_MT);
   sp_stream *s = box->s;
   sp_tls *x;
   const unsigned char *alpn;
   unsigned alen;
   const char *sn;
   X509 *peer;
-  if (s == NULL) return sp_net_fail(L, "closed", "EBADF");
+  if (s == NULL) return sp_io_closed(L, "EBADF");
   x = s->tls;
   if (x == NULL || x->hs != HS_DONE) { /* plain, or no handshake yet */
     lua_pushnil(L);
@@ -1301,14 +1306,14 @@ static int client_start(lua_State *L, sp_task *t, int idx, sp_tlsctx *c,
   size_t alen = 0;
   const char *alpn = lua_tolstring(L, ap, &alen);
   int r;
-  if (s == NULL) return sp_net_fail(L, "closed", "ECANCELED");
+  if (s == NULL) return sp_io_closed(L, "ECANCELED");
   x = tls_new(s, c, 0);
   r = x == NULL ? UV_ENOMEM
                 : client_setup(x, lua_tostring(L, sn), alpn, alen, key);
   if (r == 0 && secs > 0) r = timer_start(s, secs);
   if (r < 0) {
     sp_stream_close(s);
-    return sp_net_error(L, r);
+    return sp_io_fail(L, r);
   }
   lua_settop(L, idx);
   return hs_wait(L, s, t, 1);
@@ -1326,7 +1331,7 @@ static int connect_k(lua_State *L, int status, lua_KContext ctx) {
     left = secs - ((double)uv_hrtime() - lua_tonumber(L, 7)) / 1e9;
     if (left <= 0) {
       sp_stream_close(sp_stream_test(L, 8));
-      return sp_net_error(L, UV_ETIMEDOUT);
+      return sp_io_fail(L, UV_ETIMEDOUT);
     }
   }
   lua_settop(L, 8);
@@ -1394,7 +1399,7 @@ static int l_wrap(lua_State *L) {
   sp_task *t;
   double secs;
   int server, r;
-  luaL_checkudata(L, 1, SP_STREAM_MT);
+  sp_checkclass(L, 1, SP_STREAM_MT);
   check_keys(L, 2, wrap_keys);
   server = opt_bool(L, 2, "server", 0);
   secs = sp_opt_timeout(L, 2);
@@ -1407,7 +1412,7 @@ static int l_wrap(lua_State *L) {
     luaL_argerror(L, 2, "options 'servername' and 'alpn' are for clients "
                         "(a server's ALPN comes from its context)");
   s = check_stream(L, t);
-  if (s == NULL) return sp_net_fail(L, "closed", "EBADF");
+  if (s == NULL) return sp_io_closed(L, "EBADF");
   if (s->tls != NULL) luaL_argerror(L, 1, "already a TLS stream");
   if (s->reader != NULL || s->writer != NULL)
     luaL_error(L, "wrap: socket busy (another task is using this stream)");
@@ -1431,7 +1436,7 @@ static int l_wrap(lua_State *L) {
   if (r == 0) r = take_buffered(s);
   if (r < 0) {
     sp_stream_close(s);
-    return sp_net_error(L, r);
+    return sp_io_fail(L, r);
   }
   lua_settop(L, 1);
   return hs_wait(L, s, t, 1);
@@ -1439,7 +1444,7 @@ static int l_wrap(lua_State *L) {
 
 /* spindle.dump(): "tls handshake 127.0.0.1:4433".  No Lua. */
 static void describe_hs(sp_task *t, char *buf, size_t size) {
-  sp_stream *s = (sp_stream *)t->u.w.obj;
+  sp_stream *s = (sp_stream *)t->w.obj;
   char addr[128] = "";
   if (s->h->type == UV_TCP) {
     struct sockaddr_storage ss;
@@ -1456,18 +1461,15 @@ int sp_tls_open(lua_State *L) {
                                  {"connect", l_connect},
                                  {"wrap", l_wrap},
                                  {NULL, NULL}};
-  if (luaL_newmetatable(L, SP_TLSCTX_MT)) {
-    lua_pushcfunction(L, ctx_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, ctx_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pushliteral(L, "locked");
-    lua_setfield(L, -2, "__metatable");
-  }
+  static const luaL_Reg meta[] = {{"__gc", ctx_gc},
+                                  {"__tostring", ctx_tostring},
+                                  {NULL, NULL}};
+  sp_newclass(L, SP_TLSCTX_MT, NULL, meta);
+  lua_pushliteral(L, "locked");
+  lua_setfield(L, -2, "__metatable");
   lua_pop(L, 1);
   lua_newtable(L);
   sp_setfuncs(L, fns);
   lua_setfield(L, -2, "tls");
-  sp_describe_register(SP_W_TLS_HANDSHAKE, describe_hs);
   return 0;
 }

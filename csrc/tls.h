@@ -23,7 +23,7 @@
 #ifndef SP_TLS_H
 #define SP_TLS_H
 
-#include "net.h"
+#include "io.h"
 
 /* The error code of a TLS failure: nil, <OpenSSL's reason>, "ETLS".  Not a
 ** libuv code (those are small negative errno values and -3000..-3014). */
