@@ -965,7 +965,8 @@ const char *sp_tls_phase(sp_stream *s) {
 
 /* Notes the peer's close_notify (for tls_info().close_notify). */
 static void info_cb(const SSL *ssl, int where, int ret) {
-  if ((where & SSL_CB_READ_ALERT) && (ret & 0xff) == SSL_AD_CLOSE_NOTIFY) {
+  if ((where & SSL_CB_READ_ALERT) == SSL_CB_READ_ALERT &&
+      (ret & 0xff) == SSL_AD_CLOSE_NOTIFY) {
     sp_tls *x = (sp_tls *)SSL_get_app_data(ssl);
     if (x != NULL) x->close_notify = 1;
   }
