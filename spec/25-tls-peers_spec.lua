@@ -171,11 +171,11 @@ describe("curl against a spindle HTTPS server", function()
         {tls = T.server_ctx({alpn = {"http/1.1"}})}))
       local _, port = srv:local_addr()
       local h = serve(srv, 2)
-      local code, out, err = spindle.process.run("curl", {"-sS", "--max-time", "20",
+      local code, out, err = T.run_cmd("curl", {"-sS", "--max-time", "20",
         "--cacert", T.f("ca.pem"), "https://localhost:" .. port .. "/hello"})
       assert.equal(0, code, err)
       assert.equal("you asked for /hello", out)
-      code, out, err = spindle.process.run("curl", {"-sS", "--max-time", "20",
+      code, out, err = T.run_cmd("curl", {"-sS", "--max-time", "20",
         "--tlsv1.2", "--tls-max", "1.2", "--cacert", T.f("ca.pem"),
         "https://127.0.0.1:" .. port .. "/v12"})
       assert.equal(0, code, err)
@@ -197,11 +197,11 @@ describe("curl against a spindle HTTPS server", function()
         good:write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
         return r1, req
       end)
-      local code = spindle.process.run("curl", {"-sS", "--max-time", "20",
+      local code = T.run_cmd("curl", {"-sS", "--max-time", "20",
         "--cacert", T.f("ca.pem"), "--resolve", "other.example:" .. port .. ":127.0.0.1",
         "https://other.example:" .. port .. "/"})
       assert.are_not.equal(0, code)
-      local code2, out = spindle.process.run("curl", {"-sS", "--max-time", "20",
+      local code2, out = T.run_cmd("curl", {"-sS", "--max-time", "20",
         "--cacert", T.f("ca.pem"), "https://localhost:" .. port .. "/x"})
       assert.equal(0, code2)
       assert.equal("ok", out)

@@ -15,6 +15,7 @@
 --   T.free_port()         a port that was free a moment ago (for peers
 --                         that need one on their command line)
 --   T.child(file, args)   a child process with pipes, run under `timeout`
+--   T.run_cmd(file, args) spindle.process.run of a peer, the same way
 --   T.finish(p)           closes its pipes, kills it, reaps it
 --   T.wait_line(stream, pat, secs)  reads lines until one matches pat
 
@@ -93,11 +94,22 @@ function T.free_port()
   return port
 end
 
-function T.child(file, args, secs)
-  local a = {"-k", "2", tostring(secs or 30), file}
+-- Peers run without the sanitizer preload of the asan stage (an ASan'd
+-- spindle.so preloaded into curl deadlocks it at start), under `timeout`.
+local function argv(file, args, secs)
+  local a = {"-u", "LD_PRELOAD", "timeout", "-k", "2", tostring(secs or 30), file}
   for _, v in ipairs(args) do a[#a + 1] = v end
-  return assert(spindle.process.spawn("timeout", a,
+  return a
+end
+
+function T.child(file, args, secs)
+  return assert(spindle.process.spawn("env", argv(file, args, secs),
     {stdin = "pipe", stdout = "pipe", stderr = "pipe"}))
+end
+
+-- spindle.process.run(file, args) for a peer: code, stdout, stderr.
+function T.run_cmd(file, args, secs)
+  return spindle.process.run("env", argv(file, args, secs))
 end
 
 function T.finish(p)
