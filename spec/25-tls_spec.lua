@@ -205,6 +205,25 @@ describe("tls.connect", function()
     end)
   end)
 
+  it("a server that hangs up or resets during the handshake", function()
+    run(function()
+      local srv <close> = assert(net.listen("127.0.0.1", 0)) -- plain
+      local _, port = srv:local_addr()
+      local h = spindle.spawn(function()
+        local a = assert(srv:accept()); a:read_some(); a:close()
+      end)
+      assert.same({nil, "connection closed during handshake", "ETLS"},
+                  {tls.connect("127.0.0.1", port, {context = T.client_ctx()})})
+      h:join()
+      h = spindle.spawn(function()
+        local a = assert(srv:accept()); a:read_some(); a:close_reset()
+      end)
+      assert.same({nil, "connection reset by peer", "ECONNRESET"},
+                  {tls.connect("127.0.0.1", port, {context = T.client_ctx()})})
+      h:join()
+    end)
+  end)
+
   it("timeout covers the handshake: a server that never answers", function()
     run(function()
       local srv <close> = assert(net.listen("127.0.0.1", 0)) -- plain, silent
