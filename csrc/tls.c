@@ -63,11 +63,11 @@
 /* The largest TLS record on the wire: header + 2^14 + 2048 (TLS 1.2). */
 #define TLS_RECORD (5 + 16384 + 2048)
 #define CIN_CAP (2 * TLS_RECORD + 4096) /* ciphertext read ahead */
-#define PLAIN_CHUNK 16384                /* plaintext per SSL_write */
-#define OUT_HIGH 65536     /* encrypt ahead of the kernel at most this */
-#define OUT_LIMIT 262144   /* unsent output at which reading stops */
-#define OUT_KEEP 262144    /* larger idle output buffers are freed */
-#define CACHE_MAX 64       /* client sessions kept per context */
+#define PLAIN_CHUNK 16384               /* plaintext per SSL_write */
+#define OUT_HIGH 65536   /* encrypt ahead of the kernel at most this */
+#define OUT_LIMIT 262144 /* unsent output at which reading stops */
+#define OUT_KEEP 262144  /* larger idle output buffers are freed */
+#define CACHE_MAX 64     /* client sessions kept per context */
 
 enum { HS_NONE, HS_RUNNING, HS_DONE, HS_FAILED };
 
@@ -110,8 +110,8 @@ struct sp_tls {
   int in_err;        /* the socket's read error */
   int sock_err;      /* the socket's write error */
   unsigned char hs;  /* HS_* */
-  unsigned in_eof : 1, flying : 1, writing : 1, shut_sent : 1,
-      close_notify : 1, hs_own : 1, timedout : 1, server : 1, fatal : 1;
+  unsigned in_eof : 1, flying : 1, writing : 1, shut_sent : 1, close_notify : 1,
+      hs_own : 1, timedout : 1, server : 1, fatal : 1;
   char err[200]; /* why, for ETLS */
 };
 
@@ -166,8 +166,7 @@ static long bio_ctrl(BIO *b, int cmd, long num, void *ptr) {
     case BIO_CTRL_FLUSH: return 1;
     case BIO_CTRL_PENDING: return x ? (long)x->cin_len : 0;
     case BIO_CTRL_WPENDING: return x ? (long)x->out_len : 0;
-    case BIO_CTRL_EOF:
-      return x && x->cin_len == 0 && (x->in_eof || x->in_err);
+    case BIO_CTRL_EOF: return x && x->cin_len == 0 && (x->in_eof || x->in_err);
     default: return 0;
   }
 }
@@ -244,8 +243,7 @@ static void cache_put(sp_tlsctx *c, const char *key, SSL_SESSION *sess) {
 /* A new session ticket or session for a client connection. */
 static int new_session_cb(SSL *ssl, SSL_SESSION *sess) {
   sp_tls *x = (sp_tls *)SSL_get_app_data(ssl);
-  if (x == NULL || x->key == NULL || !SSL_SESSION_is_resumable(sess))
-    return 0;
+  if (x == NULL || x->key == NULL || !SSL_SESSION_is_resumable(sess)) return 0;
   cache_put(x->ctx, x->key, sess);
   return 1; /* we keep the reference */
 }
@@ -257,8 +255,8 @@ static int alpn_select(SSL *ssl, const unsigned char **out,
   sp_tlsctx *c = (sp_tlsctx *)arg;
   (void)ssl;
   if (c->alpn != NULL &&
-      SSL_select_next_proto((unsigned char **)out, outlen, c->alpn,
-                            c->alpn_len, in, inlen) == OPENSSL_NPN_NEGOTIATED)
+      SSL_select_next_proto((unsigned char **)out, outlen, c->alpn, c->alpn_len,
+                            in, inlen) == OPENSSL_NPN_NEGOTIATED)
     return SSL_TLSEXT_ERR_OK;
   return SSL_TLSEXT_ERR_NOACK; /* go on without ALPN */
 }
@@ -291,8 +289,7 @@ static void check_path(lua_State *L, const char *fname, const char *what,
   FILE *f;
   if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
     if (dir_ok) return;
-    luaL_error(L, "%s: cannot load %s '%s': is a directory", fname, what,
-               path);
+    luaL_error(L, "%s: cannot load %s '%s': is a directory", fname, what, path);
   }
   f = fopen(path, "rb");
   if (f == NULL)
@@ -342,9 +339,9 @@ static void check_keys(lua_State *L, int arg, const char *const *allowed) {
       for (i = 0; allowed[i] != NULL && !ok; i++)
         ok = strcmp(lua_tostring(L, -1), allowed[i]) == 0;
     if (!ok)
-      luaL_argerror(
-          L, arg,
-          lua_pushfstring(L, "unknown option '%s'", luaL_tolstring(L, -1, NULL)));
+      luaL_argerror(L, arg,
+                    lua_pushfstring(L, "unknown option '%s'",
+                                    luaL_tolstring(L, -1, NULL)));
   }
 }
 
@@ -370,8 +367,7 @@ static void push_alpn(lua_State *L, int arg) {
     const char *p = NULL;
     if (lua_geti(L, tab, i) == LUA_TSTRING) p = lua_tolstring(L, -1, &len);
     if (p == NULL || len < 1 || len > 255)
-      luaL_argerror(L, arg,
-                    "option 'alpn' must hold names of 1 to 255 bytes");
+      luaL_argerror(L, arg, "option 'alpn' must hold names of 1 to 255 bytes");
     if (used + 1 + len > sizeof wire)
       luaL_argerror(L, arg, "option 'alpn' is too long");
     wire[used++] = (char)len;
@@ -383,7 +379,7 @@ static void push_alpn(lua_State *L, int arg) {
   lua_pushlstring(L, wire, used);
 }
 
-static const char *const ctx_keys[] = {"server", "cert", "key", "ca",
+static const char *const ctx_keys[] = {"server", "cert", "key",         "ca",
                                        "verify", "alpn", "min_version", NULL};
 
 static int ctx_gc(lua_State *L) {
@@ -456,8 +452,8 @@ static sp_tlsctx *ctx_build(lua_State *L, int arg, const char *fname,
       load_error(L, fname, "key", key);
     if (SSL_CTX_check_private_key(ctx) != 1) {
       ERR_clear_error();
-      luaL_error(L, "%s: key '%s' does not match certificate '%s'", fname,
-                 key, cert);
+      luaL_error(L, "%s: key '%s' does not match certificate '%s'", fname, key,
+                 cert);
     }
   }
   if (ca != NULL) {
@@ -465,8 +461,8 @@ static sp_tlsctx *ctx_build(lua_State *L, int arg, const char *fname,
     int dir;
     check_path(L, fname, "CA", ca, 1);
     dir = stat(ca, &st) == 0 && S_ISDIR(st.st_mode);
-    if (SSL_CTX_load_verify_locations(ctx, dir ? NULL : ca,
-                                      dir ? ca : NULL) != 1)
+    if (SSL_CTX_load_verify_locations(ctx, dir ? NULL : ca, dir ? ca : NULL) !=
+        1)
       load_error(L, fname, "CA", ca);
     if (server && !dir) {
       STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(ca);
@@ -478,9 +474,9 @@ static sp_tlsctx *ctx_build(lua_State *L, int arg, const char *fname,
     SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
   else
     SSL_CTX_set_verify(ctx,
-                       server ? SSL_VERIFY_PEER |
-                                    SSL_VERIFY_FAIL_IF_NO_PEER_CERT
-                              : SSL_VERIFY_PEER,
+                       server
+                           ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT
+                           : SSL_VERIFY_PEER,
                        NULL);
   if (!lua_isnil(L, -2)) {
     size_t len;
@@ -498,8 +494,8 @@ static sp_tlsctx *ctx_build(lua_State *L, int arg, const char *fname,
   if (server) {
     SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"spindle", 7);
   } else {
-    SSL_CTX_set_session_cache_mode(
-        ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT |
+                                            SSL_SESS_CACHE_NO_INTERNAL_STORE);
     SSL_CTX_sess_set_new_cb(ctx, new_session_cb);
   }
   lua_remove(L, -2); /* the alpn string */
@@ -527,12 +523,11 @@ static char default_ctx_key; /* registry: the shared client context */
 ** server: which kind it must be.  [-0, +1, v] */
 static sp_tlsctx *push_ctx(lua_State *L, int arg, const char *fname,
                            int server) {
-  static const char *const inline_keys[] = {"cert", "key", "ca", "verify",
-                                            "min_version", NULL};
+  static const char *const inline_keys[] = {"cert",   "key",         "ca",
+                                            "verify", "min_version", NULL};
   sp_tlsctx *c;
   int i;
-  if (!lua_isnoneornil(L, arg) &&
-      lua_getfield(L, arg, "context") != LUA_TNIL) {
+  if (!lua_isnoneornil(L, arg) && lua_getfield(L, arg, "context") != LUA_TNIL) {
     c = ctx_test(L, -1);
     if (c == NULL)
       luaL_argerror(L, arg, "option 'context' must be a tls.context");
@@ -549,8 +544,9 @@ static sp_tlsctx *push_ctx(lua_State *L, int arg, const char *fname,
     if (present) return ctx_build(L, arg, fname, server);
   }
   if (server)
-    luaL_argerror(L, arg, "a server needs option 'context' (or 'cert' "
-                          "and 'key')");
+    luaL_argerror(L, arg,
+                  "a server needs option 'context' (or 'cert' "
+                  "and 'key')");
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &default_ctx_key) != LUA_TNIL)
     return ctx_test(L, -1);
   lua_pop(L, 1);
@@ -573,8 +569,7 @@ sp_tlsctx *sp_tls_opt_server(lua_State *L, int arg) {
   c = ctx_test(L, -1);
   lua_pop(L, 1); /* the options table keeps it alive */
   if (c == NULL || !c->server)
-    luaL_argerror(L, arg,
-                  "option 'tls' must be a server tls.context");
+    luaL_argerror(L, arg, "option 'tls' must be a server tls.context");
   return c;
 }
 
@@ -1011,24 +1006,23 @@ int sp_tls_attach_server(sp_stream *s, sp_tlsctx *c) {
 /* Client settings: SNI and the name verified (servername, may be NULL),
 ** ALPN (wire format, may be NULL), and a cached session for key.  0 or
 ** UV_ENOMEM. */
-static int client_setup(sp_tls *x, const char *servername,
-                        const char *alpn, size_t alpn_len, const char *key) {
+static int client_setup(sp_tls *x, const char *servername, const char *alpn,
+                        size_t alpn_len, const char *key) {
   SSL_SESSION *sess;
   if (servername != NULL && servername[0] != '\0') {
     unsigned char addr[16];
     if (uv_inet_pton(AF_INET, servername, addr) == 0 ||
         uv_inet_pton(AF_INET6, servername, addr) == 0) {
       /* an address: no SNI (RFC 6066), the certificate's IP is checked */
-      if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(x->ssl),
-                                        servername) != 1)
+      if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(x->ssl), servername) !=
+          1)
         return UV_ENOMEM;
     } else if (SSL_set_tlsext_host_name(x->ssl, servername) != 1 ||
                SSL_set1_host(x->ssl, servername) != 1)
       return UV_ENOMEM;
   }
-  if (alpn != NULL &&
-      SSL_set_alpn_protos(x->ssl, (const unsigned char *)alpn,
-                          (unsigned)alpn_len) != 0)
+  if (alpn != NULL && SSL_set_alpn_protos(x->ssl, (const unsigned char *)alpn,
+                                          (unsigned)alpn_len) != 0)
     return UV_ENOMEM;
   x->key = (char *)malloc(strlen(key) + 1);
   if (x->key == NULL) return UV_ENOMEM;
@@ -1068,8 +1062,7 @@ static int hs_k(lua_State *L, int status, lua_KContext ctx);
 static void describe_hs(sp_task *t, char *buf, size_t size);
 static void hs_undo(sp_task *t);
 
-static const sp_waitops hs_wait_ops = {"tls handshake", hs_undo,
-                                       describe_hs};
+static const sp_waitops hs_wait_ops = {"tls handshake", hs_undo, describe_hs};
 
 static void hs_undo(sp_task *t) {
   sp_stream *s = (sp_stream *)t->w.obj;
@@ -1103,8 +1096,7 @@ static int hs_wait(lua_State *L, sp_stream *s, sp_task *t, int own) {
   if (x->hs == HS_RUNNING && !x->timedout) {
     x->hs_waiter = t;
     x->hs_own = own;
-    return sp_await_block(L, t, &hs_wait_ops, s, hs_k,
-                          (lua_KContext)t | own);
+    return sp_await_block(L, t, &hs_wait_ops, s, hs_k, (lua_KContext)t | own);
   }
   return hs_result(L, s, own);
 }
@@ -1192,8 +1184,8 @@ static void push_cert(lua_State *L, X509 *cert) {
   push_time(L, X509_get0_notAfter(cert));
   lua_setfield(L, -2, "not_after");
   lua_newtable(L);
-  names = (GENERAL_NAMES *)X509_get_ext_d2i(cert, NID_subject_alt_name, NULL,
-                                            NULL);
+  names =
+      (GENERAL_NAMES *)X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
   for (i = 0; names != NULL && i < sk_GENERAL_NAME_num(names); i++) {
     GENERAL_NAME *g = sk_GENERAL_NAME_value(names, i);
     if (g->type == GEN_DNS || g->type == GEN_EMAIL || g->type == GEN_URI) {
@@ -1262,17 +1254,17 @@ int sp_tls_m_info(lua_State *L) {
 /* ---- tls.connect and tls.wrap -------------------------------------------- */
 
 static const char *const connect_keys[] = {
-    "timeout", "context", "servername", "alpn", "cert",
+    "timeout", "context", "servername", "alpn",        "cert",
     "key",     "ca",      "verify",     "min_version", NULL};
 static const char *const wrap_keys[] = {
-    "server", "timeout", "context", "servername", "alpn", "cert",
+    "server", "timeout", "context", "servername",  "alpn", "cert",
     "key",    "ca",      "verify",  "min_version", NULL};
 
 /* opts.servername: a string, or false for none; def when absent.  Pushes
 ** the result (string or nil).  [-0, +1, v] */
 static void push_servername(lua_State *L, int arg, const char *def) {
-  int ty = lua_isnoneornil(L, arg) ? LUA_TNIL
-                                    : lua_getfield(L, arg, "servername");
+  int ty =
+      lua_isnoneornil(L, arg) ? LUA_TNIL : lua_getfield(L, arg, "servername");
   if (ty == LUA_TNIL) {
     if (!lua_isnoneornil(L, arg)) lua_pop(L, 1);
     if (def != NULL)
@@ -1299,8 +1291,8 @@ static int is_numeric(const char *host) {
 /* Makes the stream in box at idx a TLS client and starts the handshake
 ** await.  Stack: the options at arg, servername at sn, alpn at ap.  The
 ** key names the peer for the session cache.  [-0, +(1|3), e] */
-static int client_start(lua_State *L, sp_task *t, int idx, sp_tlsctx *c,
-                        int sn, int ap, const char *key, double secs) {
+static int client_start(lua_State *L, sp_task *t, int idx, sp_tlsctx *c, int sn,
+                        int ap, const char *key, double secs) {
   sp_sbox *box = (sp_sbox *)lua_touserdata(L, idx);
   sp_stream *s = box->s;
   sp_tls *x;
@@ -1343,8 +1335,8 @@ static int connect_k(lua_State *L, int status, lua_KContext ctx) {
 }
 
 static int connect_tcp(lua_State *L) {
-  return sp_connect_start(L, lua_tostring(L, 1), (int)lua_tointeger(L, 2),
-                          NULL, lua_tonumber(L, 3));
+  return sp_connect_start(L, lua_tostring(L, 1), (int)lua_tointeger(L, 2), NULL,
+                          lua_tonumber(L, 3));
 }
 
 /* tls.connect(host, port, [opts]) */
@@ -1358,10 +1350,10 @@ static int l_connect(lua_State *L) {
   secs = sp_opt_timeout(L, 3);
   t = sp_await_check(L, "connect");
   lua_settop(L, 3);
-  push_ctx(L, 3, "connect", 0);                         /* 4 */
+  push_ctx(L, 3, "connect", 0);                          /* 4 */
   push_servername(L, 3, is_numeric(host) ? NULL : host); /* 5 */
-  push_alpn(L, 3);                                      /* 6 */
-  lua_pushnumber(L, (lua_Number)uv_hrtime());           /* 7 */
+  push_alpn(L, 3);                                       /* 6 */
+  lua_pushnumber(L, (lua_Number)uv_hrtime());            /* 7 */
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_pushcclosure(L, connect_tcp, 1);
   lua_pushvalue(L, 1);
@@ -1410,8 +1402,9 @@ static int l_wrap(lua_State *L) {
   push_servername(L, 2, NULL);        /* 4 */
   push_alpn(L, 2);                    /* 5 */
   if (server && !(lua_isnil(L, 4) && lua_isnil(L, 5)))
-    luaL_argerror(L, 2, "options 'servername' and 'alpn' are for clients "
-                        "(a server's ALPN comes from its context)");
+    luaL_argerror(L, 2,
+                  "options 'servername' and 'alpn' are for clients "
+                  "(a server's ALPN comes from its context)");
   s = check_stream(L, t);
   if (s == NULL) return sp_io_closed(L, "EBADF");
   if (s->tls != NULL) luaL_argerror(L, 1, "already a TLS stream");
@@ -1426,8 +1419,7 @@ static int l_wrap(lua_State *L) {
     size_t alen = 0;
     const char *ap = lua_tolstring(L, 5, &alen);
     if (s->h->type == UV_TCP &&
-        uv_tcp_getpeername((uv_tcp_t *)s->h, (struct sockaddr *)&ss,
-                           &len) == 0)
+        uv_tcp_getpeername((uv_tcp_t *)s->h, (struct sockaddr *)&ss, &len) == 0)
       sp_format_sockaddr((struct sockaddr *)&ss, addr, sizeof addr);
     snprintf(key, sizeof key, "%s/%s",
              lua_isnil(L, 4) ? "" : lua_tostring(L, 4), addr);
@@ -1450,8 +1442,7 @@ static void describe_hs(sp_task *t, char *buf, size_t size) {
   if (s->h->type == UV_TCP) {
     struct sockaddr_storage ss;
     int len = (int)sizeof ss;
-    if (uv_tcp_getpeername((uv_tcp_t *)s->h, (struct sockaddr *)&ss,
-                           &len) == 0)
+    if (uv_tcp_getpeername((uv_tcp_t *)s->h, (struct sockaddr *)&ss, &len) == 0)
       sp_format_sockaddr((struct sockaddr *)&ss, addr, sizeof addr);
   }
   snprintf(buf, size, "tls handshake%s%s", addr[0] ? " " : "", addr);
@@ -1462,9 +1453,8 @@ int sp_tls_open(lua_State *L) {
                                  {"connect", l_connect},
                                  {"wrap", l_wrap},
                                  {NULL, NULL}};
-  static const luaL_Reg meta[] = {{"__gc", ctx_gc},
-                                  {"__tostring", ctx_tostring},
-                                  {NULL, NULL}};
+  static const luaL_Reg meta[] = {
+      {"__gc", ctx_gc}, {"__tostring", ctx_tostring}, {NULL, NULL}};
   sp_newclass(L, SP_TLSCTX_MT, NULL, meta);
   lua_pushliteral(L, "locked");
   lua_setfield(L, -2, "__metatable");
