@@ -752,45 +752,46 @@ static void pump(sp_stream *s) {
 
 /* Encrypts the pending write, at most OUT_HIGH ahead of the kernel, and
 ** reports its end once the kernel took every byte of it. */
+/* Skips the plaintext pieces already written; 1 if some is left. */
+static int plain_left(sp_tls *x) {
+  while (x->pi < x->pn && x->poff == x->pb[x->pi].len) {
+    x->pi++;
+    x->poff = 0;
+  }
+  return x->pi < x->pn;
+}
+
+/* Encrypts the pending write, at most OUT_HIGH ahead of the kernel, and
+** reports its end once the kernel took every byte of it. */
 static void drive_write(sp_stream *s) {
   sp_tls *x = s->tls;
-  int more = 1;
+  int stalled = 0;
   if (!x->writing) return;
-  while (more) { /* encrypt a batch, flush it; again if the kernel took it */
-    more = 0;
-    while (!s->werr && x->hs == HS_DONE && x->out_len < OUT_HIGH) {
-      uv_buf_t *b;
-      size_t left;
+  for (;;) { /* encrypt a batch, flush it; again while the kernel takes it */
+    while (!s->werr && x->hs == HS_DONE && x->out_len < OUT_HIGH &&
+           plain_left(x)) {
+      uv_buf_t *b = &x->pb[x->pi];
+      size_t left = b->len - x->poff;
       int n, e;
-      while (x->pi < x->pn && x->poff == x->pb[x->pi].len) {
-        x->pi++;
-        x->poff = 0;
-      }
-      if (x->pi >= x->pn) break;
-      b = &x->pb[x->pi];
-      left = b->len - x->poff;
       if (left > PLAIN_CHUNK) left = PLAIN_CHUNK;
       ERR_clear_error();
       n = SSL_write(x->ssl, b->base + x->poff, (int)left);
       if (n > 0) {
         x->poff += (size_t)n;
-        more = 1;
         continue;
       }
       e = SSL_get_error(x->ssl, n);
       if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) tls_fail(s, e);
-      more = 0;
+      stalled = 1;
       break;
     }
     tls_flush(s);
-    if (x->flying || s->werr || x->out_len > 0) more = 0;
-  }
-  while (x->pi < x->pn && x->poff == x->pb[x->pi].len) {
-    x->pi++;
-    x->poff = 0;
+    if (stalled || x->flying || x->out_len > 0 || s->werr || x->hs != HS_DONE ||
+        !plain_left(x))
+      break;
   }
   if (s->werr || x->hs == HS_FAILED ||
-      (x->pi >= x->pn && x->out_len == 0 && !x->flying)) {
+      (!plain_left(x) && x->out_len == 0 && !x->flying)) {
     x->writing = 0;
     x->pn = 0;
     sp_stream_write_done(s, s->werr ? s->werr : (x->fatal ? SP_ETLS : 0));
