@@ -716,6 +716,20 @@ describe("a TLS stream", function()
     end)
   end)
 
+  it("a big write to a stop-and-go reader completes", function()
+    run(function()
+      local c, s = pair()
+      local n = 8 * 1024 * 1024
+      local w = spindle.spawn(function() return c:write(string.rep("s", n)) end)
+      for _ = 1, 4 do -- stop and go: the kernel's buffers fill, then drain
+        spindle.sleep(0.05)
+        assert.equal(n // 4, #s:read(n // 4))
+      end
+      assert.is_true(w:join())
+      c:close(); s:close()
+    end)
+  end)
+
   it("read_line over the limit: ELINE, bytes kept", function()
     run(function()
       local c, s = pair()
