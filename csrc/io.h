@@ -169,9 +169,10 @@ void sp_stream_close(sp_stream *s);
 
 /* For the TLS engine (tls.c): the parts of the read and write machinery
 ** that it drives.  No Lua. */
-/* Room for up to min(rlimit - rlen, SP_STREAM_CHUNK) more plaintext bytes
-** at rbuf + roff + rlen: *len is set; NULL when out of memory. */
-char *sp_stream_rreserve(sp_stream *s, size_t *len);
+/* Room for up to min(rlimit - rlen, max) more plaintext bytes at
+** rbuf + roff + rlen (max <= SP_STREAM_CHUNK): *len is set; NULL when out
+** of memory. */
+char *sp_stream_rreserve(sp_stream *s, size_t max, size_t *len);
 void sp_stream_read_start(sp_stream *s);
 void sp_stream_read_stop(sp_stream *s);
 /* Wakes the waiting reader if its read can complete now. */

@@ -253,9 +253,9 @@ static size_t rneed(int kind, size_t n, size_t max, size_t dlen) {
   }
 }
 
-char *sp_stream_rreserve(sp_stream *s, size_t *len) {
+char *sp_stream_rreserve(sp_stream *s, size_t max, size_t *len) {
   size_t want = s->rlimit > s->rlen ? s->rlimit - s->rlen : 0;
-  if (want > SP_STREAM_CHUNK) want = SP_STREAM_CHUNK;
+  if (want > max) want = max;
   if (want == 0) want = 1; /* cannot happen: reading stops when full */
   if (s->roff + s->rlen + want > s->rcap) {
     if (s->roff > 0 && s->rlen + want <= s->rcap) {
@@ -282,7 +282,7 @@ char *sp_stream_rreserve(sp_stream *s, size_t *len) {
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   size_t len = 0;
-  char *p = sp_stream_rreserve((sp_stream *)h->data, &len);
+  char *p = sp_stream_rreserve((sp_stream *)h->data, SP_STREAM_CHUNK, &len);
   (void)suggested;
   *buf = uv_buf_init(p, p ? (unsigned)len : 0); /* NULL: UV_ENOBUFS */
 }

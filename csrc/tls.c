@@ -64,6 +64,7 @@
 #define TLS_RECORD (5 + 16384 + 2048)
 #define CIN_CAP (2 * TLS_RECORD + 4096) /* ciphertext read ahead */
 #define PLAIN_CHUNK 16384               /* plaintext per SSL_write */
+#define TLS_PLAIN_MAX 16384 /* plaintext of one record: per SSL_read */
 #define OUT_HIGH 65536   /* encrypt ahead of the kernel at most this */
 #define OUT_LIMIT 262144 /* unsent output at which reading stops */
 #define OUT_KEEP 262144  /* larger idle output buffers are freed */
@@ -719,7 +720,7 @@ static void pump(sp_stream *s) {
   sp_tls *x = s->tls;
   while (!s->eof && !s->rerr && s->rlen < s->rlimit) {
     size_t len;
-    char *p = sp_stream_rreserve(s, &len);
+    char *p = sp_stream_rreserve(s, TLS_PLAIN_MAX, &len);
     int n, e;
     if (p == NULL) {
       s->rerr = UV_ENOMEM;
