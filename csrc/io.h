@@ -133,7 +133,8 @@ struct sp_stream {
   size_t dlen;
   int rerr; /* sticky read error (libuv code), 0 if none */
   /* write side */
-  sp_task *writer;
+  sp_task *writer;  /* the task whose write has the write side */
+  sp_wlist wq;      /* writers waiting for their turn, FIFO */
   uv_write_t wreq;
   uv_shutdown_t sreq;
   int wstatus, sstatus; /* results of the last write / shutdown */
