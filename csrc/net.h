@@ -102,6 +102,7 @@ int sp_push_sockaddr(lua_State *L, const struct sockaddr *sa);
 int sp_tcp_open(lua_State *L);  /* listen, connect; [-0, +0, m] */
 int sp_pipe_open(lua_State *L); /* listen_unix, connect_unix */
 int sp_dns_open(lua_State *L);  /* resolve */
+int sp_socket_open(lua_State *L); /* _gettime, _gethostname (socket.c) */
 /* "host:port" ("[v6]:port") of a socket address into buf.  No Lua. */
 void sp_format_sockaddr(const struct sockaddr *sa, char *buf, size_t size);
 
@@ -117,10 +118,13 @@ int sp_opt_backlog(lua_State *L, int arg);
 /* opts.timeout in seconds, 0 when absent.  [-0, +0, v] */
 double sp_opt_timeout(lua_State *L, int arg);
 /* Connects to host:port (path NULL) or the Unix socket path, waiting in
-** the current task; timeout in seconds, 0 for none.  An await: returns
-** through lua_yieldk.  [-0, +(1|3), e] */
+** the current task; timeout in seconds, 0 for none; local (may be NULL):
+** the address to bind the TCP socket to first (only addresses of its
+** family are tried).  An await: returns through lua_yieldk.
+** [-0, +(1|3), e] */
 int sp_connect_start(lua_State *L, const char *host, int port,
-                     const char *path, double timeout);
+                     const char *path, double timeout,
+                     const struct sockaddr *local);
 
 /* ---- name resolution (dns.c) ----------------------------------------- */
 

@@ -953,6 +953,7 @@ int sp_net_open(lua_State *L) {
   sp_tcp_open(L);
   sp_pipe_open(L);
   sp_dns_open(L);
+  sp_socket_open(L);
   lua_pop(L, 1);
   return 0;
 }
