@@ -80,6 +80,7 @@ local STRERROR = {
   EAI_BADFLAGS = "invalid value for ai_flags",
   EAI_FAIL = "non-recoverable failure in name resolution",
   EAI_FAMILY = "ai_family not supported",
+  EAI_ADDRFAMILY = "Address family for hostname not supported",
   EAI_MEMORY = "memory allocation failure",
   EAI_NONAME = "host or service not provided, or not known",
   EAI_NODATA = "host or service not provided, or not known",
@@ -141,9 +142,30 @@ local function typename(v)
   return v == nil and "no value" or type(v)
 end
 
-local function argerror(n, fname, extra, level)
-  error(sformat("bad argument #%d to '%s' (%s)", n, fname, extra),
-        (level or 2) + 1)
+-- Our public functions, by name (registered at the end of the file).
+local API = {}
+
+-- luaL_argerror, as LuaSocket's C functions raise it: no position, the
+-- name the caller used, and `self` not counted in a method call.  fname
+-- names the function when the call does not (pcall(s.receive, s, ...)).
+local function argerror(n, fname, extra)
+  local level = 2
+  while true do
+    local info = debug.getinfo(level, "fn")
+    if info == nil then break end
+    if API[info.func] then
+      local name = info.name or fname
+      if info.namewhat == "method" then
+        n = n - 1
+        if n == 0 then
+          error(sformat("calling '%s' on bad self (%s)", name, extra), 0)
+        end
+      end
+      error(sformat("bad argument #%d to '%s' (%s)", n, name, extra), 0)
+    end
+    level = level + 1
+  end
+  error(sformat("bad argument #%d to '%s' (%s)", n, fname, extra), 0)
 end
 
 -- luaL_checklstring: strings and numbers (converted).
@@ -151,7 +173,7 @@ local function checkstring(v, n, fname)
   local t = type(v)
   if t == "string" then return v end
   if t == "number" then return tostring(v) end
-  argerror(n, fname, "string expected, got " .. typename(v), 2)
+  argerror(n, fname, "string expected, got " .. typename(v))
 end
 
 local function optstring(v, n, fname, def)
@@ -163,7 +185,7 @@ end
 local function checknumber(v, n, fname)
   local x = tonumber(v)
   if x == nil or (type(v) ~= "number" and type(v) ~= "string") then
-    argerror(n, fname, "number expected, got " .. typename(v), 2)
+    argerror(n, fname, "number expected, got " .. typename(v))
   end
   return x
 end
@@ -185,12 +207,12 @@ end
 -- fast path, so the behaviour never depends on what happens to be buffered.
 local function need_task(name)
   if current() == nil then
-    error(name .. ": not inside a task", 3)
+    error(name .. ": not inside a task", 0)
   end
   if not coroutine.isyieldable() then
     error(name .. ": cannot await here: a C function is in the way " ..
           "(attempt to yield across a C-call boundary, e.g. inside " ..
-          "table.sort, string.gsub, require or __tostring)", 3)
+          "table.sort, string.gsub, require or __tostring)", 0)
   end
 end
 
@@ -253,7 +275,7 @@ local function setclass(self, cls) setmetatable(self, MT[cls]) end
 local function check(self, cls, name)
   local c = CLASS[getmetatable(self)]
   if c == nil or (cls ~= "any" and c ~= cls) then
-    error(sformat("bad argument #1 to '%s' (tcp{%s} expected)", name, cls), 3)
+    argerror(1, name, "tcp{" .. cls .. "} expected")
   end
   return self
 end
@@ -312,10 +334,13 @@ end
 -- waits for it within `limit`.  Returns nil when connected, else an error.
 local function wait_connect(self, start)
   local c = self._conn
-  if c == nil or c.state ~= "pending" then return nil end
-  local ok = timed(time_left(self, start), c.ev.wait, c.ev)
-  if not ok then return "timeout" end
-  return c.state == "failed" and c.err or nil
+  if c == nil then return nil end
+  if c.state == "pending" then
+    local ok = timed(time_left(self, start), c.ev.wait, c.ev)
+    if not ok then return "timeout" end
+  end
+  if c.state == "failed" then return c.err end
+  return nil
 end
 
 -- Reads more into the (empty) buffer within `limit` seconds.  Returns nil
@@ -425,7 +450,7 @@ function methods:receive(pattern, prefix)
     end
   end
   if err then return nil, err, concat(parts) end
-  return concat(parts)
+  return concat(parts), nil, nil
 end
 
 -- Sends data[i..j] on the stream.  Returns an error word or nil, and how
@@ -471,7 +496,7 @@ function methods:send(data, i, j)
   local err, sent = nil, 0
   if i <= j then err, sent = sendraw(self, data, i, j, now()) end
   if err then return nil, err, (sent + i - 1) + 0.0 end
-  return (sent + i - 1) + 0.0
+  return (sent + i - 1) + 0.0, nil, nil
 end
 
 local function apply_options(self, s)
@@ -496,7 +521,7 @@ end
 local function addresses(host, family)
   if family == nil then return {host} end
   if is_ipv4(host) or host:find(":", 1, true) then
-    if family_of(host) ~= family then return nil, STRERROR.EAI_FAMILY end
+    if family_of(host) ~= family then return nil, STRERROR.EAI_ADDRFAMILY end
     return {host}
   end
   local list, msg, code = net.resolve(host)
@@ -531,6 +556,13 @@ local function connected(self, s)
 end
 
 -- master:connect(address, port); also client:connect (LuaSocket's group).
+--
+-- self._conn records the last connect: {state = "pending" | "done" |
+-- "failed", err, reported, ev, task}.  As with connect(2) on Linux, which
+-- LuaSocket passes through, the first connect after a connection completed
+-- returns 1 again and later ones "already connected"; a failure not yet
+-- returned by a connect is returned by the next one, and the connect
+-- after that starts a new attempt.
 function methods:connect(host, port)
   check(self, "any", "connect")
   host = checkstring(host, 2, "connect")
@@ -540,9 +572,17 @@ function methods:connect(host, port)
   if self._closed then return nil, "closed" end
   local c = self._conn
   if c and c.state == "pending" then
-    local e = wait_connect(self, start)
-    if e then return nil, e end
-    return nil, STRERROR.EISCONN
+    local ok = timed(time_left(self, start), c.ev.wait, c.ev)
+    if not ok or c.state == "pending" then return nil, STRERROR.EALREADY end
+  end
+  if c and c.state == "done" then
+    if c.reported then return nil, STRERROR.EISCONN end
+    c.reported = true
+    return 1.0
+  end
+  if c and c.state == "failed" and not c.reported then
+    c.reported = true
+    return nil, c.err
   end
   if self._stream or CLASS[getmetatable(self)] == "server" then
     return nil, STRERROR.EISCONN
@@ -561,7 +601,7 @@ function methods:connect(host, port)
   local list, err = addresses(host, self._family)
   setclass(self, "client") -- even when the connect fails, as LuaSocket
   if not list then
-    self._conn = {state = "failed", err = err}
+    self._conn = {state = "failed", err = err, reported = true}
     return nil, err
   end
   local limit = time_left(self, start)
@@ -569,11 +609,11 @@ function methods:connect(host, port)
     local s
     s, err = connect_any(self, list, p, nil)
     if not s then
-      self._conn = {state = "failed", err = err}
+      self._conn = {state = "failed", err = err, reported = true}
       return nil, err
     end
     connected(self, s)
-    self._conn = nil
+    self._conn = {state = "done"}
     return 1.0
   end
   -- A finite timeout: the connect runs in its own task and goes on after
@@ -597,7 +637,10 @@ function methods:connect(host, port)
   c.task:name(sformat("spindle.socket connect %s:%d", host, p))
   local ok = timed(limit, c.ev.wait, c.ev)
   if not ok then return nil, "timeout" end
-  if c.state == "failed" then return nil, c.err end
+  if c.state == "failed" then
+    c.reported = true
+    return nil, c.err
+  end
   return 1.0
 end
 methods.setpeername = methods.connect
@@ -618,7 +661,7 @@ function methods:bind(host, port)
   local list, err
   if is_ipv4(host) or host:find(":", 1, true) then
     if self._family and family_of(host) ~= self._family then
-      return nil, STRERROR.EAI_FAMILY
+      return nil, STRERROR.EAI_ADDRFAMILY
     end
     list = {host}
   else
@@ -808,6 +851,9 @@ function methods:setoption(name, value)
     end
   end
   if not kind or self._closed then return nil, "setsockopt failed" end
+  if self._family == nil and not (self._stream or self._lst or self._conn) then
+    return nil, "setsockopt failed" -- tcp(): no socket until connect or bind
+  end
   self._opt[name] = value
   local s = self._stream
   if s then
@@ -878,13 +924,13 @@ function M.tcp6() return new_tcp("inet6") end
 -- socket.connect(address, port [, locaddr [, locport [, family]]])
 local FAMILY = {unspec = false, inet = "inet", inet6 = "inet6"}
 function M.connect(host, port, locaddr, locport, family)
-  host = checkstring(host, 1, "connect")
-  port = checkstring(port, 2, "connect")
-  locaddr = optstring(locaddr, 3, "connect", nil)
-  locport = optstring(locport, 4, "connect", "0")
-  family = optstring(family, 5, "connect", "unspec")
+  host = checkstring(host, 1, "socket.connect")
+  port = checkstring(port, 2, "socket.connect")
+  locaddr = optstring(locaddr, 3, "socket.connect", nil)
+  locport = optstring(locport, 4, "socket.connect", "0")
+  family = optstring(family, 5, "socket.connect", "unspec")
   if FAMILY[family] == nil then
-    argerror(5, "connect", "invalid option '" .. family .. "'")
+    argerror(5, "socket.connect", "invalid option '" .. family .. "'")
   end
   need_task("spindle.socket.connect")
   local s = new_tcp(FAMILY[family] or nil)
@@ -907,8 +953,8 @@ end
 
 -- socket.bind(address, port [, backlog]) -> a server
 function M.bind(host, port, backlog)
-  host = checkstring(host, 1, "bind")
-  port = checkstring(port, 2, "bind")
+  host = checkstring(host, 1, "socket.bind")
+  port = checkstring(port, 2, "socket.bind")
   need_task("spindle.socket.bind")
   local family
   if host == "*" then host = "0.0.0.0" end
@@ -927,7 +973,7 @@ M.gettime = net._gettime
 
 -- socket.sleep(seconds): awaits (spindle.sleep); negative is 0.
 function M.sleep(n)
-  n = checknumber(n, 1, "sleep")
+  n = checknumber(n, 1, "socket.sleep")
   need_task("spindle.socket.sleep")
   if not (n > 0) then n = 0 end
   if n > MAX_WAIT then n = MAX_WAIT end
@@ -1039,7 +1085,7 @@ end
 local function read_helper(sock, ev)
   local c = sock._conn
   if c and c.state == "pending" then c.ev:wait() end
-  if sock._closed then ev:set(); return end
+  if sock._closed or (c and c.state == "failed") then ev:set(); return end
   if CLASS[getmetatable(sock)] == "server" then
     local ok, s, msg, code = pcall(sock._lst.accept, sock._lst)
     if not ok then
@@ -1078,7 +1124,7 @@ end
 local function collect(t, argn, out)
   if t == nil then return end
   if type(t) ~= "table" then
-    argerror(argn, "select", "table expected, got " .. typename(t), 3)
+    argerror(argn, "socket.select", "table expected, got " .. typename(t))
   end
   local i = 1
   while true do
@@ -1095,9 +1141,9 @@ local function collect(t, argn, out)
       if getfd ~= nil then
         local fd = getfd(v)
         if type(fd) == "number" and fd >= 0 then
-          argerror(argn, "select", "only spindle.socket objects can be " ..
+          argerror(argn, "socket.select", "only spindle.socket objects can be " ..
                    "waited on (got a socket with descriptor " ..
-                   tostring(fd) .. ")", 3)
+                   tostring(fd) .. ")")
         end
       end
     end
@@ -1121,7 +1167,7 @@ end
 
 -- socket.select(recvt, sendt [, timeout])
 function M.select(recvt, sendt, timeout)
-  timeout = optnumber(timeout, 3, "select", -1)
+  timeout = optnumber(timeout, 3, "socket.select", -1)
   local rl, wl = {}, {}
   collect(recvt, 1, rl)
   collect(sendt, 2, wl)
@@ -1178,13 +1224,9 @@ end
 local TRY_MT = {__tostring = function(e) return tostring(e[1]) end}
 
 function M.newtry(finalizer)
-  if finalizer ~= nil and type(finalizer) ~= "function" and
-     not (getmetatable(finalizer) or {}).__call then
-    finalizer = nil
-  end
   return function(...)
     if not (...) then
-      if finalizer then pcall(finalizer) end
+      if finalizer ~= nil then finalizer() end
       error(setmetatable({(select(2, ...))}, TRY_MT), 0)
     end
     return ...
@@ -1208,9 +1250,9 @@ end
 
 -- socket.skip(d, ...): the arguments after the first d
 function M.skip(d, ...)
-  d = checknumber(d, 1, "skip")
+  d = checknumber(d, 1, "socket.skip")
   d = floor(d)
-  if d < 0 then return ... end
+  if d < 0 then return d, ... end
   return select(d + 1, ...)
 end
 
@@ -1286,6 +1328,12 @@ end
 
 sourcet["default"] = sourcet["until-closed"]
 M.source = M.choose(sourcet)
+
+for name, f in pairs(methods) do API[f] = name end
+for name, f in pairs(M) do
+  if type(f) == "function" then API[f] = "socket." .. name end
+end
+for name, f in pairs(dns) do API[f] = name end
 
 -- For spindle.socket.ssl and the specs: is v one of our TCP objects?
 M._is_tcp = is_tcp
