@@ -5,7 +5,7 @@
 ** They are spindle.net._gettime and spindle.net._gethostname; neither
 ** awaits, so both work outside tasks, as LuaSocket's do.
 */
-#include "net.h"
+#include "io.h"
 
 /* spindle.net._gettime() -> UNIX time in seconds, microsecond resolution
 ** (gettimeofday, as LuaSocket's timeout_gettime). */
@@ -24,7 +24,7 @@ static int l_gethostname(lua_State *L) {
   char buf[UV_MAXHOSTNAMESIZE];
   size_t len = sizeof buf;
   int r = uv_os_gethostname(buf, &len);
-  if (r < 0) return sp_net_error(L, r);
+  if (r < 0) return sp_io_fail(L, r);
   lua_pushlstring(L, buf, len);
   return 1;
 }
