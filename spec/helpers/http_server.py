@@ -122,6 +122,7 @@ class Handler(http.server.SimpleHTTPRequestHandler):
 class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # many clients connect at once
 
     def handle_error(self, request, client_address):
         pass  # clients that give up (timeouts) are part of the specs

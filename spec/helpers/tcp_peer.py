@@ -67,6 +67,7 @@ class Handler(socketserver.StreamRequestHandler):
 class Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # many clients connect at once
 
     def handle_error(self, request, client_address):
         pass  # a client that resets the connection is part of the specs
