@@ -305,6 +305,45 @@ static void lazy_require(lua_State *L, const char *name) {
   lua_call(L, 1, 1);
 }
 
+/* The last entry of package.searchers: require "spindle.<x>" loads the
+** copy of lua/spindle/<x>.lua compiled into the library when nothing on
+** package.path has it (a C host, or the spindle command, without
+** LUA_PATH).  Other names: nothing, so their "not found" message is not
+** cluttered.  [-1, +(0|1|2), e] */
+static int embedded_searcher(lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  int i;
+  if (strncmp(name, "spindle.", 8) != 0) return 0;
+  for (i = 0; sp_embedded_lua[i].name != NULL; i++)
+    if (strcmp(sp_embedded_lua[i].name, name) == 0) {
+      lua_pushfstring(L, "=[spindle] %s", name);
+      if (luaL_loadbuffer(L, (const char *)sp_embedded_lua[i].src,
+                          sp_embedded_lua[i].len,
+                          lua_tostring(L, -1)) != LUA_OK)
+        lua_error(L);
+      lua_pushliteral(L, ":embedded:");
+      return 2;
+    }
+  lua_pushfstring(L, "no module '%s' embedded in spindle", name);
+  return 1;
+}
+
+/* Appends embedded_searcher to package.searchers, once per Lua state.
+** [-0, +0, m] */
+static void add_searcher(lua_State *L) {
+  static char added_key;
+  int top = lua_gettop(L);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &added_key) == LUA_TNIL &&
+      lua_getglobal(L, "package") == LUA_TTABLE &&
+      lua_getfield(L, -1, "searchers") == LUA_TTABLE) {
+    lua_pushcfunction(L, embedded_searcher);
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    lua_pushboolean(L, 1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &added_key);
+  }
+  lua_settop(L, top);
+}
+
 /* __index of the module table: (module, key) */
 static int module_index(lua_State *L) {
   const char *k = lua_tostring(L, 2);
@@ -345,6 +384,7 @@ int sp_dump_open(lua_State *L) {
   }
   lua_pop(L, 2);
   sp_setfuncs(L, fns);
+  add_searcher(L);
   if (lua_getmetatable(L, -1) == 0) lua_newtable(L);
   lua_pushcfunction(L, module_index);
   lua_setfield(L, -2, "__index");

@@ -73,6 +73,18 @@ describe("spindle.socket module", function()
     assert.equal(socket, require("spindle").socket)
   end)
 
+  it("require finds it without LUA_PATH (the copy in the library)", function()
+    local r = H.cli("%SCRIPT%", {env = "LUA_PATH=';;'", script = [[
+      local s = require "spindle.socket"
+      assert(s == require("spindle").socket)
+      local srv = assert(s.bind("127.0.0.1", 0))
+      print(s._VERSION, tostring(srv):match("^tcp{server}"))
+      srv:close()
+    ]]})
+    assert.equal(0, r.code, H.describe(r))
+    assert.matches("LuaSocket 3%.0%.0 %(spindle [%d.]+%)	tcp{server}", r.stdout)
+  end)
+
   it("has the same methods as LuaSocket's TCP objects", function()
     local ours, theirs = socket.tcp(), luasocket.tcp()
     for k in pairs(getmetatable(theirs).__index) do
