@@ -722,6 +722,58 @@ describe("spindle.socket in tasks", function()
     c:close(); a:close(); srv:close()
   end))
 
+  it("sends from several tasks go out whole, one after the other", spindle.test(function()
+    local srv, c, a = trio()
+    local hs = {}
+    for i = 1, 8 do
+      hs[i] = spindle.spawn(function()
+        return c:send((string.char(64 + i)):rep(300000))
+      end)
+    end
+    local got = spindle.spawn(function() return a:receive(8 * 300000) end)
+    for i = 1, 8 do assert.equal(300000, hs[i]:join()) end
+    local data = got:join()
+    assert.equal(8 * 300000, #data)
+    local seen = {}
+    for k = 0, 7 do
+      local block = data:sub(k * 300000 + 1, (k + 1) * 300000)
+      local ch = block:sub(1, 1)
+      assert.equal(ch:rep(300000), block)
+      assert.is_nil(seen[ch]); seen[ch] = true
+    end
+    c:close(); a:close(); srv:close()
+  end))
+
+  it("a second task receiving on the same socket raises 'socket busy'", spindle.test(function()
+    local srv, c, a = trio()
+    local first = spindle.spawn(function() return c:receive() end)
+    spindle.sleep(0.02)
+    local ok, e = pcall(c.receive, c)
+    assert.is_false(ok)
+    assert.matches("tcp:receive: socket busy", e)
+    a:send("line\n")
+    assert.equal("line", first:join())
+    a:send("again\n")
+    assert.equal("again", c:receive()) -- not busy any more
+    c:close(); a:close(); srv:close()
+  end))
+
+  it("protect passes an abort on; it is not turned into nil, msg", spindle.test(function()
+    local srv, c, a = trio()
+    local f = socket.protect(function()
+      local line = socket.try(c:receive())
+      return line
+    end)
+    local h = spindle.spawn(f)
+    spindle.sleep(0.02)
+    h:abort()
+    local ok, e = h:result()
+    assert.is_false(ok); assert.is_true(spindle.is_cancelled(e))
+    a:close()
+    assert.same({nil, "closed", n = 2}, table.pack(f()))
+    c:close(); srv:close()
+  end))
+
   it("many connections at once, all closed after", spindle.test(function()
     local srv = assert(socket.bind("127.0.0.1", 0))
     local host, port = srv:getsockname()

@@ -284,6 +284,18 @@ local function is_tcp(v)
   return type(v) == "table" and CLASS[getmetatable(v)] ~= nil
 end
 
+-- Marks an object as being read (receive, accept, a select helper) for
+-- as long as a <close> variable holds the object's guard.
+local READING = {__close = function(g) g.sock._reading = false end}
+
+local function reading(self, name)
+  if self._reading then
+    error(name .. ": socket busy (another task is reading this socket)", 0)
+  end
+  self._reading = true
+  return self._rguard
+end
+
 local function new_tcp(family)
   local self = {
     _family = family,          -- nil (either), "inet" or "inet6"
@@ -293,6 +305,7 @@ local function new_tcp(family)
     _opt = {},                 -- setoption's values
   }
   self._birth = M.gettime()
+  self._rguard = setmetatable({sock = self}, READING)
   return setmetatable(self, MT.master)
 end
 
@@ -436,6 +449,7 @@ function methods:receive(pattern, prefix)
     end
   end
   need_task("spindle.socket.tcp:receive")
+  local _ <close> = reading(self, "spindle.socket.tcp:receive")
   local start = now()
   local parts = {prefix}
   local err
@@ -460,7 +474,14 @@ local function sendraw(self, data, i, j, start)
   if e then return e, 0 end
   local s = self._stream
   if s == nil or self._closed then return "closed", 0 end
-  local ok, r, msg, code
+  -- Sends from several tasks go out one after the other, whole.
+  local m = self._wlock
+  if m == nil then m = spindle.mutex(); self._wlock = m end
+  local ok, guard = timed(time_left(self, start), m.lock, m)
+  if not ok then return "timeout", 0 end
+  local _ <close> = guard
+  if self._closed then return "closed", 0 end
+  local r, msg, code
   if self._wqueued then -- a timed-out send may still be going out
     ok, r, msg, code = timed(time_left(self, start), s.write, s, "")
     if not ok then return "timeout", 0 end
@@ -708,6 +729,7 @@ end
 function methods:accept()
   check(self, "server", "accept")
   need_task("spindle.socket.tcp:accept")
+  local _ <close> = reading(self, "spindle.socket.tcp:accept")
   local q = self._accepted
   if q and #q > 0 then
     return new_client(table.remove(q, 1), self._family)
@@ -1086,12 +1108,10 @@ local function read_helper(sock, ev)
   local c = sock._conn
   if c and c.state == "pending" then c.ev:wait() end
   if sock._closed or (c and c.state == "failed") then ev:set(); return end
+  if sock._reading then return end -- another task reads it: not ours
+  local _ <close> = reading(sock, "select")
   if CLASS[getmetatable(sock)] == "server" then
-    local ok, s, msg, code = pcall(sock._lst.accept, sock._lst)
-    if not ok then
-      if spindle.is_cancelled(s) then error(s, 0) end
-      return -- another task is accepting
-    end
+    local s, msg, code = sock._lst:accept()
     if s then
       sock._accepted = sock._accepted or {}
       sock._accepted[#sock._accepted + 1] = s
@@ -1101,11 +1121,7 @@ local function read_helper(sock, ev)
     end
   elseif sock._stream then
     local st = sock._stream
-    local ok, d, msg, code = pcall(st.read_some, st, CHUNK)
-    if not ok then
-      if spindle.is_cancelled(d) then error(d, 0) end
-      return -- another task is reading
-    end
+    local d, msg, code = st:read_some(CHUNK)
     if d then put(sock, d) else sock._rerr = ioerror(code, msg) end
   else
     return
