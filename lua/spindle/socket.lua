@@ -48,7 +48,7 @@ local pack, unpack, concat = table.pack, table.unpack, table.concat
 local type, tostring, tonumber, select = type, tostring, tonumber, select
 local setmetatable, getmetatable, error = setmetatable, getmetatable, error
 local pcall, ipairs, rawequal = pcall, ipairs, rawequal
-local floor, min, max, huge = math.floor, math.min, math.max, math.huge
+local floor, min, max = math.floor, math.min, math.max
 local sfind, sformat, ssub, gsub = string.find, string.format, string.sub,
                                    string.gsub
 
@@ -528,9 +528,8 @@ end
 
 -- The local address a connect starts from: socket.connect's locaddr, or a
 -- master's bind.
-local function connect_opts(self, limit)
+local function connect_opts(self)
   local o = {}
-  if limit then o.timeout = limit end
   if self._local then
     o.local_host, o.local_port = self._local[1], self._local[2]
   end
@@ -557,10 +556,10 @@ end
 
 -- Connects to each address in turn (as getaddrinfo's list is tried).
 -- Returns the stream, or nil and an error word.
-local function connect_any(self, list, port, limit)
+local function connect_any(self, list, port)
   local err = STRERROR.EAI_NONAME
   for _, a in ipairs(list) do
-    local s, msg, code = net.connect(a, port, connect_opts(self, limit))
+    local s, msg, code = net.connect(a, port, connect_opts(self))
     if s then return s end
     err = (code == "ETIMEDOUT") and "timeout" or strerror(code, msg)
   end
@@ -628,7 +627,7 @@ function methods:connect(host, port)
   local limit = time_left(self, start)
   if limit == nil then
     local s
-    s, err = connect_any(self, list, p, nil)
+    s, err = connect_any(self, list, p)
     if not s then
       self._conn = {state = "failed", err = err, reported = true}
       return nil, err
@@ -642,7 +641,7 @@ function methods:connect(host, port)
   c = {state = "pending", ev = spindle.event()}
   self._conn = c
   c.task = spindle.spawn(function()
-    local s, e = connect_any(self, list, p, nil)
+    local s, e = connect_any(self, list, p)
     c.task = nil
     if self._conn ~= c or self._closed then
       if s then s:close() end
