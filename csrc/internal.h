@@ -197,6 +197,7 @@ struct sp_task {
   unsigned char observed : 1; /* a failure was seen by join/result */
   unsigned char warned : 1;   /* warn_blocking reported */
   unsigned char bare : 1;     /* suspended in a bare coroutine.yield */
+  unsigned char stashed : 1;  /* a traceback is stashed for its thread */
 };
 
 /* A spindle.timeout() in progress; the userdata is also its error value. */

@@ -194,27 +194,70 @@ void sp_shutdown(lua_State *L, sp_runtime *rt) {
 /* fn and nargs arguments on top: runs fn as the main task until it ends,
 ** then aborts and unwinds every other task.  Leaves the main task's
 ** handle in place of fn and its arguments.  [-(nargs+1), +1, e] */
-int sp_run_main(lua_State *L, sp_runtime *rt, int nargs) {
-  sp_task *t;
-  enter(L, rt, "spindle.run");
-  rt->deadlocked = 0;
-  t = sp_spawn(L, rt, nargs);
+static int run_main_p(lua_State *L) {
+  sp_runtime *rt = (sp_runtime *)lua_touserdata(L, 1);
+  sp_task *t = sp_spawn(L, rt, lua_gettop(L) - 2);
   rt->main = t;
   while (!sp_task_finished(t)) {
     turn(L, rt, 1, 0, t);
     if (rt->deadlock) on_deadlock(L, rt);
   }
   sp_shutdown(L, rt);
+  return 1;
+}
+
+static int shutdown_p(lua_State *L) {
+  sp_shutdown(L, (sp_runtime *)lua_touserdata(L, 1));
+  return 0;
+}
+
+static int report_p(lua_State *L) {
+  sp_report_unobserved(L, (sp_runtime *)lua_touserdata(L, 1));
+  return 0;
+}
+
+/* A Lua error escaped a driver (a memory error, say; the error is on
+** top): unwind the tasks that can be unwound, and leave, so that the
+** runtime and the Lua state stay usable.  [-0, +0, -] */
+static void recover(lua_State *L, sp_runtime *rt) {
+  rt->main = NULL;
+  if (rt->live > 0 && lua_checkstack(L, 3)) {
+    lua_pushcfunction(L, shutdown_p);
+    lua_pushlightuserdata(L, rt);
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) lua_pop(L, 1);
+  }
+  rt->shutting_down = 0;
+  leave(rt);
+}
+
+/* Calls the driver f with rt and the nargs values on top, protected:
+** on an error, recovers and re-raises it.  [-nargs, +nres, e] */
+static void drive(lua_State *L, sp_runtime *rt, lua_CFunction f, int nargs,
+                  int nres) {
+  luaL_checkstack(L, 2, "spindle: stack overflow");
+  lua_pushcfunction(L, f);
+  lua_pushlightuserdata(L, rt);
+  lua_rotate(L, -(nargs + 2), 2);
+  if (lua_pcall(L, nargs + 1, nres, 0) != LUA_OK) {
+    recover(L, rt);
+    lua_error(L);
+  }
+}
+
+int sp_run_main(lua_State *L, sp_runtime *rt, int nargs) {
+  sp_task *t;
+  enter(L, rt, "spindle.run");
+  rt->deadlocked = 0;
+  drive(L, rt, run_main_p, nargs + 1, 1);
+  t = (sp_task *)lua_touserdata(L, -1);
   rt->main = NULL;
   leave(rt);
   sp_report_unobserved(L, rt);
   return t->state;
 }
 
-/* Runs until no task is alive.  [-0, +0, e] */
-static void run_all(lua_State *L, sp_runtime *rt) {
-  enter(L, rt, "spindle.run");
-  rt->deadlocked = 0;
+static int run_all_p(lua_State *L) {
+  sp_runtime *rt = (sp_runtime *)lua_touserdata(L, 1);
   while (rt->live > 0) {
     turn(L, rt, 1, 0, NULL);
     if (rt->deadlock) {
@@ -222,20 +265,36 @@ static void run_all(lua_State *L, sp_runtime *rt) {
       sp_shutdown(L, rt);
     }
   }
+  return 0;
+}
+
+/* Runs until no task is alive.  [-0, +0, e] */
+static void run_all(lua_State *L, sp_runtime *rt) {
+  enter(L, rt, "spindle.run");
+  rt->deadlocked = 0;
+  drive(L, rt, run_all_p, 0, 0);
   leave(rt);
 }
 
-/* Runs what is ready and polls without blocking, repeating while tasks
-** are ready and the budget lasts.  Returns the number of live tasks. */
-static lua_Integer step(lua_State *L, sp_runtime *rt, double max_seconds) {
+static int step_p(lua_State *L) {
+  sp_runtime *rt = (sp_runtime *)lua_touserdata(L, 1);
+  double max_seconds = lua_tonumber(L, 2);
   uint64_t end = 0;
-  enter(L, rt, "step");
   sp_host_step_begins(rt);
   if (max_seconds > 0) end = uv_hrtime() + (uint64_t)(max_seconds * 1e9);
   do {
     turn(L, rt, 0, end, NULL);
     rt->deadlock = 0;
   } while (end != 0 && rt->nready > 0 && uv_hrtime() < end);
+  return 0;
+}
+
+/* Runs what is ready and polls without blocking, repeating while tasks
+** are ready and the budget lasts.  Returns the number of live tasks. */
+static lua_Integer step(lua_State *L, sp_runtime *rt, double max_seconds) {
+  enter(L, rt, "step");
+  lua_pushnumber(L, max_seconds);
+  drive(L, rt, step_p, 1, 0);
   leave(rt);
   return rt->live;
 }
@@ -450,12 +509,17 @@ void sp_runtime_close(lua_State *L, sp_runtime *rt) {
     luaL_error(L, "spindle: cannot close a runtime with live tasks from "
                   "inside another runtime");
   rt->closing = 1;
-  if (rt->live > 0) {
+  if (rt->live > 0) { /* protected: a memory error still closes it */
     rt->box->cur = rt;
-    sp_shutdown(L, rt);
+    lua_pushcfunction(L, shutdown_p);
+    lua_pushlightuserdata(L, rt);
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) lua_pop(L, 1);
+    rt->shutting_down = 0;
     rt->box->cur = NULL;
   }
-  sp_report_unobserved(L, rt);
+  lua_pushcfunction(L, report_p);
+  lua_pushlightuserdata(L, rt);
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) lua_pop(L, 1);
   release_c(rt);
   luaL_unref(L, LUA_REGISTRYINDEX, rt->anchors_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, rt->on_error_ref);
@@ -503,18 +567,38 @@ static int main_results(lua_State *L, sp_runtime *rt, int close) {
   return lua_gettop(L) - base;
 }
 
+/* [rt, fn, args...]: runs main, closes rt, returns or raises. */
+static int run_p(lua_State *L) {
+  sp_runtime *rt = (sp_runtime *)lua_touserdata(L, 1);
+  sp_run_main(L, rt, lua_gettop(L) - 2);
+  return main_results(L, rt, 1);
+}
+
+static int close_p(lua_State *L) {
+  sp_runtime_close(L, (sp_runtime *)lua_touserdata(L, 1));
+  return 0;
+}
+
 /* spindle.run(main, ...) */
 static int l_run(lua_State *L) {
   sp_runtime *rt;
-  int nargs;
   luaL_checktype(L, 1, LUA_TFUNCTION);
   if (sp_box_of(L)->cur != NULL)
     luaL_error(L, "spindle.run: already inside a runtime");
-  nargs = lua_gettop(L) - 1;
   rt = sp_runtime_new(L, 0, NULL);
   lua_insert(L, 1); /* [rt, fn, args...] */
-  sp_run_main(L, rt, nargs);
-  return main_results(L, rt, 1);
+  lua_pushcfunction(L, run_p);
+  lua_pushvalue(L, 1);
+  lua_rotate(L, 2, 2); /* [rt, run_p, rt, fn, args...] */
+  if (lua_pcall(L, lua_gettop(L) - 2, LUA_MULTRET, 0) != LUA_OK) {
+    if (!rt->closed && lua_checkstack(L, 3)) { /* an error of the driver */
+      lua_pushcfunction(L, close_p);
+      lua_pushlightuserdata(L, rt);
+      if (lua_pcall(L, 1, 0, 0) != LUA_OK) lua_pop(L, 1);
+    }
+    return lua_error(L);
+  }
+  return lua_gettop(L) - 1;
 }
 
 /* spindle.runtime([opts]) */

@@ -164,7 +164,8 @@ void sp_finish(lua_State *L, sp_runtime *rt, sp_task *t, int state) {
     sp_fhook_remove(t, h);
     h->fn(h, t);
   }
-  if (state != SP_T_FAILED) sp_forget_traceback(L, t->co);
+  if (t->stashed && state != SP_T_FAILED) sp_forget_traceback(L, t->co);
+  t->stashed = 0;
   sp_push_anchors(L, rt);
   if (state == SP_T_FAILED && !t->observed && t != rt->main) {
     lua_rawgeti(L, -1, t->anchor); /* the handle */

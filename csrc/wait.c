@@ -193,6 +193,7 @@ int sp_msgh(lua_State *L) {
   lua_insert(L, -2);
   lua_rawset(L, 2);
   lua_settop(L, 1);
+  if (t != NULL && t->co == L) t->stashed = 1; /* sp_finish forgets it */
   return 1;
 }
 
