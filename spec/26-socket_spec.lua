@@ -517,6 +517,34 @@ describe("spindle.socket in tasks", function()
     assert.equal(1, c:close())
   end)
 
+  it("checks its arguments as LuaSocket does (luaL_argerror's words)", spindle.test(function()
+    local srv, c, a = trio()
+    local m = socket.tcp()
+    local cases = {
+      {function() c:send(nil) end, "bad argument #1 to 'send' %(string expected, got no value%)"},
+      {function() c:send("x", {}) end, "bad argument #2 to 'send' %(number expected, got table%)"},
+      {function() c:receive(5, {}) end, "bad argument #2 to 'receive' %(string expected, got table%)"},
+      {function() c:settimeout("x") end, "bad argument #1 to 'settimeout' %(number expected, got string%)"},
+      {function() m:connect(nil, 1) end, "bad argument #1 to 'connect' %(string expected, got no value%)"},
+      {function() m:bind("127.0.0.1") end, "bad argument #2 to 'bind' %(string expected, got no value%)"},
+      {function() m.receive(m) end, "bad argument #1 to 'receive' %(tcp{client} expected%)"},
+      {function() m:receive() end, "calling 'receive' on bad self %(tcp{client} expected%)"},
+      {function() socket.tcp().close({}) end, "bad argument #1 to 'close' %(tcp{any} expected%)"},
+      {function() socket.connect() end, "bad argument #1 to 'connect' %(string expected, got no value%)"},
+      {function() socket.select({}, {}, {}) end, "bad argument #3 to 'select' %(number expected, got table%)"},
+      {function() socket.dns.toip() end, "bad argument #1 to 'toip' %(string expected, got no value%)"},
+      {function() socket.skip("x") end, "bad argument #1 to 'skip' %(number expected, got string%)"},
+    }
+    for i, case in ipairs(cases) do
+      local ok, e = pcall(case[1])
+      assert.is_false(ok, i)
+      if not tostring(e):match(case[2]) then
+        error(("case %d: %s"):format(i, tostring(e)))
+      end
+    end
+    m:close(); c:close(); a:close(); srv:close()
+  end))
+
   it("raises, naming the method, where a C function is in the way", spindle.test(function()
     local srv, c, a = trio()
     a:send("abc\n")
