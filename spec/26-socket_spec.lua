@@ -712,6 +712,36 @@ describe("spindle.socket in tasks", function()
     m:close(); a:close(); srv:close()
   end))
 
+  it("spindle.net.connect's local_host and local_port (what locaddr uses)", spindle.test(function()
+    local net = spindle.net
+    local l = assert(net.listen("127.0.0.1", 0))
+    local host, port = l:local_addr()
+    local c = assert(net.connect(host, port, {local_host = "127.0.0.1"}))
+    local a = assert(l:accept())
+    assert.equal(select(2, c:local_addr()), select(2, a:peer()))
+    local lp = select(2, c:local_addr())
+    c:close(); a:close()
+    -- the local end of an existing connection to the same peer: the
+    -- system refuses (the same four addresses cannot be used twice)
+    local keep = assert(net.connect(host, port, {local_host = "127.0.0.1", local_port = 0}))
+    local ka = assert(l:accept())
+    local _, kp = keep:local_addr()
+    local x, msg, code = net.connect(host, port, {local_host = "127.0.0.1", local_port = kp})
+    assert.is_nil(x); assert.is_string(msg)
+    assert.is_true(code == "EADDRINUSE" or code == "EADDRNOTAVAIL", code)
+    -- an address of the other family: nothing to try
+    x, msg, code = net.connect(host, port, {local_host = "::1"})
+    assert.is_nil(x); assert.equal("EAFNOSUPPORT", code)
+    assert.error_matches(function() net.connect(host, port, {local_host = "localhost"}) end,
+      "option 'local_host' must be a numeric IPv4 or IPv6 address")
+    assert.error_matches(function() net.connect(host, port, {local_port = 1}) end,
+      "option 'local_port' needs 'local_host'")
+    assert.error_matches(function() net.connect(host, port, {local_host = "127.0.0.1", local_port = -1}) end,
+      "option 'local_port' must be an integer 0..65535")
+    assert.is_true(lp > 0)
+    keep:close(); ka:close(); l:close()
+  end))
+
   it("tcp6 and connect work over ::1 when the system has IPv6", spindle.test(function()
     local srv = socket.bind("::1", 0)
     if not srv then return end -- no IPv6 here
