@@ -16,6 +16,7 @@
 #                into fuzz/corpus/<name>-min/ (what CI replays)
 #   make format  clang-format -i on csrc/ and spec/capi/ (if installed)
 #   make clean   remove the build trees
+#   make fuzz, make check-deep: the reliability harness (mk/harness.mk)
 
 SHELL := /bin/bash
 BUILD_TYPE ?= RelWithDebInfo
@@ -112,3 +113,5 @@ format:
 
 clean:
 	rm -rf build build-asan build-fuzz build.luarocks
+
+include mk/harness.mk
