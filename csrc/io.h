@@ -178,13 +178,16 @@ int sp_opt_backlog(lua_State *L, int arg);
 /* opts.timeout in seconds, 0 when absent.  [-0, +0, v] */
 double sp_opt_timeout(lua_State *L, int arg);
 /* Connects to host:port (path NULL) or the Unix socket path, waiting in
-** the current task; timeout in seconds, 0 for none; local (may be NULL):
-** the address to bind the TCP socket to first (only addresses of its
-** family are tried).  An await: returns through lua_yieldk.
-** [-0, +(1|3), e] */
+** the current task; timeout in seconds, 0 for none.  An await: returns
+** through lua_yieldk.  [-0, +(1|3), e] */
 int sp_connect_start(lua_State *L, const char *host, int port,
-                     const char *path, double timeout,
-                     const struct sockaddr *local);
+                     const char *path, double timeout);
+/* The same from a local address: local (may be NULL) is where the TCP
+** socket is bound first; only addresses of its family are tried.
+** [-0, +(1|3), e] */
+int sp_connect_start_from(lua_State *L, const char *host, int port,
+                          const char *path, double timeout,
+                          const struct sockaddr *local);
 
 /* ---- signals (signal.c) ---------------------------------------------- */
 

@@ -20,7 +20,7 @@ static int l_connect_unix(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   double timeout = sp_opt_timeout(L, 2);
   lua_settop(L, 2);
-  return sp_connect_start(L, NULL, 0, path, timeout, NULL);
+  return sp_connect_start(L, NULL, 0, path, timeout);
 }
 
 /* Adds the functions to the net table at -1.  [-0, +0, m] */

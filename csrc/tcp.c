@@ -686,8 +686,13 @@ static int connect_k(lua_State *L, int status, lua_KContext ctx) {
 /* Starts a connect to host:port (path NULL) or to a Unix socket path and
 ** waits for it.  [-0, +(1|3), e] */
 int sp_connect_start(lua_State *L, const char *host, int port,
-                     const char *path, double timeout,
-                     const struct sockaddr *local) {
+                     const char *path, double timeout) {
+  return sp_connect_start_from(L, host, port, path, timeout, NULL);
+}
+
+int sp_connect_start_from(lua_State *L, const char *host, int port,
+                          const char *path, double timeout,
+                          const struct sockaddr *local) {
   sp_task *t = sp_await_check(L, path ? "connect_unix" : "connect");
   sp_runtime *rt = t->rt;
   struct sockaddr_storage ss;
@@ -789,8 +794,8 @@ static int l_connect(lua_State *L) {
   struct sockaddr_storage local;
   int has_local = opt_local(L, 3, &local);
   lua_settop(L, 3);
-  return sp_connect_start(L, host, port, NULL, timeout,
-                          has_local ? (struct sockaddr *)&local : NULL);
+  return sp_connect_start_from(L, host, port, NULL, timeout,
+                               has_local ? (struct sockaddr *)&local : NULL);
 }
 
 /* Adds listen and connect to the net table at -1 and creates the listener
