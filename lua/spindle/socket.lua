@@ -1350,8 +1350,30 @@ for name, f in pairs(M) do
 end
 for name, f in pairs(dns) do API[f] = name end
 
--- For spindle.socket.ssl and the specs: is v one of our TCP objects?
-M._is_tcp = is_tcp
+-- For spindle.socket.ssl (lua/spindle/socket/ssl.lua): the parts it
+-- builds its connection objects from.  Not a public interface.
+M._core = {
+  methods = methods, check = check, argerror = argerror,
+  typename = typename, need_task = need_task, timed = timed,
+  time_left = time_left, ioerror = ioerror,
+  -- mt's objects count as `cls` for check() and select
+  register = function(mt, cls) CLASS[mt] = cls end,
+  api = function(f, name) API[f] = name end,
+  is_client = function(v)
+    return type(v) == "table" and CLASS[getmetatable(v)] == "client"
+  end,
+  -- A new object of metatable mt that takes over sock's stream, timeouts,
+  -- options and counters; sock then reads as closed (LuaSec: setfd(-1)).
+  adopt = function(sock, mt)
+    local o = new_tcp(sock._family)
+    o._stream, o._conn = sock._stream, sock._conn
+    o._block, o._total = sock._block, sock._total
+    o._received, o._sent, o._birth = sock._received, sock._sent, sock._birth
+    o._opt = sock._opt
+    sock._stream, sock._closed = nil, true
+    return setmetatable(o, mt)
+  end,
+}
 
 -- spindle.socket.ssl (LuaSec's shape) is loaded on first use.
 return setmetatable(M, {__index = function(t, k)
