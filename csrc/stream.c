@@ -1002,6 +1002,7 @@ int sp_net_open(lua_State *L) {
   sp_pipe_open(L);
   sp_dns_open(L);
   sp_udp_open(L);
+  sp_socket_open(L);
   lua_pop(L, 1);
   sp_tls_open(L); /* spindle.tls */
   return 0;
