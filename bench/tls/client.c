@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
@@ -89,6 +90,15 @@ static double cpu_seconds(int pid) {
              &ut, &st) != 2)
     return 0;
   return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* This process's CPU time: a client near 100 % of its core means the run
+** measured the client, not the server. */
+static double self_cpu_seconds(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+         (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 
 /* ---- latency samples ----------------------------------------------------- */
@@ -367,12 +377,13 @@ static void conn_start(conn_t *c) {
 
 static double secs_arg;
 static int server_pid;
-static double cpu0;
+static double cpu0, self0;
 static uint64_t wall0;
 
 static void start_clock(void) {
   int i;
   cpu0 = cpu_seconds(server_pid);
+  self0 = self_cpu_seconds();
   wall0 = uv_hrtime();
   t_end = wall0 + (uint64_t)(secs_arg * 1e9);
   for (i = 0; i < nconns; i++) {
@@ -381,9 +392,11 @@ static void start_clock(void) {
   }
 }
 
-static void print_common(double cpu) {
-  printf(" proto=%s cipher=%s group=%s errors=%d", proto[0] ? proto : "?",
-         cipher[0] ? cipher : "?", group[0] ? group : "?", errors);
+static void print_common(double cpu, double wall) {
+  printf(" proto=%s cipher=%s group=%s errors=%d client_cpu_pct=%.0f",
+         proto[0] ? proto : "?", cipher[0] ? cipher : "?",
+         group[0] ? group : "?", errors,
+         (self_cpu_seconds() - self0) / wall * 100);
   if (server_pid > 0) printf(" server_cpu_s=%.3f", cpu);
 }
 
@@ -397,6 +410,7 @@ static int run(int m, int n, double secs) {
   if (conns == NULL) abort();
   /* hs and bulk: the clocks start now; echo: once all are handshaken */
   cpu0 = cpu_seconds(server_pid);
+  self0 = self_cpu_seconds();
   wall0 = uv_hrtime();
   t_end = wall0 + (uint64_t)(secs * 1e9);
   live = n;
@@ -407,7 +421,7 @@ static int run(int m, int n, double secs) {
     wall = (double)(bt1 - bt0) / 1e9;
     printf("RESULT mode=bulk bytes=%llu secs=%.3f mb_per_s=%.1f",
            (unsigned long long)btotal, wall, (double)count / 1e6 / wall);
-    print_common(cpu1);
+    print_common(cpu1, (double)(uv_hrtime() - wall0) / 1e9);
     if (server_pid > 0)
       printf(" server_us_per_mb=%.1f",
              count ? cpu1 * 1e6 / ((double)count / 1e6) : 0);
@@ -428,7 +442,7 @@ static int run(int m, int n, double secs) {
            (double)count / wall);
   printf(" p50_us=%u p99_us=%u", nlat ? lat[nlat / 2] : 0,
          nlat ? lat[nlat * 99 / 100] : 0);
-  print_common(cpu1);
+  print_common(cpu1, wall);
   if (server_pid > 0)
     printf(" %s=%.2f", m == M_HS ? "server_us_per_hs" : "server_us_per_rt",
            count ? cpu1 * 1e6 / (double)count : 0);
