@@ -6,25 +6,25 @@
 #
 #   sh bench/tls/run.sh [--quick] [--rounds N] [--secs S] [--mib M]
 #                       [--hs-conns N] [--servers c,cqueues,spindle]
-#                       [--resume]
+#                       [--resume] [--no-pin]
 #
 # Modes: hs (N clients looping connect + full handshake + one 64-byte echo
 # + close), echo (100 connections x 64 bytes ping-pong) and bulk (M MiB
 # each way through one connection).  Every (round, server, mode) runs a
 # fresh server process; the rounds are interleaved and their order rotates.
-# Defaults: 3 rounds, 5 s, 1024 MiB, 16 handshaking clients; --quick: 1
+# Defaults: 5 rounds, 3 s, 512 MiB, 16 handshaking clients; --quick: 1
 # round, 1 s, 32 MiB (a smoke run).  --resume: hs clients resume sessions.
 # The server runs on core 0 and the client on core 1 (taskset) when there
-# are two cores or more.  The certificate is a throwaway P-256 ECDSA one
-# made here, the same for every server.
+# are two cores or more, unless --no-pin.  The certificate is a throwaway
+# P-256 ECDSA one made here, the same for every server.
 #
 # Exit status: 1 when a measurement failed (a server that did not start, a
 # client error, a wrong echo); a missed target does not fail the run.  A
 # build whose spindle has no spindle.tls is reported "not yet measured".
 set -u
 cd "$(dirname "$0")/../.."
-ROUNDS=3 SECS=5 MIB=1024 HS_CONNS=16 SERVERS="c cqueues spindle" RESUME=
-QUICK=
+ROUNDS=5 SECS=3 MIB=512 HS_CONNS=16 SERVERS="c cqueues spindle" RESUME=
+QUICK= PIN=1
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) QUICK=1 ROUNDS=1 SECS=1 MIB=32 ;;
@@ -34,7 +34,8 @@ while [ $# -gt 0 ]; do
     --hs-conns) HS_CONNS=$2; shift ;;
     --servers) SERVERS=$(echo "$2" | tr ',' ' '); shift ;;
     --resume) RESUME=--resume ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    --no-pin) PIN= ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -70,11 +71,11 @@ else
   SPINDLE_NOTE="build/spindle is not built"
 fi
 
-if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+if [ -n "$PIN" ] && [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
   SPIN="taskset -c 0" CPIN="taskset -c 1"
   PINNING="server on core 0, client on core 1 (taskset)"
 else
-  SPIN= CPIN= PINNING="not pinned (fewer than 2 cores or no taskset)"
+  SPIN= CPIN= PINNING="not pinned"
 fi
 
 start() { # start CMD...: runs the server, sets PID and PORT
