@@ -85,6 +85,7 @@ io.write(("versions: %s, libuv %s, %s, lua-cqueues %s, lua-luaossl %s\n"):format
   header.cqueues or "?", header.luaossl or "?"))
 io.write("negotiated: ", proto or "?", "; certificate P-256 ECDSA\n")
 io.write("pinning: ", header.pinning or "?", "\n")
+io.write("spindle: ", header.spindle_bin or "?", " (copied at start)\n")
 io.write(("load average at start: %s, at end: %s\n\n"):format(
   header.load_start or "?", header.load_end or "?"))
 

@@ -60,15 +60,17 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
 
 # One copy of the spindle command for the whole run, so a rebuild in the
 # middle cannot mix two builds; and does this build have spindle.tls?
+# SPINDLE_BIN=path measures another build (a branch, say) instead.
 SPINDLE_NOTE=
-if [ -x build/spindle ]; then
-  cp build/spindle "$DIR/spindle"
+SPINDLE_BIN=${SPINDLE_BIN:-build/spindle}
+if [ -x "$SPINDLE_BIN" ]; then
+  cp "$SPINDLE_BIN" "$DIR/spindle"
   if ! "$DIR/spindle" -e 'os.exit(require("spindle").tls and 0 or 3)' \
       >/dev/null 2>&1; then
     SPINDLE_NOTE="spindle.tls is not in this build"
   fi
 else
-  SPINDLE_NOTE="build/spindle is not built"
+  SPINDLE_NOTE="$SPINDLE_BIN is not built"
 fi
 
 if [ -n "$PIN" ] && [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
@@ -105,6 +107,7 @@ RES="$DIR/results"
   echo "cqueues=$(dpkg-query -W -f '${Version}' lua-cqueues 2>/dev/null || echo '?')"
   echo "luaossl=$(dpkg-query -W -f '${Version}' lua-luaossl 2>/dev/null || echo '?')"
   echo "spindle_note=$SPINDLE_NOTE"
+  echo "spindle_bin=$SPINDLE_BIN sha1 $(sha1sum "$DIR/spindle" 2>/dev/null | cut -c1-12)"
   echo "pinning=$PINNING"
   echo "params=rounds=$ROUNDS secs=$SECS mib=$MIB hs_conns=$HS_CONNS echo=${ECHO_CONNS}x${ECHO_SIZE}B${RESUME:+ resume}${QUICK:+ quick}"
   echo "servers=$SERVERS"
