@@ -22,9 +22,9 @@
 # client error, a wrong echo); a missed target does not fail the run.  A
 # build whose spindle has no spindle.tls is reported "not yet measured".
 set -u
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 2
 ROUNDS=5 SECS=3 MIB=512 HS_CONNS=16 SERVERS="c cqueues spindle" RESUME=
-QUICK= PIN=1
+QUICK="" PIN=1
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) QUICK=1 ROUNDS=1 SECS=1 MIB=32 ;;
@@ -77,7 +77,7 @@ if [ -n "$PIN" ] && [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
   SPIN="taskset -c 0" CPIN="taskset -c 1"
   PINNING="server on core 0, client on core 1 (taskset)"
 else
-  SPIN= CPIN= PINNING="not pinned"
+  SPIN="" CPIN="" PINNING="not pinned"
 fi
 
 start() { # start CMD...: runs the server, sets PID and PORT
@@ -115,10 +115,12 @@ RES="$DIR/results"
 } >"$DIR/header"
 
 failed=0
+# shellcheck disable=SC2086 # SERVERS is a word list
 n_servers=$(echo $SERVERS | wc -w)
 for round in $(seq "$ROUNDS"); do
   # rotate the order so no server always runs first (or right after another)
   shift_by=$(( (round - 1) % n_servers ))
+  # shellcheck disable=SC2086
   set -- $SERVERS
   i=0
   while [ $i -lt "$shift_by" ]; do s=$1; shift; set -- "$@" "$s"; i=$((i + 1)); done
