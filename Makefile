@@ -17,6 +17,7 @@
 #                into fuzz/corpus/<name>-min/ (what CI replays)
 #   make format  clang-format -i on csrc/ and spec/capi/ (if installed)
 #   make clean   remove the build trees
+#   make fuzz, make check-deep: the reliability harness (mk/harness.mk)
 
 SHELL := /bin/bash
 BUILD_TYPE ?= RelWithDebInfo
@@ -26,7 +27,7 @@ MAKEFLAGS += --no-print-directory
 
 DEB_PACKAGES := lua5.4 liblua5.4-dev libuv1-dev lua-busted luarocks cmake \
                 pkg-config gcc libc6-dev make valgrind lua-luv lua-cqueues \
-                lua-socket libhttp-parser-dev
+                lua-socket libhttp-parser-dev libssl-dev openssl curl python3
 # Only `make fuzz` needs these (libFuzzer comes with clang's runtime).
 FUZZ_DEB_PACKAGES := clang libclang-rt-14-dev
 
@@ -118,3 +119,5 @@ format:
 
 clean:
 	rm -rf build build-asan build-fuzz build.luarocks
+
+include mk/harness.mk

@@ -78,28 +78,27 @@ enum {
 
 #define IS_ALPHA(c) (((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z'))
 #define IS_DIGIT(c) ((c) >= '0' && (c) <= '9')
-#define IS_HEXL(c) (IS_DIGIT(c) || ((c) >= 'a' && (c) <= 'f') || \
-                    ((c) >= 'A' && (c) <= 'F'))
-#define IS_TCHAR(c)                                                      \
-  (IS_ALPHA(c) || IS_DIGIT(c) || (c) == '!' || (c) == '#' || (c) == '$' || \
-   (c) == '%' || (c) == '&' || (c) == '\'' || (c) == '*' || (c) == '+' ||   \
-   (c) == '-' || (c) == '.' || (c) == '^' || (c) == '_' || (c) == '`' ||    \
+#define IS_HEXL(c)                                                             \
+  (IS_DIGIT(c) || ((c) >= 'a' && (c) <= 'f') || ((c) >= 'A' && (c) <= 'F'))
+#define IS_TCHAR(c)                                                            \
+  (IS_ALPHA(c) || IS_DIGIT(c) || (c) == '!' || (c) == '#' || (c) == '$' ||     \
+   (c) == '%' || (c) == '&' || (c) == '\'' || (c) == '*' || (c) == '+' ||      \
+   (c) == '-' || (c) == '.' || (c) == '^' || (c) == '_' || (c) == '`' ||       \
    (c) == '|' || (c) == '~')
 #define IS_VCHAR(c) ((c) >= 0x21 && (c) <= 0x7e)
 #define IS_FIELD(c) (IS_VCHAR(c) || (c) >= 0x80 || (c) == ' ' || (c) == '\t')
-#define IS_SUBDELIM(c)                                                    \
-  ((c) == '!' || (c) == '$' || (c) == '&' || (c) == '\'' || (c) == '(' || \
-   (c) == ')' || (c) == '*' || (c) == '+' || (c) == ',' || (c) == ';' ||  \
+#define IS_SUBDELIM(c)                                                         \
+  ((c) == '!' || (c) == '$' || (c) == '&' || (c) == '\'' || (c) == '(' ||      \
+   (c) == ')' || (c) == '*' || (c) == '+' || (c) == ',' || (c) == ';' ||       \
    (c) == '=')
-#define IS_REG(c)                                                          \
-  (IS_ALPHA(c) || IS_DIGIT(c) || (c) == '-' || (c) == '.' || (c) == '_' || \
+#define IS_REG(c)                                                              \
+  (IS_ALPHA(c) || IS_DIGIT(c) || (c) == '-' || (c) == '.' || (c) == '_' ||     \
    (c) == '~' || IS_SUBDELIM(c))
 
-#define CLS(c)                                                  \
-  ((IS_TCHAR(c) ? C_TCHAR : 0) | (IS_FIELD(c) ? C_FIELD : 0) |  \
-   (IS_VCHAR(c) && (c) != '#' ? C_TARGET : 0) |                 \
-   (IS_HEXL(c) ? C_HEX : 0) |                                   \
-   (IS_FIELD(c) && (c) != '"' && (c) != '\\' ? C_QDTEXT : 0) |  \
+#define CLS(c)                                                                 \
+  ((IS_TCHAR(c) ? C_TCHAR : 0) | (IS_FIELD(c) ? C_FIELD : 0) |                 \
+   (IS_VCHAR(c) && (c) != '#' ? C_TARGET : 0) | (IS_HEXL(c) ? C_HEX : 0) |     \
+   (IS_FIELD(c) && (c) != '"' && (c) != '\\' ? C_QDTEXT : 0) |                 \
    (IS_REG(c) ? C_REG : 0))
 #define R4(c) CLS(c), CLS((c) + 1), CLS((c) + 2), CLS((c) + 3)
 #define R16(c) R4(c), R4((c) + 4), R4((c) + 8), R4((c) + 12)
@@ -114,8 +113,7 @@ static const unsigned char cls[256] = {R64(0), R64(64), R64(128), R64(192)};
 static const char *bad_byte(unsigned char c, const char *otherwise) {
   if (c == '\n') return "bare LF";
   if (c == 0) return "NUL byte";
-  if ((c < 0x20 && c != '\t' && c != '\r') || c == 0x7f)
-    return "control byte";
+  if ((c < 0x20 && c != '\t' && c != '\r') || c == 0x7f) return "control byte";
   return otherwise;
 }
 
@@ -138,10 +136,12 @@ static uint32_t load32(const unsigned char *p) {
 
 /* Word-at-a-time tests (no byte order assumed): does any byte of x lie
 ** below n (n <= 128), or equal v? */
+/* clang-format off */
 #define ONES 0x0101010101010101u
 #define HIGH 0x8080808080808080u
 #define ANY_BELOW(x, n) (((x) - ONES * (n)) & ~(x) & HIGH)
 #define ANY_EQ(x, v) ANY_BELOW((x) ^ (ONES * (v)), 1)
+/* clang-format on */
 
 /* Skips the bytes of class k from i; stops at end or at the first byte
 ** outside k.  Four table lookups per step where four bytes remain. */
@@ -222,8 +222,15 @@ int sp_http_name_is(const char *buf, sp_http_span s, const char *lower) {
 /* ---- request head ------------------------------------------------------ */
 
 enum {
-  S_START, S_METHOD, S_TARGET, S_VERSION, S_LINE, S_NAME, S_VALUE,
-  S_DONE, S_ERROR
+  S_START,
+  S_METHOD,
+  S_TARGET,
+  S_VERSION,
+  S_LINE,
+  S_NAME,
+  S_VALUE,
+  S_DONE,
+  S_ERROR
 };
 
 /* r->te */
@@ -289,8 +296,8 @@ static int authority_ok(const unsigned char *s, size_t n, int need_port) {
 }
 
 /* Splits [from, to) into path and query at the first '?'. */
-static void split_query(sp_http_request *r, const unsigned char *b,
-                        size_t from, size_t to) {
+static void split_query(sp_http_request *r, const unsigned char *b, size_t from,
+                        size_t to) {
   const unsigned char *q = memchr(b + from, '?', to - from);
   if (q) {
     size_t at = (size_t)(q - b);
@@ -317,8 +324,7 @@ static int request_line(sp_http_request *r, const unsigned char *b) {
   size_t n = t1 - t0;
   int connect = (m1 - m0 == 7 && memcmp(b + m0, "CONNECT", 7) == 0);
   if (connect) { /* authority-form, §3.2.3 */
-    if (!authority_ok(t, n, 1))
-      return fail(r, 400, "CONNECT needs host:port");
+    if (!authority_ok(t, n, 1)) return fail(r, 400, "CONNECT needs host:port");
     r->form = SP_HTTP_AUTHORITY_FORM;
     r->authority = r->target;
   } else if (t[0] == '/') { /* origin-form, §3.2.1 */
@@ -352,11 +358,10 @@ static int request_line(sp_http_request *r, const unsigned char *b) {
 /* Calls fn on each element of the list [from, to) (RFC 9110 §5.6.1):
 ** elements are separated by commas outside quoted strings, trimmed of
 ** OWS; empty elements are skipped.  Stops at the first non-OK result. */
-typedef int (*list_fn)(sp_http_request *r, const unsigned char *e,
-                       size_t n);
+typedef int (*list_fn)(sp_http_request *r, const unsigned char *e, size_t n);
 
-static int each_element(sp_http_request *r, const unsigned char *b,
-                        size_t from, size_t to, list_fn fn) {
+static int each_element(sp_http_request *r, const unsigned char *b, size_t from,
+                        size_t to, list_fn fn) {
   size_t i = from;
   while (i < to) {
     size_t e0 = i;
@@ -364,8 +369,10 @@ static int each_element(sp_http_request *r, const unsigned char *b,
     for (; i < to; i++) {
       unsigned char c = b[i];
       if (quoted) {
-        if (c == '\\' && i + 1 < to) i++;
-        else if (c == '"') quoted = 0;
+        if (c == '\\' && i + 1 < to)
+          i++;
+        else if (c == '"')
+          quoted = 0;
       } else if (c == '"') {
         quoted = 1;
       } else if (c == ',') {
@@ -407,8 +414,10 @@ static int params_ok(const unsigned char *s, size_t n) {
     while (i < n && OWS(s[i])) i++;
     if (i < n && s[i] == '"') {
       for (i++; i < n && s[i] != '"'; i++) {
-        if (s[i] == '\\') i++;
-        else if (!(cls[s[i]] & C_QDTEXT)) return 0;
+        if (s[i] == '\\')
+          i++;
+        else if (!(cls[s[i]] & C_QDTEXT))
+          return 0;
       }
       if (i >= n) return 0;
       i++;
@@ -438,20 +447,24 @@ static int te_element(sp_http_request *r, const unsigned char *e, size_t n) {
 }
 
 /* One connection-option of Connection (RFC 9110 §7.6.1). */
-static int conn_element(sp_http_request *r, const unsigned char *e,
-                        size_t n) {
+static int conn_element(sp_http_request *r, const unsigned char *e, size_t n) {
   if (token_len(e, n) != n) return fail(r, 400, "invalid Connection");
-  if (n == 5 && fold_eq(e, "close", 5)) r->conn |= CONN_CLOSE;
-  else if (n == 10 && fold_eq(e, "keep-alive", 10)) r->conn |= CONN_KEEP_ALIVE;
-  else if (n == 7 && fold_eq(e, "upgrade", 7)) r->conn |= CONN_UPGRADE;
+  if (n == 5 && fold_eq(e, "close", 5))
+    r->conn |= CONN_CLOSE;
+  else if (n == 10 && fold_eq(e, "keep-alive", 10))
+    r->conn |= CONN_KEEP_ALIVE;
+  else if (n == 7 && fold_eq(e, "upgrade", 7))
+    r->conn |= CONN_UPGRADE;
   return SP_HTTP_OK;
 }
 
 /* One expectation of Expect (RFC 9110 §10.1.1). */
 static int expect_element(sp_http_request *r, const unsigned char *e,
                           size_t n) {
-  if (n == 12 && fold_eq(e, "100-continue", 12)) r->expect |= EXP_CONTINUE;
-  else r->expect |= EXP_OTHER;
+  if (n == 12 && fold_eq(e, "100-continue", 12))
+    r->expect |= EXP_CONTINUE;
+  else
+    r->expect |= EXP_OTHER;
   return SP_HTTP_OK;
 }
 
@@ -506,8 +519,7 @@ static int field_line(sp_http_request *r, const unsigned char *b, size_t cr) {
         return each_element(r, b, v0, v1, conn_element);
       break;
     case 14:
-      if (fold_eq(name, "content-length", 14))
-        return content_length(r, v, vn);
+      if (fold_eq(name, "content-length", 14)) return content_length(r, v, vn);
       break;
     case 17:
       if (!fold_eq(name, "transfer-encoding", 17)) break;
@@ -526,8 +538,7 @@ static int head_done(sp_http_request *r, size_t end) {
   if (r->te) {
     if (r->flags & SP_HTTP_HAS_LENGTH)
       return fail(r, 400, "Content-Length with Transfer-Encoding");
-    if (r->version == 10)
-      return fail(r, 400, "Transfer-Encoding in HTTP/1.0");
+    if (r->version == 10) return fail(r, 400, "Transfer-Encoding in HTTP/1.0");
     if (!(r->te & TE_CHUNKED))
       return fail(r, 400, "chunked is not the last transfer coding");
     if (r->te & TE_OTHER) return fail(r, 501, "unsupported transfer coding");
@@ -634,8 +645,9 @@ line:
     return head_done(r, i + 2);
   }
   if (OWS(c))
-    return fail(r, 400, r->nheaders ? "obsolete line folding"
-                                    : "whitespace before the first field");
+    return fail(r, 400,
+                r->nheaders ? "obsolete line folding"
+                            : "whitespace before the first field");
   r->state = S_NAME;
 name:
   i = skip_class(b, i, end, C_TCHAR);
@@ -652,8 +664,7 @@ name:
 value:
   i = skip_field(b, i, end);
   if (i >= end) goto again;
-  if (b[i] != '\r')
-    return fail(r, 400, bad_byte(b[i], "invalid field value"));
+  if (b[i] != '\r') return fail(r, 400, bad_byte(b[i], "invalid field value"));
   if (i + 1 >= end) goto again;
   if (b[i + 1] != '\n') return fail(r, 400, "bare CR");
   if (field_line(r, b, i) != SP_HTTP_OK) return SP_HTTP_ERR;
@@ -669,10 +680,28 @@ again:
 /* ---- chunked body ------------------------------------------------------ */
 
 enum {
-  K_SIZE0, K_SIZE, K_EXT_SEMI, K_EXT_NAME0, K_EXT_NAME, K_EXT_EQ, K_EXT_VAL0,
-  K_EXT_TOKEN, K_EXT_QUOTED, K_EXT_QPAIR, K_EXT_AFTERQ, K_SIZE_LF, K_DATA,
-  K_DATA_CR, K_DATA_LF, K_TRAILER, K_TNAME, K_TVALUE, K_TLF, K_END_LF,
-  K_DONE, K_ERROR
+  K_SIZE0,
+  K_SIZE,
+  K_EXT_SEMI,
+  K_EXT_NAME0,
+  K_EXT_NAME,
+  K_EXT_EQ,
+  K_EXT_VAL0,
+  K_EXT_TOKEN,
+  K_EXT_QUOTED,
+  K_EXT_QPAIR,
+  K_EXT_AFTERQ,
+  K_SIZE_LF,
+  K_DATA,
+  K_DATA_CR,
+  K_DATA_LF,
+  K_TRAILER,
+  K_TNAME,
+  K_TVALUE,
+  K_TLF,
+  K_END_LF,
+  K_DONE,
+  K_ERROR
 };
 
 void sp_http_chunked_init(sp_http_chunked *c, uint32_t max_ext,
@@ -740,45 +769,62 @@ int sp_http_chunked_parse(sp_http_chunked *c, const char *buf, size_t len,
         }
         break;
       case K_EXT_SEMI:
-        if (ch == ';') c->state = K_EXT_NAME0;
+        if (ch == ';')
+          c->state = K_EXT_NAME0;
         else if (!OWS(ch))
           return chunk_fail(c, 400, bad_byte(ch, "invalid chunk extension"));
         break;
       case K_EXT_NAME0:
-        if (TCHAR(ch)) c->state = K_EXT_NAME;
+        if (TCHAR(ch))
+          c->state = K_EXT_NAME;
         else if (!OWS(ch))
           return chunk_fail(c, 400, bad_byte(ch, "invalid chunk extension"));
         break;
       case K_EXT_NAME:
         if (TCHAR(ch)) break;
-        if (OWS(ch)) c->state = K_EXT_EQ;
-        else if (ch == '=') c->state = K_EXT_VAL0;
-        else if (ch == ';') c->state = K_EXT_NAME0;
-        else if (ch == '\r') c->state = K_SIZE_LF;
-        else return chunk_fail(c, 400, bad_byte(ch, "invalid chunk extension"));
+        if (OWS(ch))
+          c->state = K_EXT_EQ;
+        else if (ch == '=')
+          c->state = K_EXT_VAL0;
+        else if (ch == ';')
+          c->state = K_EXT_NAME0;
+        else if (ch == '\r')
+          c->state = K_SIZE_LF;
+        else
+          return chunk_fail(c, 400, bad_byte(ch, "invalid chunk extension"));
         break;
       case K_EXT_EQ:
-        if (ch == '=') c->state = K_EXT_VAL0;
-        else if (ch == ';') c->state = K_EXT_NAME0;
+        if (ch == '=')
+          c->state = K_EXT_VAL0;
+        else if (ch == ';')
+          c->state = K_EXT_NAME0;
         else if (!OWS(ch))
           return chunk_fail(c, 400, bad_byte(ch, "invalid chunk extension"));
         break;
       case K_EXT_VAL0:
-        if (TCHAR(ch)) c->state = K_EXT_TOKEN;
-        else if (ch == '"') c->state = K_EXT_QUOTED;
+        if (TCHAR(ch))
+          c->state = K_EXT_TOKEN;
+        else if (ch == '"')
+          c->state = K_EXT_QUOTED;
         else if (!OWS(ch))
           return chunk_fail(c, 400, bad_byte(ch, "invalid chunk extension"));
         break;
       case K_EXT_TOKEN:
         if (TCHAR(ch)) break;
-        if (OWS(ch)) c->state = K_EXT_SEMI;
-        else if (ch == ';') c->state = K_EXT_NAME0;
-        else if (ch == '\r') c->state = K_SIZE_LF;
-        else return chunk_fail(c, 400, bad_byte(ch, "invalid chunk extension"));
+        if (OWS(ch))
+          c->state = K_EXT_SEMI;
+        else if (ch == ';')
+          c->state = K_EXT_NAME0;
+        else if (ch == '\r')
+          c->state = K_SIZE_LF;
+        else
+          return chunk_fail(c, 400, bad_byte(ch, "invalid chunk extension"));
         break;
       case K_EXT_QUOTED:
-        if (ch == '\\') c->state = K_EXT_QPAIR;
-        else if (ch == '"') c->state = K_EXT_AFTERQ;
+        if (ch == '\\')
+          c->state = K_EXT_QPAIR;
+        else if (ch == '"')
+          c->state = K_EXT_AFTERQ;
         else if (!(cls[ch] & C_QDTEXT))
           return chunk_fail(c, 400, bad_byte(ch, "invalid chunk extension"));
         break;
@@ -788,10 +834,14 @@ int sp_http_chunked_parse(sp_http_chunked *c, const char *buf, size_t len,
         c->state = K_EXT_QUOTED;
         break;
       case K_EXT_AFTERQ:
-        if (OWS(ch)) c->state = K_EXT_SEMI;
-        else if (ch == ';') c->state = K_EXT_NAME0;
-        else if (ch == '\r') c->state = K_SIZE_LF;
-        else return chunk_fail(c, 400, bad_byte(ch, "invalid chunk extension"));
+        if (OWS(ch))
+          c->state = K_EXT_SEMI;
+        else if (ch == ';')
+          c->state = K_EXT_NAME0;
+        else if (ch == '\r')
+          c->state = K_SIZE_LF;
+        else
+          return chunk_fail(c, 400, bad_byte(ch, "invalid chunk extension"));
         break;
       case K_SIZE_LF:
         if (ch != '\n') return chunk_fail(c, 400, "bare CR");
@@ -817,20 +867,26 @@ int sp_http_chunked_parse(sp_http_chunked *c, const char *buf, size_t len,
         c->state = K_SIZE0;
         break;
       case K_TRAILER:
-        if (ch == '\r') c->state = K_END_LF;
-        else if (TCHAR(ch)) c->state = K_TNAME;
+        if (ch == '\r')
+          c->state = K_END_LF;
+        else if (TCHAR(ch))
+          c->state = K_TNAME;
         else if (OWS(ch))
           return chunk_fail(c, 400, "obsolete line folding");
-        else return chunk_fail(c, 400, bad_byte(ch, "invalid trailer field"));
+        else
+          return chunk_fail(c, 400, bad_byte(ch, "invalid trailer field"));
         break;
       case K_TNAME:
-        if (ch == ':') c->state = K_TVALUE;
-        else if (OWS(ch)) return chunk_fail(c, 400, "whitespace before colon");
+        if (ch == ':')
+          c->state = K_TVALUE;
+        else if (OWS(ch))
+          return chunk_fail(c, 400, "whitespace before colon");
         else if (!TCHAR(ch))
           return chunk_fail(c, 400, bad_byte(ch, "invalid trailer field"));
         break;
       case K_TVALUE:
-        if (ch == '\r') c->state = K_TLF;
+        if (ch == '\r')
+          c->state = K_TLF;
         else if (!(cls[ch] & C_FIELD))
           return chunk_fail(c, 400, bad_byte(ch, "invalid trailer field"));
         break;

@@ -68,7 +68,7 @@ typedef struct sp_http_request {
   uint32_t max_head;       /* bytes of request line + headers: over, 431 */
 
   /* Results, valid after SP_HTTP_OK. Spans are offsets into the buffer. */
-  sp_http_span method, target;   /* as sent */
+  sp_http_span method, target;    /* as sent */
   sp_http_span scheme, authority; /* absolute- and authority-form */
   sp_http_span path, query;       /* origin- and absolute-form; an empty
                                      path in absolute-form means "/" */
@@ -90,8 +90,8 @@ typedef struct sp_http_request {
   uint32_t mark;  /* request line: end of method; header: the colon */
   uint32_t mark2; /* request line: end of target */
   uint8_t state;
-  uint8_t te; /* Transfer-Encoding state bits */
-  uint8_t conn; /* Connection tokens seen */
+  uint8_t te;     /* Transfer-Encoding state bits */
+  uint8_t conn;   /* Connection tokens seen */
   uint8_t expect; /* Expect members seen */
 } sp_http_request;
 
@@ -112,14 +112,14 @@ int sp_http_name_is(const char *buf, sp_http_span s, const char *lower);
 /* ---- chunked bodies (RFC 9112 §7.1) ---------------------------------- */
 
 typedef struct sp_http_chunked {
-  uint64_t remaining;    /* data bytes left in the current chunk */
-  uint32_t ext_bytes;    /* chunk-extension bytes so far (whole body) */
-  uint32_t max_ext;      /* over: 400 */
+  uint64_t remaining;     /* data bytes left in the current chunk */
+  uint32_t ext_bytes;     /* chunk-extension bytes so far (whole body) */
+  uint32_t max_ext;       /* over: 400 */
   uint32_t trailer_bytes; /* trailer section bytes so far */
   uint32_t max_trailer;   /* over: 431 */
   uint8_t state;
-  uint8_t digits;         /* hex digits of the current chunk-size */
-  int status;             /* after SP_HTTP_ERR: 400 or 431 */
+  uint8_t digits; /* hex digits of the current chunk-size */
+  int status;     /* after SP_HTTP_ERR: 400 or 431 */
   const char *reason;
 } sp_http_chunked;
 

@@ -19,9 +19,10 @@
 **
 ** A request table: method, target, path (percent-decoded, without the
 ** query), query (raw, or nil), version ("1.0" | "1.1"), headers (lower-case
-** names; repeated fields joined with ", "), header_list ({name, value} in
-** order), and for the server: keep_alive, chunked, length (or nil),
-** expect_continue, head_bytes.
+** names; repeated fields joined with ", "), _fields (name, value, name,
+** value ... in order: lua/spindle/http_server.lua makes req.header_list
+** from it when asked), and for the server: keep_alive, chunked, length
+** (or nil), expect_continue, head_bytes.
 */
 #include <stdlib.h>
 #include <string.h>
@@ -129,17 +130,15 @@ static void push_request(lua_State *L, head_parser *hp) {
   lua_pushstring(L, r->version == 10 ? "1.0" : "1.1");
   lua_setfield(L, -2, "version");
   lua_createtable(L, 0, (int)r->nheaders); /* headers */
-  lua_createtable(L, (int)r->nheaders, 0); /* header_list */
+  lua_createtable(L, (int)r->nheaders * 2, 0); /* names and values */
   for (i = 0; i < r->nheaders; i++) {
     sp_http_header *h = &r->headers[i];
     push_lower(L, SPAN(b, h->name));         /* name */
     lua_pushlstring(L, SPAN(b, h->value));   /* name, value */
-    lua_createtable(L, 2, 0);                /* the pair */
-    lua_pushvalue(L, -3);
-    lua_rawseti(L, -2, 1);
-    lua_pushvalue(L, -2);
-    lua_rawseti(L, -2, 2);
-    lua_rawseti(L, -4, (lua_Integer)i + 1);  /* into header_list */
+    lua_pushvalue(L, -2);                    /* flat: the Lua side makes */
+    lua_rawseti(L, -4, (lua_Integer)i * 2 + 1); /* header_list from it */
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, -4, (lua_Integer)i * 2 + 2);
     lua_pushvalue(L, -2);
     if (lua_rawget(L, -5) == LUA_TSTRING) { /* repeated: join with ", " */
       lua_pushliteral(L, ", ");
@@ -152,7 +151,7 @@ static void push_request(lua_State *L, head_parser *hp) {
     lua_remove(L, -2);                       /* name, joined */
     lua_rawset(L, -4);
   }
-  lua_setfield(L, -3, "header_list");
+  lua_setfield(L, -3, "_fields");
   lua_setfield(L, -2, "headers");
   lua_pushboolean(L, (r->flags & SP_HTTP_KEEP_ALIVE) != 0);
   lua_setfield(L, -2, "keep_alive");

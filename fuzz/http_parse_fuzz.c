@@ -24,6 +24,10 @@
 **       decode exactly as ref_chunked(), a naive whole-buffer recursive
 **       descent decoder written from RFC 9112 §7.1: same data, same end,
 **       same error status.
+**   (d) chunked round trip: the input's bytes framed as a valid chunked
+**       request body (random chunk sizes, hex case, leading zeros,
+**       extensions, trailers) must decode back to the input, with ours and
+**       with libhttp-parser.
 **
 ** A disagreement calls sp_fuzz_fail(): under libFuzzer it prints and
 ** aborts (a crash with the input saved); in the replay program
@@ -217,9 +221,7 @@ static int is_tchar(int c) {
          (c >= 'A' && c <= 'Z') || (c && strchr("!#$%&'*+-.^_`|~", c));
 }
 static int is_ws(int c) { return c == ' ' || c == '\t'; }
-static int is_field(int c) {
-  return (c >= 0x20 && c != 0x7f) || c == '\t';
-}
+static int is_field(int c) { return (c >= 0x20 && c != 0x7f) || c == '\t'; }
 
 /* The byte at i in a chunk extension, or -1 after stopping.  Each byte but
 ** the CR is counted the first time it is looked at, before it is judged. */
@@ -344,10 +346,14 @@ static void ref_chunked(const uint8_t *d, size_t n, uint32_t max_ext,
         return;
       }
       int c = d[p.i], v;
-      if (c >= '0' && c <= '9') v = c - '0';
-      else if (c >= 'a' && c <= 'f') v = c - 'a' + 10;
-      else if (c >= 'A' && c <= 'F') v = c - 'A' + 10;
-      else break;
+      if (c >= '0' && c <= '9')
+        v = c - '0';
+      else if (c >= 'a' && c <= 'f')
+        v = c - 'a' + 10;
+      else if (c >= 'A' && c <= 'F')
+        v = c - 'A' + 10;
+      else
+        break;
       if (digits == 16 || size > (uint64_t)(INT64_MAX - v) / 16) {
         ref_stop(&p, SP_HTTP_ERR, 400);
         return;
@@ -428,7 +434,8 @@ static void chunked_differential(const uint8_t *d, size_t n, rng *g) {
   if (!a.data || !b.data) abort();
   our_chunked(d, n, max_ext, max_trailer, g, &a);
   ref_chunked(d, n, max_ext, max_trailer, &b);
-  if (a.rc != b.rc) sp_fuzz_fail("chunked: result differs from the reference");
+  if (a.rc != b.rc)
+    sp_fuzz_fail("chunked: result differs from the reference");
   else if (a.rc == SP_HTTP_ERR && a.status != b.status)
     sp_fuzz_fail("chunked: error status differs from the reference");
   else if (a.rc == SP_HTTP_OK && a.used != b.used)
@@ -580,8 +587,7 @@ static int excluded(const ours *o, const uint8_t *d, const char *what) {
   ** ("chunked," is chunked, ", close" is close); libhttp-parser does not
   ** skip them in Transfer-Encoding (it then rejects the request, whose
   ** framing it does not know) nor at the start of Connection. */
-  if (strcmp(what, "chunked") == 0 &&
-      empty_element(o, d, "transfer-encoding"))
+  if (strcmp(what, "chunked") == 0 && empty_element(o, d, "transfer-encoding"))
     return 1;
   if (strcmp(what, "keep-alive") == 0 && empty_element(o, d, "connection"))
     return 1;
@@ -589,8 +595,7 @@ static int excluded(const ours *o, const uint8_t *d, const char *what) {
   ** §5.6.3); libhttp-parser ends "chunked" and "close" at SP only. */
   if (strcmp(what, "chunked") == 0 && has_tab(o, d, "transfer-encoding"))
     return 1;
-  if (strcmp(what, "keep-alive") == 0 && has_tab(o, d, "connection"))
-    return 1;
+  if (strcmp(what, "keep-alive") == 0 && has_tab(o, d, "connection")) return 1;
   /* keep-alive: RFC 9112 §9.3: "close" in Connection ends the connection
   ** whatever else is listed; libhttp-parser lets "keep-alive" win in
   ** HTTP/1.0 when both are there. */
@@ -699,7 +704,104 @@ static void differential(const uint8_t *d, size_t n, const ours *o) {
   free(bodybuf);
 }
 
+/* libhttp-parser over a whole request: its body, when it completes. */
+typedef struct hp_body {
+  uint8_t *data;
+  size_t len, cap;
+  int done;
+} hp_body;
+
+static int hpb_body(http_parser *p, const char *a, size_t n) {
+  hp_body *h = p->data;
+  if (n > h->cap - h->len) return 1; /* more than was sent: an error */
+  memcpy(h->data + h->len, a, n);
+  h->len += n;
+  return 0;
+}
+
+static int hpb_done(http_parser *p) {
+  ((hp_body *)p->data)->done = 1;
+  return 0;
+}
+
+static int their_body(const uint8_t *m, size_t n, hp_body *h) {
+  static http_parser_settings s;
+  s.on_body = hpb_body;
+  s.on_message_complete = hpb_done;
+  http_parser p;
+  http_parser_init(&p, HTTP_REQUEST);
+  p.data = h;
+  size_t used = http_parser_execute(&p, &s, (const char *)m, n);
+  return h->done && used == n && HTTP_PARSER_ERRNO(&p) == HPE_OK;
+}
+
 #endif /* SP_FUZZ_NO_REFERENCE */
+
+/* ---- (d) chunked round trip -------------------------------------------- */
+
+/* The input's bytes become the data of a valid chunked request body, cut
+** into chunks with sizes in either case and with leading zeros, chunk
+** extensions and trailers, all drawn from the input's random stream.  Our
+** decoder (in random pieces) and libhttp-parser must both accept it and
+** give back exactly the input.  Random inputs are rarely valid bodies;
+** this makes every input one. */
+static void chunked_roundtrip(const uint8_t *d, size_t n, rng *g) {
+  static const char *exts[] = {"",         ";a",          ";a=b", " ;a=\"x y\"",
+                               ";a = b;c", ";n=\"q\\\"\""};
+  static const char *trailers[] = {"", "X-T: 1\r\n", "X-A: a\tb \r\nX-B:\r\n"};
+  static const char head[] = "POST /rt HTTP/1.1\r\nHost: h\r\n"
+                             "Transfer-Encoding: chunked\r\n\r\n";
+  size_t hl = sizeof head - 1, cap = hl + 48 * (n + 2);
+  char *m = malloc(cap);
+  if (!m) abort();
+  memcpy(m, head, hl);
+  size_t len = hl, pos = 0;
+  for (;;) {
+    size_t k = 0;
+    if (pos < n) {
+      k = 1 + rng_below(g, rng_next(g) & 1 ? 16 : n - pos);
+      if (k > n - pos) k = n - pos;
+    }
+    char hex[20];
+    int nd = snprintf(hex, sizeof hex, rng_next(g) & 1 ? "%zx" : "%zX", k);
+    int zeros = (rng_next(g) & 3) == 0 ? (int)rng_below(g, 17 - (size_t)nd) : 0;
+    memset(m + len, '0', (size_t)zeros);
+    len += (size_t)zeros;
+    len += (size_t)snprintf(m + len, cap - len, "%s%s\r\n", hex,
+                            exts[rng_below(g, 6)]);
+    if (k == 0) break;
+    memcpy(m + len, d + pos, k);
+    len += k;
+    pos += k;
+    memcpy(m + len, "\r\n", 2);
+    len += 2;
+  }
+  len +=
+      (size_t)snprintf(m + len, cap - len, "%s\r\n", trailers[rng_below(g, 3)]);
+
+  static ours o;
+  ours_start(&o, MAX_HEAD);
+  o.rc = sp_http_parse_request(&o.r, m, len);
+  if (o.rc != SP_HTTP_OK || !(o.r.flags & SP_HTTP_CHUNKED) ||
+      o.r.head_len != hl)
+    sp_fuzz_fail("round trip: head not accepted as chunked");
+  body mine = {0};
+  mine.data = malloc(n + 1);
+  if (!mine.data) abort();
+  our_chunked((const uint8_t *)m + hl, len - hl, SP_HTTP_CHUNK_MAX_EXT,
+              SP_HTTP_CHUNK_MAX_TRAILER, g, &mine);
+  if (mine.rc != SP_HTTP_OK || mine.used != len - hl || mine.len != n ||
+      (n && memcmp(mine.data, d, n) != 0))
+    sp_fuzz_fail("round trip: our decoder did not give the input back");
+#ifndef SP_FUZZ_NO_REFERENCE
+  hp_body theirs = {mine.data, 0, n + 1, 0}; /* reuse the buffer */
+  if (!their_body((const uint8_t *)m, len, &theirs) || theirs.len != n ||
+      (n && memcmp(theirs.data, d, n) != 0))
+    sp_fuzz_fail("round trip: libhttp-parser did not give the input back");
+#endif
+  free(mine.data);
+  free(m);
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static ours whole;
@@ -727,5 +829,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   chunked_differential(data, size, &g); /* (c) */
   if (whole.rc == SP_HTTP_OK && (whole.r.flags & SP_HTTP_CHUNKED))
     chunked_differential(data + whole.r.head_len, size - whole.r.head_len, &g);
+  chunked_roundtrip(data, size, &g); /* (d) */
   return 0;
 }

@@ -47,8 +47,10 @@ static void run_file(const char *path) {
   file_failures = 0;
   LLVMFuzzerTestOneInput(buf, (size_t)n);
   free(buf);
-  if (file_failures) failed++;
-  else passed++;
+  if (file_failures)
+    failed++;
+  else
+    passed++;
 }
 
 static int by_name(const void *a, const void *b) {
@@ -99,8 +101,10 @@ static void run_dir(const char *dir) {
 
 static void run_path(const char *path) {
   struct stat st;
-  if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) run_dir(path);
-  else run_file(path);
+  if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+    run_dir(path);
+  else
+    run_file(path);
 }
 
 int main(int argc, char **argv) {
@@ -115,7 +119,8 @@ int main(int argc, char **argv) {
 #ifdef SP_FUZZ_CORPUS
     char *dirs = strdup(SP_FUZZ_CORPUS), *save = NULL;
     if (!dirs) abort();
-    for (char *p = strtok_r(dirs, "|", &save); p; p = strtok_r(NULL, "|", &save))
+    for (char *p = strtok_r(dirs, "|", &save); p;
+         p = strtok_r(NULL, "|", &save))
       run_path(p);
     free(dirs);
 #else

@@ -4,6 +4,8 @@
 **
 **   cmake --build build --target http_parse_bench && ./build/http_parse_bench
 **   ./build/http_parse_bench 9     (rounds; default 7)
+**   bench/http/parse_icount.sh     (instructions per head, under callgrind:
+**                                   stable on a busy machine)
 **
 ** Both parsers do the work a server needs from a head: method, target,
 ** version, every header as (name, value) spans, the framing facts.  Ours
@@ -27,9 +29,8 @@ static const struct {
   const char *name, *text;
 } requests[] = {
     {"wrk hello", "GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n"},
-    {"curl GET",
-     "GET /index.html HTTP/1.1\r\nHost: localhost:8080\r\n"
-     "User-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n"},
+    {"curl GET", "GET /index.html HTTP/1.1\r\nHost: localhost:8080\r\n"
+                 "User-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n"},
     {"POST + length",
      "POST /api/items?id=42 HTTP/1.1\r\nHost: localhost:8080\r\n"
      "Content-Type: application/json\r\nContent-Length: 27\r\n"
@@ -154,6 +155,16 @@ static int by_value(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
+  if (argc == 5 && strcmp(argv[1], "count") == 0) {
+    /* For instruction counts under callgrind: one parser, one request,
+    ** a fixed number of iterations, no timing. */
+    size_t q = (size_t)atoi(argv[3]);
+    long iters = atol(argv[4]);
+    if (q >= NREQ || iters < 0) return 2;
+    const char *buf = requests[q].text;
+    (strcmp(argv[2], "ours") == 0 ? run_ours : run_hp)(buf, strlen(buf), iters);
+    return 0;
+  }
   int rounds = argc > 1 ? atoi(argv[1]) : 7;
   if (rounds < 1 || rounds > 99) rounds = 7;
   printf("ns per request head, median of %d rounds (http-parser %lu.%lu.%lu)\n",

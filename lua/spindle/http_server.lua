@@ -101,7 +101,18 @@ BodyError.__tostring = function(e) return "http: " .. e.status .. " " .. e.why e
 -- ---------------------------------------------------------------- requests
 
 local Request = {}
-Request.__index = Request
+
+-- req.header_list ({name, value} pairs in order) is made on first use
+-- from the flat list the parser leaves.
+function Request.__index(req, k)
+  if k == "header_list" then
+    local f, list = rawget(req, "_fields"), {}
+    for i = 1, #f, 2 do list[#list + 1] = {f[i], f[i + 1]} end
+    rawset(req, "header_list", list)
+    return list
+  end
+  return Request[k]
+end
 
 -- Bytes from the connection: what the parser left over first.
 local function conn_read(conn, max)
@@ -369,7 +380,13 @@ end
 local function serve_connection(srv, s)
   local conn = {s = s, rest = "", task = spindle.current()}
   local hp = new_head(srv.max_header, 100)
-  local peer
+  local peer, tb
+  local function msgh(e) -- where a handler failed, for the report
+    if getmetatable(e) ~= BodyError and not is_cancelled(e) then
+      tb = debug.traceback(type(e) == "string" and e or tostring(e), 2)
+    end
+    return e
+  end
   while not srv._closing do
     -- 1. the first byte of the next request, within idle_timeout
     if conn.rest == "" then
@@ -383,11 +400,22 @@ local function serve_connection(srv, s)
       if not data then return end -- the peer closed, or an error
       conn.rest = data
     end
-    -- 2. the whole head, within header_timeout of its first byte
-    local ok, req, status = pcall(timeout, srv.header_timeout, read_head, conn, hp)
-    if not ok then
-      if is_timeout(req) then pcall(plain, conn, 408, true) return end
-      error(req, 0) -- aborted: the server is closing
+    -- 2. the whole head, within header_timeout of its first byte (most
+    --    heads arrive whole: no deadline to set up for those)
+    local req, status = hp:feed(conn.rest)
+    if req == nil then
+      conn.rest = ""
+      local ok
+      ok, req, status = pcall(timeout, srv.header_timeout, read_head, conn, hp)
+      if not ok then
+        if is_timeout(req) then pcall(plain, conn, 408, true) return end
+        error(req, 0) -- aborted: the server is closing
+      end
+    elseif req == false then
+      conn.rest = ""
+    else
+      conn.rest = status
+      status = nil
     end
     if req == nil then return end
     if req == false then
@@ -414,13 +442,8 @@ local function serve_connection(srv, s)
     setmetatable(req, Request)
     local res = setmetatable({_req = req, _srv = srv}, Response)
     -- 4. the handler
-    local tb
-    local r = pack(xpcall(srv.handler, function(e)
-      if getmetatable(e) ~= BodyError and not is_cancelled(e) then
-        tb = debug.traceback(type(e) == "string" and e or tostring(e), 2)
-      end
-      return e
-    end, req, res))
+    tb = nil
+    local r = pack(xpcall(srv.handler, msgh, req, res))
     if r[1] then
       if not res._started then
         local okr, err = pcall(respond, res, r[2] or 200, r[3], r[4])

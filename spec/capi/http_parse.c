@@ -16,17 +16,17 @@
 
 static int passed, failed;
 
-#define CHECK(cond, ...)                                \
-  do {                                                  \
-    if (cond) {                                         \
-      passed++;                                         \
-      printf("ok - ");                                  \
-    } else {                                            \
-      failed++;                                         \
-      printf("not ok (%s:%d) - ", __FILE__, __LINE__);  \
-    }                                                   \
-    printf(__VA_ARGS__);                                \
-    printf("\n");                                       \
+#define CHECK(cond, ...)                                                       \
+  do {                                                                         \
+    if (cond) {                                                                \
+      passed++;                                                                \
+      printf("ok - ");                                                         \
+    } else {                                                                   \
+      failed++;                                                                \
+      printf("not ok (%s:%d) - ", __FILE__, __LINE__);                         \
+    }                                                                          \
+    printf(__VA_ARGS__);                                                       \
+    printf("\n");                                                              \
   } while (0)
 
 #define MAX_HEADERS 16
@@ -179,8 +179,9 @@ static void test_forms(void) {
   s = "POST HTTPS://[::1]:443?x HTTP/1.1\r\nHost: [::1]:443\r\n"
       "Content-Length: 0\r\n\r\n";
   r = ok_req("absolute-form, no path, IPv6", s, strlen(s));
-  CHECK(span_is(s, r->scheme, "HTTPS") && span_is(s, r->authority, "[::1]:443") &&
-            r->path.len == 0 && span_is(s, r->query, "x"),
+  CHECK(span_is(s, r->scheme, "HTTPS") &&
+            span_is(s, r->authority, "[::1]:443") && r->path.len == 0 &&
+            span_is(s, r->query, "x"),
         "empty path (means /), query, bracketed IPv6 authority");
 
   s = "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n";
@@ -225,7 +226,8 @@ static void test_forms(void) {
             (r->flags & SP_HTTP_HAS_LENGTH) && r->content_length == 10,
         "expect-continue flag and Content-Length 10");
 
-  s = "PUT /up HTTP/1.0\r\nExpect: 100-continue, x\r\nContent-Length: 1\r\n\r\n";
+  s = "PUT /up HTTP/1.0\r\nExpect: 100-continue, x\r\nContent-Length: "
+      "1\r\n\r\n";
   r = ok_req("Expect in HTTP/1.0", s, strlen(s));
   CHECK(!(r->flags & SP_HTTP_EXPECT_CONTINUE), "HTTP/1.0 ignores Expect");
 
@@ -244,7 +246,8 @@ static void test_forms(void) {
   r = ok_req("repeated equal Content-Length", s, strlen(s));
   CHECK(r->content_length == 42, "one length, 42");
 
-  s = "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 9223372036854775807\r\n\r\n";
+  s = "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: "
+      "9223372036854775807\r\n\r\n";
   r = ok_req("largest Content-Length", s, strlen(s));
   CHECK(r->content_length == INT64_MAX, "INT64_MAX");
 
@@ -254,7 +257,8 @@ static void test_forms(void) {
             (r->flags & SP_HTTP_HAS_HOST),
         "skipped; header names ignore case");
 
-  s = "GET / HTTP/1.1\r\nHost:\r\nX-A:  a b \t\r\nX-B:\t\r\nX-C: \xff\x80ok\r\n\r\n";
+  s = "GET / HTTP/1.1\r\nHost:\r\nX-A:  a b \t\r\nX-B:\t\r\nX-C: "
+      "\xff\x80ok\r\n\r\n";
   r = ok_req("value trimming, empty values, obs-text", s, strlen(s));
   CHECK(r->host.len == 0 && span_is(s, r->headers[1].value, "a b") &&
             r->headers[2].value.len == 0 &&
@@ -281,11 +285,22 @@ static void test_forms(void) {
 }
 
 static void test_incomplete(void) {
-  static const char *prefixes[] = {
-      "", "\r", "\r\n", "G", "GET", "GET ", "GET /", "GET / ", "GET / HTTP/1",
-      "GET / HTTP/1.1", "GET / HTTP/1.1\r", "GET / HTTP/1.1\r\n",
-      "GET / HTTP/1.1\r\nHo", "GET / HTTP/1.1\r\nHost:",
-      "GET / HTTP/1.1\r\nHost: h\r", "GET / HTTP/1.1\r\nHost: h\r\n\r"};
+  static const char *prefixes[] = {"",
+                                   "\r",
+                                   "\r\n",
+                                   "G",
+                                   "GET",
+                                   "GET ",
+                                   "GET /",
+                                   "GET / ",
+                                   "GET / HTTP/1",
+                                   "GET / HTTP/1.1",
+                                   "GET / HTTP/1.1\r",
+                                   "GET / HTTP/1.1\r\n",
+                                   "GET / HTTP/1.1\r\nHo",
+                                   "GET / HTTP/1.1\r\nHost:",
+                                   "GET / HTTP/1.1\r\nHost: h\r",
+                                   "GET / HTTP/1.1\r\nHost: h\r\n\r"};
   int all = 1;
   for (size_t i = 0; i < sizeof prefixes / sizeof *prefixes; i++) {
     parsed p;
@@ -306,7 +321,8 @@ typedef struct bad_case {
   const char *reason;
 } bad_case;
 
-#define BAD(what, lit, status, reason) {what, lit, sizeof(lit) - 1, status, reason}
+#define BAD(what, lit, status, reason)                                         \
+  { what, lit, sizeof(lit) - 1, status, reason }
 #define H "GET / HTTP/1.1\r\nHost: h\r\n"
 #define P "POST / HTTP/1.1\r\nHost: h\r\n"
 
@@ -318,8 +334,9 @@ static const bad_case bad_cases[] = {
     BAD("Transfer-Encoding with Content-Length",
         P "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n", 400,
         "Content-Length with Transfer-Encoding"),
-    BAD("differing Content-Length", P "Content-Length: 5\r\nContent-Length: 6\r\n\r\n",
-        400, "conflicting Content-Length"),
+    BAD("differing Content-Length",
+        P "Content-Length: 5\r\nContent-Length: 6\r\n\r\n", 400,
+        "conflicting Content-Length"),
     BAD("Content-Length list", P "Content-Length: 5, 5\r\n\r\n", 400,
         "invalid Content-Length"),
     BAD("signed Content-Length +", P "Content-Length: +5\r\n\r\n", 400,
@@ -330,8 +347,8 @@ static const bad_case bad_cases[] = {
         "invalid Content-Length"),
     BAD("Content-Length 1e3", P "Content-Length: 1e3\r\n\r\n", 400,
         "invalid Content-Length"),
-    BAD("Content-Length with inner space", P "Content-Length: 1 2\r\n\r\n",
-        400, "invalid Content-Length"),
+    BAD("Content-Length with inner space", P "Content-Length: 1 2\r\n\r\n", 400,
+        "invalid Content-Length"),
     BAD("empty Content-Length", P "Content-Length: \r\n\r\n", 400,
         "invalid Content-Length"),
     BAD("Content-Length over INT64_MAX",
@@ -368,8 +385,9 @@ static const bad_case bad_cases[] = {
     BAD("obs-fold", H "X-A: a\r\n b\r\n\r\n", 400, "obsolete line folding"),
     BAD("obs-fold with HTAB", H "X-A: a\r\n\tb\r\n\r\n", 400,
         "obsolete line folding"),
-    BAD("whitespace after the request line", "GET / HTTP/1.1\r\n Host: h\r\n\r\n",
-        400, "whitespace before the first field"),
+    BAD("whitespace after the request line",
+        "GET / HTTP/1.1\r\n Host: h\r\n\r\n", 400,
+        "whitespace before the first field"),
     BAD("bare LF ending the request line", "GET / HTTP/1.1\nHost: h\r\n\r\n",
         400, "bare LF"),
     BAD("bare LF ending a field", "GET / HTTP/1.1\r\nHost: h\n\r\n", 400,
@@ -388,8 +406,10 @@ static const bad_case bad_cases[] = {
     BAD("NUL in a name", H "X\0A: b\r\n\r\n", 400, "NUL byte"),
     BAD("NUL in the target", "GET /\0 HTTP/1.1\r\n", 400, "NUL byte"),
     BAD("NUL in the method", "G\0T / HTTP/1.1\r\n", 400, "NUL byte"),
-    BAD("control byte in a value", H "X-A: a\x01" "b\r\n\r\n", 400,
-        "control byte"),
+    BAD("control byte in a value",
+        H "X-A: a\x01"
+          "b\r\n\r\n",
+        400, "control byte"),
     BAD("ESC in a value", H "X-A: \x1b[0m\r\n\r\n", 400, "control byte"),
     BAD("DEL in a value", H "X-A: a\x7f\r\n\r\n", 400, "control byte"),
     BAD("vertical tab in a value", H "X-A: a\vb\r\n\r\n", 400, "control byte"),
@@ -407,7 +427,8 @@ static const bad_case bad_cases[] = {
     BAD("empty name", H ": b\r\n\r\n", 400, "empty field name"),
     BAD("line without colon", H "X-A\r\n\r\n", 400, "field line without colon"),
     /* request line */
-    BAD("invalid method byte", "G(T / HTTP/1.1\r\n", 400, "invalid request line"),
+    BAD("invalid method byte", "G(T / HTTP/1.1\r\n", 400,
+        "invalid request line"),
     BAD("empty method", " / HTTP/1.1\r\n", 400, "invalid request line"),
     BAD("two spaces after method", "GET  / HTTP/1.1\r\n", 400,
         "invalid request line"),
@@ -422,16 +443,18 @@ static const bad_case bad_cases[] = {
         "invalid request-target"),
     BAD("other scheme", "GET ftp://h/ HTTP/1.1\r\nHost: h\r\n\r\n", 400,
         "invalid request-target"),
-    BAD("userinfo in absolute-form", "GET http://u:p@h/ HTTP/1.1\r\nHost: h\r\n\r\n",
-        400, "invalid authority in request-target"),
+    BAD("userinfo in absolute-form",
+        "GET http://u:p@h/ HTTP/1.1\r\nHost: h\r\n\r\n", 400,
+        "invalid authority in request-target"),
     BAD("empty authority", "GET http:///x HTTP/1.1\r\nHost: h\r\n\r\n", 400,
         "invalid authority in request-target"),
-    BAD("bad port in absolute-form", "GET http://h:99999/ HTTP/1.1\r\nHost: h\r\n\r\n",
-        400, "invalid authority in request-target"),
+    BAD("bad port in absolute-form",
+        "GET http://h:99999/ HTTP/1.1\r\nHost: h\r\n\r\n", 400,
+        "invalid authority in request-target"),
     BAD("asterisk-form with GET", "GET * HTTP/1.1\r\nHost: h\r\n\r\n", 400,
         "asterisk-form is only for OPTIONS"),
-    BAD("CONNECT with origin-form", "CONNECT / HTTP/1.1\r\nHost: h\r\n\r\n", 400,
-        "CONNECT needs host:port"),
+    BAD("CONNECT with origin-form", "CONNECT / HTTP/1.1\r\nHost: h\r\n\r\n",
+        400, "CONNECT needs host:port"),
     BAD("CONNECT without port", "CONNECT h HTTP/1.1\r\nHost: h\r\n\r\n", 400,
         "CONNECT needs host:port"),
     BAD("HTTP/0.9 request line", "GET /\r\n\r\n", 400, "missing HTTP version"),
@@ -440,7 +463,8 @@ static const bad_case bad_cases[] = {
         "HTTP version not supported"),
     BAD("HTTP/2.0", "GET / HTTP/2.0\r\nHost: h\r\n\r\n", 505,
         "HTTP version not supported"),
-    BAD("HTTP/0.9", "GET / HTTP/0.9\r\n\r\n", 505, "HTTP version not supported"),
+    BAD("HTTP/0.9", "GET / HTTP/0.9\r\n\r\n", 505,
+        "HTTP version not supported"),
     BAD("HTTP/2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505,
         "HTTP version not supported"),
     BAD("lower-case http", "GET / http/1.1\r\n", 400, "invalid HTTP version"),
@@ -452,8 +476,8 @@ static const bad_case bad_cases[] = {
     /* Host */
     BAD("missing Host", "GET / HTTP/1.1\r\n\r\n", 400, "missing Host"),
     BAD("duplicate Host", H "Host: h\r\n\r\n", 400, "duplicate Host"),
-    BAD("duplicate Host in HTTP/1.0", "GET / HTTP/1.0\r\nhost: a\r\nHOST: a\r\n\r\n",
-        400, "duplicate Host"),
+    BAD("duplicate Host in HTTP/1.0",
+        "GET / HTTP/1.0\r\nhost: a\r\nHOST: a\r\n\r\n", 400, "duplicate Host"),
     BAD("Host with a space", "GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400,
         "invalid Host"),
     BAD("Host with userinfo", "GET / HTTP/1.1\r\nHost: u@h\r\n\r\n", 400,
@@ -489,11 +513,14 @@ static void test_bad(void) {
 
 /* Errors are found at the offending byte, before the head is complete. */
 static void test_early(void) {
-  static const char *early[] = {
-      "\x16\x03", "GET /\x01", "GET / HTTP/1.1\r\nX: \0",
-      "GET / HTTP/1.1\r\nX : ", "GET / HTTP/1.1\r\nX: a\r\n b",
-      "GET / HTTP/2.0\r\n", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n",
-      "POST / HTTP/1.1\r\nContent-Length: -1\r\n"};
+  static const char *early[] = {"\x16\x03",
+                                "GET /\x01",
+                                "GET / HTTP/1.1\r\nX: \0",
+                                "GET / HTTP/1.1\r\nX : ",
+                                "GET / HTTP/1.1\r\nX: a\r\n b",
+                                "GET / HTTP/2.0\r\n",
+                                "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n",
+                                "POST / HTTP/1.1\r\nContent-Length: -1\r\n"};
   int all = 1;
   for (size_t i = 0; i < sizeof early / sizeof *early; i++) {
     parsed p;
@@ -564,8 +591,8 @@ static void test_limits(void) {
   ** (each call looks only at the new byte; this would take seconds if
   ** each call rescanned the line). */
   static char big[1 << 20];
-  size_t pre = (size_t)snprintf(big, sizeof big,
-                                "GET / HTTP/1.1\r\nHost: h\r\nX: ");
+  size_t pre =
+      (size_t)snprintf(big, sizeof big, "GET / HTTP/1.1\r\nHost: h\r\nX: ");
   n = pre;
   while (n < sizeof big - 4) big[n++] = 'v';
   memcpy(big + n, "\r\n\r\n", 4);
@@ -607,13 +634,13 @@ static void test_byte_classes(void) {
     int reg = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
               (c >= 'A' && c <= 'Z') || (c && strchr("-._~!$&'()*+,;=", c));
     for (size_t at = 1; at < 17; at++) {
-      field &= accepts("GET / HTTP/1.1\r\nHost: h\r\nX: ", c, at,
-                       "\r\n\r\n") == f;
+      field &=
+          accepts("GET / HTTP/1.1\r\nHost: h\r\nX: ", c, at, "\r\n\r\n") == f;
       target &= accepts("GET /", c, at, " HTTP/1.1\r\nHost: h\r\n\r\n") == t;
-      name &= accepts("GET / HTTP/1.1\r\nHost: h\r\nX", c, at,
-                      ": v\r\n\r\n") == (is_tchar(c) || c == ':');
-      method &= accepts("", c, at, " / HTTP/1.1\r\nHost: h\r\n\r\n") ==
-                is_tchar(c);
+      name &= accepts("GET / HTTP/1.1\r\nHost: h\r\nX", c, at, ": v\r\n\r\n") ==
+              (is_tchar(c) || c == ':');
+      method &=
+          accepts("", c, at, " / HTTP/1.1\r\nHost: h\r\n\r\n") == is_tchar(c);
       host &= accepts("GET / HTTP/1.1\r\nHost: ", c, at, "\r\n\r\n") ==
               (reg || c == '%'); /* "%aa" is pct-encoded */
     }
@@ -710,12 +737,12 @@ static int chunked_split(const char *in, size_t n, uint32_t max_ext,
 
 static void chunk_ok(const char *what, const char *in, size_t n,
                      const char *body, size_t used) {
-  int split = chunked_split(in, n, SP_HTTP_CHUNK_MAX_EXT,
-                            SP_HTTP_CHUNK_MAX_TRAILER);
+  int split =
+      chunked_split(in, n, SP_HTTP_CHUNK_MAX_EXT, SP_HTTP_CHUNK_MAX_TRAILER);
   decoded *d = &chunk_whole;
   if (used == ALL) used = n;
-  CHECK(d->rc == SP_HTTP_OK && d->used == used &&
-            d->out_len == strlen(body) && memcmp(d->out, body, d->out_len) == 0,
+  CHECK(d->rc == SP_HTTP_OK && d->used == used && d->out_len == strlen(body) &&
+            memcmp(d->out, body, d->out_len) == 0,
         "chunked %s: the body, %zu bytes used (got rc %d, %s)", what, used,
         d->rc, d->rc == SP_HTTP_ERR ? d->reason : "");
   CHECK(split, "chunked %s: the same split at every byte", what);
@@ -733,20 +760,21 @@ static void chunk_bad(const char *what, const char *in, size_t n, int status,
   CHECK(split, "chunked %s: the same split at every byte", what);
 }
 
-#define CBAD(what, lit, status, reason) \
-  chunk_bad(what, lit, sizeof(lit) - 1, status, reason, \
-            SP_HTTP_CHUNK_MAX_EXT, SP_HTTP_CHUNK_MAX_TRAILER)
+#define CBAD(what, lit, status, reason)                                        \
+  chunk_bad(what, lit, sizeof(lit) - 1, status, reason, SP_HTTP_CHUNK_MAX_EXT, \
+            SP_HTTP_CHUNK_MAX_TRAILER)
 
 static void test_chunked(void) {
   chunk_ok("one chunk", LIT("5\r\nhello\r\n0\r\n\r\n"), "hello", 15);
-  chunk_ok("two chunks, hex sizes", LIT("a\r\n0123456789\r\n1B\r\n"
-                                        "abcdefghijklmnopqrstuvwxyz!\r\n"
-                                        "0\r\n\r\n"),
+  chunk_ok("two chunks, hex sizes",
+           LIT("a\r\n0123456789\r\n1B\r\n"
+               "abcdefghijklmnopqrstuvwxyz!\r\n"
+               "0\r\n\r\n"),
            "0123456789abcdefghijklmnopqrstuvwxyz!", ALL);
   chunk_ok("leading zeros", LIT("0003\r\nabc\r\n000\r\n\r\n"), "abc", 18);
   chunk_ok("empty body", LIT("0\r\n\r\n"), "", 5);
-  chunk_ok("data with CRLF inside", LIT("4\r\n\r\n\r\n\r\n0\r\n\r\n"), "\r\n\r\n",
-           14);
+  chunk_ok("data with CRLF inside", LIT("4\r\n\r\n\r\n\r\n0\r\n\r\n"),
+           "\r\n\r\n", 14);
   chunk_ok("extensions",
            LIT("3;a=b ; c = \"q \\\" \\\\ \"\t;d\r\nxyz\r\n0;last\r\n\r\n"),
            "xyz", ALL);
