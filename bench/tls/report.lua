@@ -185,7 +185,7 @@ local function check(label, mode, key, peer, need, lower, fmt)
   local r = ratio(s, p)
   if not r then return target(label, nil, "no measurement") end
   target(label, lower and r <= need or (not lower and r >= need),
-    ("measured %.2f× (" .. fmt .. " vs " .. fmt .. ")"):format(r, s, p))
+    ("measured %.3f× (" .. fmt .. " vs " .. fmt .. ")"):format(r, s, p))
 end
 check("handshakes/s ≥ 0.9× C", "hs", "hs_per_s", "c", 0.9, false, "%.0f")
 check("echo round trips/s ≥ 0.9× C", "echo", "rt_per_s", "c", 0.9, false, "%.0f")
