@@ -447,7 +447,6 @@ static sp_tlsctx *ctx_build(lua_State *L, int arg, const char *fname,
   ** trust store at every handshake (a directory scan of the system store
   ** per connection -- bench/tls/README). */
   SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-                            SSL_MODE_RELEASE_BUFFERS |
                             (server ? SSL_MODE_NO_AUTO_CHAIN : 0));
   if (cert != NULL) {
     check_path(L, fname, "certificate", cert, 0);
