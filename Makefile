@@ -22,7 +22,14 @@ DEB_PACKAGES := lua5.4 liblua5.4-dev libuv1-dev lua-busted luarocks cmake \
                 pkg-config gcc libc6-dev make valgrind lua-luv lua-cqueues \
                 lua-socket
 
-.PHONY: all deps build asan demo test bench format clean
+# `make check-deep`: the long forms of the reliability harness (issue 9),
+# not part of `make test`.  SPINDLE_DEEP=1 makes these specs run their deep
+# form: every lifecycle combination on both clocks, 1,000,000 spawn/abort
+# cycles, 150,000 timed-out connections.
+DEEP_SPECS := spec/50-lifecycle-matrix_spec.lua spec/51-badinput_spec.lua \
+              spec/52-soak_spec.lua spec/53-floods_spec.lua
+
+.PHONY: all deps build asan demo test bench format clean check-deep
 
 all: build
 
@@ -60,6 +67,9 @@ bench:
 	else \
 	  echo "make bench: no bench/run.lua or bench/run yet"; \
 	fi
+
+check-deep: build
+	SPINDLE_DEEP=1 busted --lua=lua5.4 $(DEEP_SPECS)
 
 format:
 	@command -v clang-format >/dev/null || { echo "clang-format not installed"; exit 1; }

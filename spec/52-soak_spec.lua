@@ -75,6 +75,9 @@ local function sampler(n, sample)
 end
 
 describe("soak", function()
+  setup(function() -- libuv's process-wide descriptors, once
+    H.run_virtual(function() assert(net.listen("127.0.0.1", 0)):close() end)
+  end)
   H.check_fds(_ENV)
 
   it(("%d spawn/abort cycles through every kind of wait keep heap and RSS flat"):format(CYCLES), function()

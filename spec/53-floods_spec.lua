@@ -19,6 +19,10 @@ local net = spindle.net
 
 local SLOW = H.ENV ~= "plain" -- sanitizers: more slack, less data
 local FLOOD_MB = H.ENV == "valgrind" and 10 or 100
+-- Under AddressSanitizer freed memory sits in quarantine (256 MB), so the
+-- RSS says nothing about what spindle keeps: there the RSS bounds are not
+-- asserted (the results and the flow-control checks still are).
+local RSS_CHECKS = H.ENV ~= "asan"
 
 local function status_kb(field)
   local f = assert(io.open("/proc/self/status"))
@@ -269,10 +273,12 @@ describe("slow peers and floods", function()
     assert.are.same({nil, "line too long", "ELINE"}, m.eline)
     assert.are.same({nil, "line too long", "ELINE"}, m.eline2)
     assert.is_true(m.peer_blocked, "the peer finished sending while nobody read: buffered?")
-    assert.is_true(m.rss_held < 4096, ("RSS grew %d KiB while the peer was held"):format(m.rss_held))
+    if RSS_CHECKS then
+      assert.is_true(m.rss_held < 4096, ("RSS grew %d KiB while the peer was held"):format(m.rss_held))
+      assert.is_true(m.peak < LIMIT_KB, ("peak RSS grew %d KiB draining %d MB"):format(m.peak, FLOOD_MB))
+    end
     assert.are.equal(TOTAL, m.received)
     assert.are.equal("eof", m.drain_end)
-    assert.is_true(m.peak < LIMIT_KB, ("peak RSS grew %d KiB draining %d MB"):format(m.peak, FLOOD_MB))
     assert.are.equal("sent " .. TOTAL .. "\n", m.peer)
     assert.are.equal(0, m.code)
   end)
@@ -318,7 +324,9 @@ describe("slow peers and floods", function()
       :format(tostring(sent), SECONDS, m.received, m.peak))
     assert.is_truthy(sent, "the flooder printed: " .. m.peer)
     assert.is_true(sent > 20 * m.received, "no flood: sent " .. sent .. ", received " .. m.received)
-    assert.is_true(m.peak < LIMIT_KB, ("peak RSS grew %d KiB during the flood"):format(m.peak))
+    if RSS_CHECKS then
+      assert.is_true(m.peak < LIMIT_KB, ("peak RSS grew %d KiB during the flood"):format(m.peak))
+    end
     assert.are.equal("after", m.after)
   end)
 end)
