@@ -9,8 +9,14 @@
 #   make asan    the same with -DSPINDLE_SANITIZE=ON into build-asan/
 #   make bench   deps + build + the benchmarks in bench/ (not part of CI);
 #                BENCH_ARGS=--quick for a smoke run
+#   make fuzz    build the libFuzzer harnesses (fuzz/*_fuzz.c) with clang into
+#                build-fuzz/ and run each for FUZZ_SECONDS (default 60) from
+#                the committed corpus; new inputs go to build-fuzz/corpus/
+#   make fuzz-merge  minimize the committed corpus plus build-fuzz/corpus/
+#                into fuzz/corpus/<name>-min/ (what CI replays)
 #   make format  clang-format -i on csrc/ and spec/capi/ (if installed)
 #   make clean   remove the build trees
+#   make fuzz, make check-deep: the reliability harness (mk/harness.mk)
 
 SHELL := /bin/bash
 BUILD_TYPE ?= RelWithDebInfo
@@ -20,16 +26,14 @@ MAKEFLAGS += --no-print-directory
 
 DEB_PACKAGES := lua5.4 liblua5.4-dev libuv1-dev lua-busted luarocks cmake \
                 pkg-config gcc libc6-dev make valgrind lua-luv lua-cqueues \
-                lua-socket
+                lua-socket libhttp-parser-dev libssl-dev openssl curl python3
+# Only `make fuzz` needs these (libFuzzer comes with clang's runtime).
+FUZZ_DEB_PACKAGES := clang libclang-rt-14-dev
 
-# `make check-deep`: the long forms of the reliability harness (issue 9),
-# not part of `make test`.  SPINDLE_DEEP=1 makes these specs run their deep
-# form: every lifecycle combination on both clocks, 1,000,000 spawn/abort
-# cycles, 150,000 timed-out connections.
-DEEP_SPECS := spec/50-lifecycle-matrix_spec.lua spec/51-badinput_spec.lua \
-              spec/52-soak_spec.lua spec/53-floods_spec.lua
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := $(patsubst fuzz/%_fuzz.c,%,$(wildcard fuzz/*_fuzz.c))
 
-.PHONY: all deps build asan demo test bench format clean check-deep
+.PHONY: all deps build asan demo test bench fuzz fuzz-build fuzz-merge format clean
 
 all: build
 
@@ -68,12 +72,47 @@ bench:
 	  echo "make bench: no bench/run.lua or bench/run yet"; \
 	fi
 
-check-deep: build
-	SPINDLE_DEEP=1 busted --lua=lua5.4 $(DEEP_SPECS)
+fuzz-build:
+	@bash scripts/deps.sh $(DEB_PACKAGES) $(FUZZ_DEB_PACKAGES)
+	@$(CMAKE) -S . -B build-fuzz -DCMAKE_C_COMPILER=clang \
+	  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSPINDLE_FUZZ=ON \
+	  -DSPINDLE_BUILD_TESTS=OFF -DSPINDLE_BUILD_CLI=OFF >/dev/null
+	@$(CMAKE) --build build-fuzz -j $(JOBS) --target fuzz_targets
+
+# Each harness runs from the committed seeds and minimized corpus (read
+# only) and writes what it finds to build-fuzz/corpus/<name>; a crash or a
+# disagreement stops the run, with the input in build-fuzz/artifacts/.
+fuzz: fuzz-build
+	@set -e; mkdir -p build-fuzz/artifacts; \
+	for t in $(FUZZ_TARGETS); do \
+	  mkdir -p build-fuzz/corpus/$$t fuzz/corpus/$$t-min; \
+	  echo "==> fuzz_$$t for $(FUZZ_SECONDS) s"; \
+	  ./build-fuzz/fuzz_$$t build-fuzz/corpus/$$t fuzz/corpus/$$t \
+	    fuzz/corpus/$$t-min -max_total_time=$(FUZZ_SECONDS) \
+	    -artifact_prefix=build-fuzz/artifacts/$$t- -print_final_stats=1; \
+	done
+
+# The seeds are placed in the output first, so only inputs that add
+# coverage beyond them are kept; -use_counters=0 keeps one input per edge,
+# not per hit count (a corpus CI replays in a second).
+fuzz-merge: fuzz-build
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  m=build-fuzz/merged-$$t; \
+	  rm -rf $$m && mkdir -p $$m build-fuzz/corpus/$$t fuzz/corpus/$$t-min; \
+	  cp fuzz/corpus/$$t/* $$m/; \
+	  ./build-fuzz/fuzz_$$t -merge=1 -use_counters=0 $$m \
+	    fuzz/corpus/$$t-min build-fuzz/corpus/$$t; \
+	  (cd fuzz/corpus/$$t && for f in *; do rm -f "../../../$$m/$$f"; done); \
+	  rm -rf fuzz/corpus/$$t-min && mv $$m fuzz/corpus/$$t-min; \
+	  echo "fuzz/corpus/$$t-min: $$(ls fuzz/corpus/$$t-min | wc -l) files"; \
+	done
 
 format:
 	@command -v clang-format >/dev/null || { echo "clang-format not installed"; exit 1; }
 	clang-format -i $(wildcard csrc/*.c csrc/*.h spec/capi/*.c spec/capi/*.h)
 
 clean:
-	rm -rf build build-asan build.luarocks
+	rm -rf build build-asan build-fuzz build.luarocks
+
+include mk/harness.mk
+include mk/harness2.mk

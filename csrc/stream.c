@@ -1,7 +1,7 @@
 /*
 ** stream.c -- the buffered stream shared by TCP, Unix sockets and process
-** pipes: reads, writes, shutdown, close, and the list of open network
-** objects that closing a runtime sweeps.
+** pipes: reads, writes, shutdown, close.  Every stream is owned by its
+** runtime (an sp_ionode) from sp_stream_opened until its close callback.
 **
 ** Memory.  The Lua object is a small box (sp_sbox) pointing at a malloc()ed
 ** sp_stream that holds the libuv handle; libuv may touch the handle until
@@ -30,6 +30,14 @@
 ** raises "socket busy".  A read_cb or write_cb wakes the waiter; abort runs
 ** the undo, which only clears the slot.  Closing wakes both with
 ** nil, "closed", "ECANCELED".
+**
+** TLS.  A TLS stream (s->tls, tls.c) is the same object: the socket is
+** read into the TLS engine's ciphertext buffer instead of rbuf, and the
+** engine decrypts into rbuf, so every read method, the bound and the
+** cancellation rules above apply to plaintext unchanged.  Writes hand the
+** plaintext to the engine, which encrypts and sends it in the background
+** and reports the end like write_cb.  The `if (s->tls)` branches below are
+** the only places where the two differ.
 */
 #include <math.h>
 #include <signal.h>
@@ -38,99 +46,20 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "net.h"
+#include "tls.h"
 
 enum { R_N, R_SOME, R_LINE, R_UNTIL, R_ALL };
 /* What a writer waits for (the low bits of its continuation context). */
 enum { W_OWN = 0, W_PREV = 1, W_SHUT = 2, W_PREV_SHUT = 3 };
 
-/* ---- the list of open network objects -------------------------------- */
-
-static uv_once_t list_once = UV_ONCE_INIT;
-static uv_mutex_t list_lock;
-static sp_nethandle list_head = {NULL, &list_head, &list_head, NULL};
-
-static void list_init(void) {
-  if (uv_mutex_init(&list_lock) != 0) abort();
-}
-
-void sp_net_track(sp_nethandle *n, sp_runtime *rt,
-                  void (*close)(sp_nethandle *)) {
-  uv_once(&list_once, list_init);
-  n->rt = rt;
-  n->close = close;
-  uv_mutex_lock(&list_lock);
-  n->next = list_head.next;
-  n->prev = &list_head;
-  list_head.next->prev = n;
-  list_head.next = n;
-  uv_mutex_unlock(&list_lock);
-}
-
-void sp_net_untrack(sp_nethandle *n) {
-  if (n->next == NULL) return;
-  uv_mutex_lock(&list_lock);
-  n->prev->next = n->next;
-  n->next->prev = n->prev;
-  n->next = n->prev = NULL;
-  uv_mutex_unlock(&list_lock);
-}
-
-/* Closes every network object of rt (runtime close).  Each close untracks
-** its node, so the walk restarts from the head each time. */
-void sp_net_close_all(sp_runtime *rt) {
-  uv_once(&list_once, list_init);
-  for (;;) {
-    sp_nethandle *n;
-    uv_mutex_lock(&list_lock);
-    for (n = list_head.next; n != &list_head; n = n->next)
-      if (n->rt == rt) break;
-    uv_mutex_unlock(&list_lock);
-    if (n == &list_head) return;
-    sp_net_untrack(n);
-    n->close(n);
-  }
-}
-
-/* A write to a socket or pipe whose peer has gone must return EPIPE, not
-** kill the process: ignore SIGPIPE unless the host installed a handler. */
-static uv_once_t sigpipe_once = UV_ONCE_INIT;
-static void sigpipe_init(void) {
-#ifdef SIGPIPE
-  struct sigaction sa;
-  if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) {
-    sa.sa_handler = SIG_IGN;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = 0;
-    sigaction(SIGPIPE, &sa, NULL);
-  }
-#endif
-}
-void sp_net_ignore_sigpipe(void) { uv_once(&sigpipe_once, sigpipe_init); }
-
-/* ---- results ----------------------------------------------------------- */
-
-int sp_net_error(lua_State *L, int code) {
-  lua_pushnil(L);
-  if (code == UV_EOF)
-    lua_pushliteral(L, "eof");
-  else if (code == UV_ETIMEDOUT)
-    lua_pushliteral(L, "timeout");
-  else
-    lua_pushstring(L, uv_strerror(code));
-  lua_pushstring(L, uv_err_name(code));
-  return 3;
-}
-
-int sp_net_fail(lua_State *L, const char *msg, const char *code) {
-  lua_pushnil(L);
-  lua_pushstring(L, msg);
-  lua_pushstring(L, code);
-  return 3;
-}
-
 static int closed_result(lua_State *L, const char *code) {
-  return sp_net_fail(L, "closed", code);
+  return sp_io_closed(L, code);
+}
+
+/* nil, message, code for an error of stream s: a TLS failure says why. */
+static int stream_error(lua_State *L, sp_stream *s, int code) {
+  if (code == SP_ETLS && s->tls != NULL) return sp_tls_push_error(L, s);
+  return sp_io_fail(L, code);
 }
 
 /* ---- creation and close ----------------------------------------------- */
@@ -144,29 +73,31 @@ sp_stream *sp_stream_alloc(const char *kind) {
   return s;
 }
 
-static void stream_node_close(sp_nethandle *n) {
-  sp_stream_close(sp_container_of(n, sp_stream, node));
+static void stream_node_close(sp_owned *o) {
+  sp_stream_close(sp_container_of(o, sp_stream, node.own));
 }
 
 void sp_stream_opened(sp_stream *s, sp_runtime *rt) {
   s->h->data = s;
-  sp_net_ignore_sigpipe();
-  sp_net_track(&s->node, rt, stream_node_close);
+  sp_io_track(&s->node, rt, stream_node_close);
 }
 
 static void stream_closed(uv_handle_t *h) {
   sp_stream *s = (sp_stream *)h->data;
+  sp_io_untrack(&s->node);
   if (s->external) free(h);
+  if (s->tls != NULL) sp_tls_free(s->tls);
   free(s->rbuf);
   free(s);
 }
 
 static void wake_waiter(sp_task *t) {
   if (t != NULL && t->state == SP_T_WAITING) {
-    t->undo = NULL;
     sp_wake(t, SP_WAKE_OK);
   }
 }
+
+void sp_stream_wake(sp_task *t) { wake_waiter(t); }
 
 void sp_stream_close(sp_stream *s) {
   if (s == NULL || s->closing) return;
@@ -178,7 +109,7 @@ void sp_stream_close(sp_stream *s) {
   wake_waiter(s->reader); /* their continuations find box->s == NULL */
   wake_waiter(s->writer);
   s->reader = s->writer = NULL;
-  sp_net_untrack(&s->node);
+  if (s->tls != NULL) sp_tls_close(s); /* close_notify, handshake waiter */
   if (s->reset && s->h->type == UV_TCP && !s->spending &&
       uv_tcp_close_reset((uv_tcp_t *)s->h, stream_closed) == 0)
     return;
@@ -322,11 +253,9 @@ static size_t rneed(int kind, size_t n, size_t max, size_t dlen) {
   }
 }
 
-static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-  sp_stream *s = (sp_stream *)h->data;
+char *sp_stream_rreserve(sp_stream *s, size_t max, size_t *len) {
   size_t want = s->rlimit > s->rlen ? s->rlimit - s->rlen : 0;
-  (void)suggested;
-  if (want > SP_STREAM_CHUNK) want = SP_STREAM_CHUNK;
+  if (want > max) want = max;
   if (want == 0) want = 1; /* cannot happen: reading stops when full */
   if (s->roff + s->rlen + want > s->rcap) {
     if (s->roff > 0 && s->rlen + want <= s->rcap) {
@@ -342,17 +271,20 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
       if (cap < s->rlen + want) cap = s->rlen + want;
       if (cap > s->rlimit && s->rlimit >= s->rlen + want) cap = s->rlimit;
       p = realloc(s->rbuf, cap);
-      if (p == NULL) { /* read_cb gets UV_ENOBUFS */
-        buf->base = NULL;
-        buf->len = 0;
-        return;
-      }
+      if (p == NULL) return NULL;
       s->rbuf = p;
       s->rcap = cap;
     }
   }
-  buf->base = s->rbuf + s->roff + s->rlen;
-  buf->len = want;
+  *len = want;
+  return s->rbuf + s->roff + s->rlen;
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  size_t len = 0;
+  char *p = sp_stream_rreserve((sp_stream *)h->data, SP_STREAM_CHUNK, &len);
+  (void)suggested;
+  *buf = uv_buf_init(p, p ? (unsigned)len : 0); /* NULL: UV_ENOBUFS */
 }
 
 static void read_stop(sp_stream *s) {
@@ -361,6 +293,8 @@ static void read_stop(sp_stream *s) {
     s->reading = 0;
   }
 }
+
+void sp_stream_read_stop(sp_stream *s) { read_stop(s); }
 
 /* Could the waiting reader complete now?  Updates the delimiter scan. */
 static int reader_ready(sp_stream *s) {
@@ -375,6 +309,20 @@ static int reader_ready(sp_stream *s) {
   }
 }
 
+/* libuv reports a reset that arrives with the last data as EOF: ask the
+** socket. */
+int sp_stream_eof_error(uv_stream_t *h) {
+  if (h->type == UV_TCP) {
+    uv_os_fd_t fd;
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (uv_fileno((uv_handle_t *)h, &fd) == 0 &&
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0)
+      return uv_translate_sys_error(err);
+  }
+  return 0;
+}
+
 static void read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
   sp_stream *s = (sp_stream *)h->data;
   (void)buf;
@@ -384,14 +332,7 @@ static void read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
   } else if (nread == UV_EOF) {
     s->eof = 1;
     read_stop(s);
-    if (h->type == UV_TCP) { /* libuv reports a reset that arrives with */
-      uv_os_fd_t fd;       /* the last data as EOF: ask the socket */
-      int err = 0;
-      socklen_t len = sizeof err;
-      if (uv_fileno((uv_handle_t *)h, &fd) == 0 &&
-          getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0)
-        s->rerr = uv_translate_sys_error(err);
-    }
+    s->rerr = sp_stream_eof_error(h);
   } else if (nread < 0) {
     s->rerr = (int)nread;
     read_stop(s);
@@ -403,13 +344,26 @@ static void read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
 
 static void read_start(sp_stream *s) {
   int r;
-  if (s->reading || s->eof || s->rerr || s->closing || s->rlen >= s->rlimit)
-    return;
-  r = uv_read_start(s->h, alloc_cb, read_cb);
+  if (s->reading || s->eof || s->rerr || s->closing) return;
+  if (s->tls != NULL) {
+    if (!sp_tls_wants_input(s)) return;
+    r = uv_read_start(s->h, sp_tls_alloc_cb, sp_tls_read_cb);
+  } else {
+    if (s->rlen >= s->rlimit) return;
+    r = uv_read_start(s->h, alloc_cb, read_cb);
+  }
   if (r == 0)
     s->reading = 1;
   else
     s->rerr = r;
+}
+
+void sp_stream_read_start(sp_stream *s) { read_start(s); }
+
+void sp_stream_wake_reader(sp_stream *s) {
+  if (s->reader != NULL && s->reader->state == SP_T_WAITING &&
+      reader_ready(s))
+    wake_waiter(s->reader);
 }
 
 /* Tries to complete a read from the buffer.  Returns the number of
@@ -424,7 +378,7 @@ static int rtry(lua_State *L, sp_stream *s, int kind, size_t n, size_t max,
         return 1;
       }
       if (!s->eof && !s->rerr) return -1;
-      sp_net_error(L, s->rerr ? s->rerr : UV_EOF);
+      stream_error(L, s, s->rerr ? s->rerr : UV_EOF);
       lua_pushlstring(L, rdata(s), s->rlen); /* partial */
       rconsume(s, s->rlen);
       return 4;
@@ -436,11 +390,16 @@ static int rtry(lua_State *L, sp_stream *s, int kind, size_t n, size_t max,
         return 1;
       }
       if (!s->eof && !s->rerr) return -1;
-      return sp_net_error(L, s->rerr ? s->rerr : UV_EOF);
+      return stream_error(L, s, s->rerr ? s->rerr : UV_EOF);
     case R_ALL:
       if (s->rlen > max)
-        return sp_net_fail(L, "too long", "ENOBUFS");
-      if (s->rerr) return sp_net_error(L, s->rerr);
+        return sp_io_fail_msg(L, "too long", "ENOBUFS");
+      if (s->rerr) { /* as read(n): the error, with what came before it */
+        stream_error(L, s, s->rerr);
+        lua_pushlstring(L, rdata(s), s->rlen);
+        rconsume(s, s->rlen);
+        return 4;
+      }
       if (!s->eof) return -1;
       lua_pushlstring(L, rdata(s), s->rlen);
       rconsume(s, s->rlen);
@@ -455,10 +414,11 @@ static int rtry(lua_State *L, sp_stream *s, int kind, size_t n, size_t max,
         return 1;
       }
       if (s->rlen >= max + dlen || ((s->eof || s->rerr) && s->rlen > max))
-        return sp_net_fail(L, "line too long", "ELINE");
-      if (s->rerr) return sp_net_error(L, s->rerr);
-      if (!s->eof) return -1;
-      if (s->rlen == 0) return sp_net_error(L, UV_EOF);
+        return sp_io_fail_msg(L, "line too long", "ELINE");
+      if (!s->eof && !s->rerr) return -1;
+      /* the bytes that came before the end (EOF or an error) first, as
+      ** the last line; then the end, every time after */
+      if (s->rlen == 0) return stream_error(L, s, s->rerr ? s->rerr : UV_EOF);
       lua_pushlstring(L, rdata(s), s->rlen); /* the last, unterminated */
       rconsume(s, s->rlen);
       return 1;
@@ -469,9 +429,14 @@ static int rtry(lua_State *L, sp_stream *s, int kind, size_t n, size_t max,
 /* ---- read awaits ------------------------------------------------------ */
 
 static void reader_undo(sp_task *t) {
-  sp_stream *s = (sp_stream *)t->u.w.obj;
+  sp_stream *s = (sp_stream *)t->w.obj;
   if (s->reader == t) s->reader = NULL;
 }
+
+static void describe_stream(sp_task *t, char *buf, size_t size);
+
+static const sp_waitops read_wait_ops = {"read", reader_undo,
+                                         describe_stream};
 
 /* The results of a read that completed at once are already on the stack:
 ** this continuation only passes them on (after a fairness yield). */
@@ -509,7 +474,7 @@ static int read_wait(lua_State *L, sp_stream *s, sp_task *t) {
       return n;
     }
   }
-  return sp_await_block(L, t, SP_W_NET_READ, reader_undo, s, read_k,
+  return sp_await_block(L, t, &read_wait_ops, s, read_k,
                         (lua_KContext)t);
 }
 
@@ -535,6 +500,11 @@ static int read_common(lua_State *L, const char *name, int kind, size_t n,
   s->rmax = max;
   s->delim = d;
   s->dlen = dlen;
+  if (s->tls != NULL) { /* decrypt what has arrived, then try again */
+    sp_tls_before_read(s);
+    nres = rtry(L, s, kind, n, max, d, dlen);
+    if (nres >= 0) return sp_await_fast(L, t, pass_k, nres);
+  }
   return read_wait(L, s, t);
 }
 
@@ -604,16 +574,22 @@ static int s_lines(lua_State *L) {
 /* ---- writes ----------------------------------------------------------- */
 
 static void writer_undo(sp_task *t) {
-  sp_stream *s = (sp_stream *)t->u.w.obj;
+  sp_stream *s = (sp_stream *)t->w.obj;
   if (s->writer == t) s->writer = NULL;
 }
 
-static void write_cb(uv_write_t *req, int status) {
-  sp_stream *s = (sp_stream *)req->handle->data;
+static const sp_waitops write_wait_ops = {"write", writer_undo,
+                                          describe_stream};
+
+void sp_stream_write_done(sp_stream *s, int status) {
   s->wpending = 0;
   s->wstatus = status;
   if (status < 0 && status != UV_ECANCELED) s->werr = status;
   wake_waiter(s->writer);
+}
+
+static void write_cb(uv_write_t *req, int status) {
+  sp_stream_write_done((sp_stream *)req->handle->data, status);
 }
 
 static void shutdown_cb(uv_shutdown_t *req, int status) {
@@ -629,7 +605,7 @@ static int write_k(lua_State *L, int status, lua_KContext ctx);
 
 static int wait_writer(lua_State *L, sp_stream *s, sp_task *t, int what) {
   s->writer = t;
-  return sp_await_block(L, t, SP_W_NET_WRITE, writer_undo, s, write_k,
+  return sp_await_block(L, t, &write_wait_ops, s, write_k,
                         (lua_KContext)t | what);
 }
 
@@ -652,7 +628,7 @@ static int write_k(lua_State *L, int status, lua_KContext ctx) {
       return shutdown_start(L, s, t, 0);
     case W_SHUT:
       if (s->spending) return wait_writer(L, s, t, W_SHUT);
-      if (s->sstatus < 0) return sp_net_error(L, s->sstatus);
+      if (s->sstatus < 0) return sp_io_fail(L, s->sstatus);
       lua_pushboolean(L, 1);
       return 1;
     default:
@@ -660,7 +636,7 @@ static int write_k(lua_State *L, int status, lua_KContext ctx) {
       lua_pushnil(L);
       lua_setiuservalue(L, 1, 1); /* release the anchored strings */
       s->anchored = 0;
-      if (s->wstatus < 0) return sp_net_error(L, s->wstatus);
+      if (s->wstatus < 0) return stream_error(L, s, s->wstatus);
       lua_pushboolean(L, 1);
       return 1;
   }
@@ -674,7 +650,7 @@ static int write_start(lua_State *L, sp_stream *s, sp_task *t, int fast) {
   uv_buf_t sbufs[WRITE_NBUF], *bufs = sbufs;
   int top = lua_gettop(L), nb = top - 1, i, r;
   size_t total = 0, done;
-  if (s->werr) return sp_net_error(L, s->werr);
+  if (s->werr) return stream_error(L, s, s->werr);
   if (s->wpending || s->spending) return wait_writer(L, s, t, W_PREV);
   if (s->anchored) { /* strings of an abandoned write, now done */
     lua_pushnil(L);
@@ -689,10 +665,16 @@ static int write_start(lua_State *L, sp_stream *s, sp_task *t, int fast) {
     bufs[i] = uv_buf_init((char *)p, (unsigned)len);
     total += len;
   }
+  if (s->tls != NULL && total > 0) { /* encrypted, sent in the background */
+    r = sp_tls_write(s, bufs, nb);
+    if (r < 0) return stream_error(L, s, r);
+    if (r > 0) goto pending;
+    total = 0;
+  }
   r = total == 0 ? 0 : uv_try_write(s->h, bufs, (unsigned)nb);
   if (r < 0 && r != UV_EAGAIN && r != UV_ENOSYS) {
     s->werr = r;
-    return sp_net_error(L, r);
+    return sp_io_fail(L, r);
   }
   done = r > 0 ? (size_t)r : 0;
   if (done == total) {
@@ -707,10 +689,10 @@ static int write_start(lua_State *L, sp_stream *s, sp_task *t, int fast) {
   r = uv_write(&s->wreq, s->h, bufs + i, (unsigned)(nb - i), write_cb);
   if (r < 0) {
     s->werr = r;
-    return sp_net_error(L, r);
+    return sp_io_fail(L, r);
   }
   s->wpending = 1;
-  /* anchor the strings until the write completes */
+pending: /* anchor the strings until the write completes */
   if (nb == 1) {
     lua_pushvalue(L, 2);
   } else {
@@ -751,8 +733,10 @@ static int shutdown_start(lua_State *L, sp_stream *s, sp_task *t, int fast) {
     return fast ? sp_await_fast(L, t, pass_k, 1) : 1;
   }
   if (s->wpending) return wait_writer(L, s, t, W_PREV_SHUT);
+  if (s->tls != NULL && sp_tls_shutdown(s)) /* close_notify goes first */
+    return wait_writer(L, s, t, W_PREV_SHUT);
   r = uv_shutdown(&s->sreq, s->h, shutdown_cb);
-  if (r < 0) return sp_net_error(L, r);
+  if (r < 0) return sp_io_fail(L, r);
   s->shut = 1;
   s->spending = 1;
   return wait_writer(L, s, t, W_SHUT);
@@ -793,7 +777,7 @@ static int s_close_reset(lua_State *L) {
 }
 
 static int s_gc(lua_State *L) {
-  sp_sbox *box = (sp_sbox *)lua_touserdata(L, 1);
+  sp_sbox *box = (sp_sbox *)sp_testclass(L, 1, SP_STREAM_MT);
   if (box != NULL && box->s != NULL) {
     box->s->box = NULL;
     sp_stream_close(box->s);
@@ -813,9 +797,9 @@ static int addr_common(lua_State *L, int peer) {
                                   &len)
              : uv_tcp_getsockname((uv_tcp_t *)s->h, (struct sockaddr *)&ss,
                                   &len);
-    if (r < 0) return sp_net_error(L, r);
+    if (r < 0) return sp_io_fail(L, r);
     if (sp_push_sockaddr(L, (struct sockaddr *)&ss) == 0)
-      return sp_net_error(L, UV_EAFNOSUPPORT);
+      return sp_io_fail(L, UV_EAFNOSUPPORT);
     return 2;
   }
   if (s->h->type == UV_NAMED_PIPE && strcmp(s->kind, "unix") == 0) {
@@ -823,11 +807,11 @@ static int addr_common(lua_State *L, int peer) {
     size_t len = sizeof buf;
     int r = peer ? uv_pipe_getpeername((uv_pipe_t *)s->h, buf, &len)
                  : uv_pipe_getsockname((uv_pipe_t *)s->h, buf, &len);
-    if (r < 0) return sp_net_error(L, r);
+    if (r < 0) return sp_io_fail(L, r);
     lua_pushlstring(L, buf, len);
     return 1;
   }
-  return sp_net_error(L, UV_ENOTSOCK);
+  return sp_io_fail(L, UV_ENOTSOCK);
 }
 
 static int s_peer(lua_State *L) { return addr_common(L, 1); }
@@ -838,9 +822,9 @@ static int s_set_nodelay(lua_State *L) {
   int on = lua_toboolean(L, 2), r;
   luaL_checkany(L, 2);
   if (box->s == NULL) return closed_result(L, "EBADF");
-  if (box->s->h->type != UV_TCP) return sp_net_error(L, UV_ENOTSUP);
+  if (box->s->h->type != UV_TCP) return sp_io_fail(L, UV_ENOTSUP);
   r = uv_tcp_nodelay((uv_tcp_t *)box->s->h, on);
-  if (r < 0) return sp_net_error(L, r);
+  if (r < 0) return sp_io_fail(L, r);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -857,9 +841,9 @@ static int s_set_keepalive(lua_State *L) {
     delay = (lua_Integer)d;
   }
   if (box->s == NULL) return closed_result(L, "EBADF");
-  if (box->s->h->type != UV_TCP) return sp_net_error(L, UV_ENOTSUP);
+  if (box->s->h->type != UV_TCP) return sp_io_fail(L, UV_ENOTSUP);
   r = uv_tcp_keepalive((uv_tcp_t *)box->s->h, on, (unsigned)delay);
-  if (r < 0) return sp_net_error(L, r);
+  if (r < 0) return sp_io_fail(L, r);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -869,7 +853,8 @@ static int s_tostring(lua_State *L) {
   if (box->s == NULL)
     lua_pushliteral(L, "spindle.stream (closed)");
   else
-    lua_pushfstring(L, "spindle.stream (%s: %p)", box->s->kind,
+    lua_pushfstring(L, "spindle.stream (%s%s: %p)",
+                    box->s->tls ? "tls over " : "", box->s->kind,
                     (void *)box->s);
   return 1;
 }
@@ -891,26 +876,26 @@ int sp_stream_open(lua_State *L) {
       {"local_addr", s_local_addr},
       {"set_nodelay", s_set_nodelay},
       {"set_keepalive", s_set_keepalive},
+      {"handshake", sp_tls_m_handshake},
+      {"tls_info", sp_tls_m_info},
       {NULL, NULL}};
-  if (luaL_newmetatable(L, SP_STREAM_MT)) {
-    static const luaL_Reg one[] = {{"f", s_close}, {NULL, NULL}};
-    lua_newtable(L); /* methods */
-    lua_newtable(L); /* fetch the module box: upvalue 1 of sp_setfuncs */
-    sp_setfuncs(L, one);
-    lua_getfield(L, -1, "f");
-    lua_getupvalue(L, -1, 1);
-    lua_replace(L, -3); /* [mt, methods, box, f] */
-    lua_pop(L, 1);
-    lua_pushvalue(L, -3); /* the metatable */
-    luaL_setfuncs(L, methods, 2);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, s_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, s_close);
-    lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, s_tostring);
-    lua_setfield(L, -2, "__tostring");
-  }
+  static const luaL_Reg meta[] = {{"__gc", s_gc},
+                                  {"__close", s_close},
+                                  {"__tostring", s_tostring},
+                                  {NULL, NULL}};
+  static const luaL_Reg one[] = {{"f", s_close}, {NULL, NULL}};
+  sp_newclass(L, SP_STREAM_MT, NULL, meta); /* [mt] */
+  /* the methods get upvalue 2 = the metatable (see check_box) */
+  lua_newtable(L); /* methods */
+  lua_newtable(L); /* fetch the module box: upvalue 1 of sp_setfuncs */
+  sp_setfuncs(L, one);
+  lua_getfield(L, -1, "f");
+  lua_getupvalue(L, -1, 1);
+  lua_replace(L, -3); /* [mt, methods, box, f] */
+  lua_pop(L, 1);
+  lua_pushvalue(L, -3); /* the metatable */
+  luaL_setfuncs(L, methods, 2);
+  lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
   return 0;
 }
@@ -918,8 +903,9 @@ int sp_stream_open(lua_State *L) {
 /* spindle.dump(): "tcp read 127.0.0.1:4000", "unix write /tmp/s",
 ** "pipe read".  Runs no Lua. */
 static void describe_stream(sp_task *t, char *buf, size_t size) {
-  sp_stream *s = (sp_stream *)t->u.w.obj;
-  const char *op = t->wkind == SP_W_NET_READ ? "read" : "write";
+  sp_stream *s = (sp_stream *)t->w.obj;
+  const char *op = t->wait->name;
+  const char *phase = s->tls != NULL ? sp_tls_phase(s) : NULL;
   char addr[128];
   addr[0] = '\0';
   if (s->h->type == UV_TCP) {
@@ -935,24 +921,23 @@ static void describe_stream(sp_task *t, char *buf, size_t size) {
     else
       addr[0] = '\0';
   }
-  snprintf(buf, size, "%s %s%s%s", s->kind, op, addr[0] ? " " : "", addr);
+  snprintf(buf, size, "%s %s%s%s", s->tls != NULL ? "tls" : s->kind,
+           phase != NULL ? phase : op, addr[0] ? " " : "", addr);
 }
 
 /* Creates the stream and listener metatables and sets spindle.net in the
 ** module table at -1.  Called from luaopen_spindle.  [-0, +0, m] */
 int sp_net_open(lua_State *L) {
+  sp_io_ignore_sigpipe();
+  lua_newtable(L);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, "net");
   sp_stream_open(L);
-  sp_describe_register(SP_W_NET_READ, describe_stream);
-  sp_describe_register(SP_W_NET_WRITE, describe_stream);
-  if (lua_getfield(L, -1, "net") != LUA_TTABLE) { /* udp.c may have made it */
-    lua_pop(L, 1);
-    lua_newtable(L);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, -3, "net");
-  }
   sp_tcp_open(L);
   sp_pipe_open(L);
   sp_dns_open(L);
+  sp_udp_open(L);
   lua_pop(L, 1);
+  sp_tls_open(L); /* spindle.tls */
   return 0;
 }
