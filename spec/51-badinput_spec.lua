@@ -29,7 +29,7 @@ local ENV = "LUA_PATH=" .. H.q(absolute(package.path)) .. " LUA_CPATH="
 -- The sanitizer run is slower: every second call there.
 local STRIDE = H.ENV == "asan" and 2 or 1
 -- A whole group takes a few seconds; a child that runs this long hangs.
-local CHILD_TIMEOUT = H.ENV == "plain" and 60 or 180
+local CHILD_TIMEOUT = H.ENV == "plain" and 30 or 120
 -- Crashing calls re-run alone (to tell a crash from heap damage done by
 -- earlier calls), at most this many per group.
 local ALONE_MAX = 12

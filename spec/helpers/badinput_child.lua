@@ -146,6 +146,25 @@ local CLASSES = {
      local _, e = pcall(spindle.timeout, 0.001, spindle.sleep, 1)
      return e
    end},
+  {name = "spindle.http.head", make = function() return spindle._http_head(8192) end},
+  {name = "spindle.http.chunked", make = function() return spindle._http_chunked() end},
+  {name = "spindle.watch", -- a watch set over two tasks (join_all, race)
+   make = function()
+     return spindle._watch({spindle.spawn(spindle.sleep, 1e6), spindle.spawn(FN)})
+   end},
+  {name = "spindle.scope.link", -- a scope's record of a child, reached
+   make = function()              -- through debug.getuservalue
+     local got = spindle.channel(1)
+     spindle.spawn(function()
+       spindle.scope(function(s)
+         s:spawn(spindle.sleep, 1e6)
+         got:send(debug.getuservalue(s, 1)[1])
+         spindle.sleep(1e6)
+       end)
+     end)
+     return got:recv()
+   end},
+  {name = "spindle.tls.context", make = function() return spindle.tls.context({}) end},
   {name = "spindle.watchdog", make = function() return spindle._watchdog(1e6) end,
    close = function(w) w:close() end,
    -- closing a runtime with a live watchdog never returns (a bug, pinned
@@ -211,6 +230,8 @@ local MODULE_HINTS = {
   ["spindle.fs.rename"] = {"absent", "absent2"}, ["spindle.fs.mkdir"] = {"dir"},
   ["spindle.fs.list_dir"] = {"."},
   ["spindle.process.spawn"] = {"true", {}}, ["spindle.process.run"] = {"true", {}},
+  ["spindle.tls.context"] = {{}}, ["spindle.tls.connect"] = {"127.0.0.1", 9},
+  ["spindle._http_head"] = {8192}, ["spindle._watch"] = {{}},
   -- closures the API hands out
   ["ch:iter() iterator"] = {}, ["s:lines() iterator"] = {},
   ["await callback"] = {1}, ["spindle.test(fn) function"] = {},
@@ -238,6 +259,7 @@ local function module_targets()
   walk("spindle.net.", spindle.net)
   walk("spindle.fs.", spindle.fs)
   walk("spindle.process.", spindle.process)
+  if spindle.tls then walk("spindle.tls.", spindle.tls) end
   list[#list + 1] = {name = "ch:iter() iterator", closure = true, get = function()
     local ch = spindle.channel(); ch:try_send(1); return ch:iter() end}
   list[#list + 1] = {name = "s:lines() iterator", closure = true, get = function()
