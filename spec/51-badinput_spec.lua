@@ -94,10 +94,12 @@ local function sweep(group)
     local crashes = {}
     while from <= total do
       r = child(dir, ("%s run %d %d %d"):format(H.q(group), from, total, STRIDE), CHILD_TIMEOUT)
-      local last, done
+      local last, done, phase_done
       for _, l in ipairs(lines_of(r.stdout)) do
         local tag, rest = l:match("^(%u+) (.*)$")
+        phase_done = nil
         if tag == "C" then last = tonumber(rest)
+        elseif tag == "P" then phase_done = rest
         elseif tag == "H" then
           problems[#problems + 1] = "call " .. rest .. " blocked and could not be aborted"
           crashes[#crashes + 1] = {id = tonumber(rest), how = "stuck probe", hang = true}
@@ -129,6 +131,11 @@ local function sweep(group)
         break
       end
       local how = how_it_died(r)
+      if phase_done then
+        -- every call of the phase returned; closing its runtimes failed
+        how = how .. " closing the runtimes after the calls " .. phase_done
+          .. " a task (an earlier call left something behind)"
+      end
       crashes[#crashes + 1] = {id = last, how = how, hang = how:find("hang", 1, true) ~= nil}
       made = made + (last - from) // STRIDE + 1
       from = last + STRIDE

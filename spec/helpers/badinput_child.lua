@@ -596,6 +596,7 @@ local function run(group, from, to, stride)
       i = i + stride
     end
     account(group, nil)
+    io.write("P inside\n") -- the calls of this phase are done
     for name, o in pairs(others) do pcall(function() if CLASS[name].close then CLASS[name].close(o) end end) end
   end
   local last_failed, failures = nil, 0
@@ -633,6 +634,7 @@ local function run(group, from, to, stride)
     i = i + stride
   end
   account(group, nil)
+  io.write("P outside\n")
   return ran
 end
 
