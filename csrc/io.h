@@ -133,7 +133,8 @@ struct sp_stream {
   size_t dlen;
   int rerr; /* sticky read error (libuv code), 0 if none */
   /* write side */
-  sp_task *writer;
+  sp_task *writer;  /* the task whose write has the write side */
+  sp_wlist wq;      /* writers waiting for their turn, FIFO */
   uv_write_t wreq;
   uv_shutdown_t sreq;
   int wstatus, sstatus; /* results of the last write / shutdown */
@@ -200,6 +201,12 @@ double sp_opt_timeout(lua_State *L, int arg);
 ** through lua_yieldk.  [-0, +(1|3), e] */
 int sp_connect_start(lua_State *L, const char *host, int port,
                      const char *path, double timeout);
+/* The same from a local address: local (may be NULL) is where the TCP
+** socket is bound first; only addresses of its family are tried.
+** [-0, +(1|3), e] */
+int sp_connect_start_from(lua_State *L, const char *host, int port,
+                          const char *path, double timeout,
+                          const struct sockaddr *local);
 
 /* ---- signals (signal.c) ---------------------------------------------- */
 
@@ -215,5 +222,6 @@ int sp_tcp_open(lua_State *L);    /* listen, connect; the listener class */
 int sp_pipe_open(lua_State *L);   /* listen_unix, connect_unix */
 int sp_dns_open(lua_State *L);    /* resolve */
 int sp_udp_open(lua_State *L);    /* udp */
+int sp_socket_open(lua_State *L); /* _gettime, _gethostname (socket.c) */
 
 #endif

@@ -26,8 +26,9 @@
 ** box); the next write or shutdown waits for it first, so bytes are never
 ** reordered, duplicated or torn, and at most one write is pending.
 **
-** Waiters.  One reader and one writer (s->reader, s->writer); a second one
-** raises "socket busy".  A read_cb or write_cb wakes the waiter; abort runs
+** Waiters.  One reader (s->reader; a second one raises "socket busy") and
+** any number of writers, served first come first served: one has the
+** write side (s->writer), the others wait their turn in s->wq.  A read_cb or write_cb wakes the waiter; abort runs
 ** the undo, which only clears the slot.  Closing wakes both with
 ** nil, "closed", "ECANCELED".
 **
@@ -109,6 +110,11 @@ void sp_stream_close(sp_stream *s) {
   wake_waiter(s->reader); /* their continuations find box->s == NULL */
   wake_waiter(s->writer);
   s->reader = s->writer = NULL;
+  while (s->wq.head != NULL) { /* queued writers: "closed" too */
+    sp_task *t = s->wq.head;
+    sp_wlist_remove(&s->wq, t);
+    sp_wake(t, SP_WAKE_OK);
+  }
   if (s->tls != NULL) sp_tls_close(s); /* close_notify, handshake waiter */
   if (s->reset && s->h->type == UV_TCP && !s->spending &&
       uv_tcp_close_reset((uv_tcp_t *)s->h, stream_closed) == 0)
@@ -573,13 +579,39 @@ static int s_lines(lua_State *L) {
 
 /* ---- writes ----------------------------------------------------------- */
 
-static void writer_undo(sp_task *t) {
-  sp_stream *s = (sp_stream *)t->w.obj;
+/* Concurrent writers are served in order: one write (or shutdown) has the
+** write side at a time; the others wait in s->wq.  When the write side is
+** given up, the first one waiting gets it -- reserved in s->writer before
+** it runs, so a writer arriving meanwhile queues behind it. */
+static void write_handoff(sp_stream *s) {
+  sp_task *w = s->wq.head;
+  if (s->writer != NULL || w == NULL) return;
+  sp_wlist_remove(&s->wq, w);
+  s->writer = w;
+  sp_wake(w, SP_WAKE_OK);
+}
+
+/* t is done with the write side (its write returned, or it was aborted). */
+static void write_release(sp_stream *s, sp_task *t) {
   if (s->writer == t) s->writer = NULL;
+  write_handoff(s);
+}
+
+static void writer_undo(sp_task *t) {
+  /* the write goes on in the background; the next writer waits for it */
+  write_release((sp_stream *)t->w.obj, t);
 }
 
 static const sp_waitops write_wait_ops = {"write", writer_undo,
                                           describe_stream};
+
+static void queued_undo(sp_task *t) {
+  sp_stream *s = (sp_stream *)t->w.obj;
+  sp_wlist_remove(&s->wq, t);
+}
+
+static const sp_waitops queued_wait_ops = {"write queued", queued_undo,
+                                           describe_stream};
 
 void sp_stream_write_done(sp_stream *s, int status) {
   s->wpending = 0;
@@ -628,6 +660,7 @@ static int write_k(lua_State *L, int status, lua_KContext ctx) {
       return shutdown_start(L, s, t, 0);
     case W_SHUT:
       if (s->spending) return wait_writer(L, s, t, W_SHUT);
+      write_release(s, t);
       if (s->sstatus < 0) return sp_io_fail(L, s->sstatus);
       lua_pushboolean(L, 1);
       return 1;
@@ -636,10 +669,31 @@ static int write_k(lua_State *L, int status, lua_KContext ctx) {
       lua_pushnil(L);
       lua_setiuservalue(L, 1, 1); /* release the anchored strings */
       s->anchored = 0;
+      write_release(s, t);
       if (s->wstatus < 0) return stream_error(L, s, s->wstatus);
       lua_pushboolean(L, 1);
       return 1;
   }
+}
+
+/* A queued writer's turn (bit 0 of ctx: a shutdown). */
+static int queued_k(lua_State *L, int status, lua_KContext ctx) {
+  sp_task *t = (sp_task *)(ctx & ~(lua_KContext)1);
+  sp_sbox *box = (sp_sbox *)lua_touserdata(L, 1);
+  sp_stream *s;
+  (void)status;
+  sp_resumed(L, t); /* aborted while queued: the undo took it out */
+  s = box->s;
+  if (s == NULL) return closed_result(L, "ECANCELED");
+  if (ctx & 1) return shutdown_start(L, s, t, 0);
+  return write_start(L, s, t, 0);
+}
+
+/* Waits for the write side, behind the writers already waiting. */
+static int queue_writer(lua_State *L, sp_stream *s, sp_task *t, int shut) {
+  sp_wlist_push(&s->wq, t);
+  return sp_await_block(L, t, &queued_wait_ops, s, queued_k,
+                        (lua_KContext)t | (lua_KContext)shut);
 }
 
 #define WRITE_NBUF 16
@@ -650,7 +704,10 @@ static int write_start(lua_State *L, sp_stream *s, sp_task *t, int fast) {
   uv_buf_t sbufs[WRITE_NBUF], *bufs = sbufs;
   int top = lua_gettop(L), nb = top - 1, i, r;
   size_t total = 0, done;
-  if (s->werr) return stream_error(L, s, s->werr);
+  if (s->werr) {
+    write_release(s, t);
+    return stream_error(L, s, s->werr);
+  }
   if (s->wpending || s->spending) return wait_writer(L, s, t, W_PREV);
   if (s->anchored) { /* strings of an abandoned write, now done */
     lua_pushnil(L);
@@ -667,19 +724,24 @@ static int write_start(lua_State *L, sp_stream *s, sp_task *t, int fast) {
   }
   if (s->tls != NULL && total > 0) { /* encrypted, sent in the background */
     r = sp_tls_write(s, bufs, nb);
-    if (r < 0) return stream_error(L, s, r);
+    if (r < 0) {
+      write_release(s, t);
+      return stream_error(L, s, r);
+    }
     if (r > 0) goto pending;
     total = 0;
   }
   r = total == 0 ? 0 : uv_try_write(s->h, bufs, (unsigned)nb);
   if (r < 0 && r != UV_EAGAIN && r != UV_ENOSYS) {
     s->werr = r;
+    write_release(s, t);
     return sp_io_fail(L, r);
   }
   done = r > 0 ? (size_t)r : 0;
   if (done == total) {
     lua_settop(L, top);
     lua_pushboolean(L, 1);
+    write_release(s, t);
     if (fast) return sp_await_fast(L, t, pass_k, 1);
     return 1;
   }
@@ -689,6 +751,7 @@ static int write_start(lua_State *L, sp_stream *s, sp_task *t, int fast) {
   r = uv_write(&s->wreq, s->h, bufs + i, (unsigned)(nb - i), write_cb);
   if (r < 0) {
     s->werr = r;
+    write_release(s, t);
     return sp_io_fail(L, r);
   }
   s->wpending = 1;
@@ -720,15 +783,15 @@ static int s_write(lua_State *L) {
   s = box->s;
   t = stream_task(L, s, "write");
   if (s == NULL) return closed_result(L, "EBADF");
-  if (s->writer != NULL)
-    luaL_error(L, "write: socket busy (another task is writing to this "
-                  "stream)");
+  if (s->writer != NULL || s->wq.head != NULL)
+    return queue_writer(L, s, t, 0); /* FIFO behind the others */
   return write_start(L, s, t, 1);
 }
 
 static int shutdown_start(lua_State *L, sp_stream *s, sp_task *t, int fast) {
   int r;
   if (s->shut) {
+    write_release(s, t);
     lua_pushboolean(L, 1);
     return fast ? sp_await_fast(L, t, pass_k, 1) : 1;
   }
@@ -736,7 +799,10 @@ static int shutdown_start(lua_State *L, sp_stream *s, sp_task *t, int fast) {
   if (s->tls != NULL && sp_tls_shutdown(s)) /* close_notify goes first */
     return wait_writer(L, s, t, W_PREV_SHUT);
   r = uv_shutdown(&s->sreq, s->h, shutdown_cb);
-  if (r < 0) return sp_io_fail(L, r);
+  if (r < 0) {
+    write_release(s, t);
+    return sp_io_fail(L, r);
+  }
   s->shut = 1;
   s->spending = 1;
   return wait_writer(L, s, t, W_SHUT);
@@ -748,9 +814,8 @@ static int s_shutdown(lua_State *L) {
   sp_task *t = stream_task(L, s, "shutdown");
   lua_settop(L, 1);
   if (s == NULL) return closed_result(L, "EBADF");
-  if (s->writer != NULL)
-    luaL_error(L, "shutdown: socket busy (another task is writing to this "
-                  "stream)");
+  if (s->writer != NULL || s->wq.head != NULL)
+    return queue_writer(L, s, t, 1); /* after the writes before it */
   return shutdown_start(L, s, t, 1);
 }
 
@@ -937,6 +1002,7 @@ int sp_net_open(lua_State *L) {
   sp_pipe_open(L);
   sp_dns_open(L);
   sp_udp_open(L);
+  sp_socket_open(L);
   lua_pop(L, 1);
   sp_tls_open(L); /* spindle.tls */
   return 0;

@@ -507,8 +507,9 @@ typedef struct net_connect {
   sp_stream *s; /* the stream being connected, then the result */
   char *path;   /* Unix socket path */
   char what[96]; /* "127.0.0.1:80" or the path, for spindle.dump() */
+  struct sockaddr_storage local; /* opts.local_host/local_port */
   int status, last_err;
-  unsigned done : 1, resolving : 1, has_timer : 1;
+  unsigned done : 1, resolving : 1, has_timer : 1, has_local : 1;
 } net_connect;
 
 static void op_unref(net_connect *op) {
@@ -569,6 +570,11 @@ static int op_attempt(net_connect *op, const struct sockaddr *sa) {
     return r;
   }
   sp_stream_opened(s, rt);
+  if (op->has_local &&
+      (r = uv_tcp_bind(&s->u.tcp, (struct sockaddr *)&op->local, 0)) < 0) {
+    sp_stream_close(s);
+    return r;
+  }
   if (op->path != NULL) {
     uv_pipe_connect(&op->creq, &s->u.pipe, op->path, connect_cb);
     r = 0;
@@ -590,6 +596,10 @@ static void op_next(net_connect *op) {
     int r;
     op->cur = ai->ai_next;
     if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6) continue;
+    if (op->has_local && ai->ai_family != op->local.ss_family) {
+      if (op->last_err == 0) op->last_err = UV_EAFNOSUPPORT;
+      continue;
+    }
     r = op_attempt(op, ai->ai_addr);
     if (r == 0) return;
     op->last_err = r;
@@ -698,6 +708,12 @@ static int connect_k(lua_State *L, int status, lua_KContext ctx) {
 ** waits for it.  [-0, +(1|3), e] */
 int sp_connect_start(lua_State *L, const char *host, int port,
                      const char *path, double timeout) {
+  return sp_connect_start_from(L, host, port, path, timeout, NULL);
+}
+
+int sp_connect_start_from(lua_State *L, const char *host, int port,
+                          const char *path, double timeout,
+                          const struct sockaddr *local) {
   sp_task *t = sp_await_check(L, path ? "connect_unix" : "connect");
   sp_runtime *rt = t->rt;
   struct sockaddr_storage ss;
@@ -714,6 +730,12 @@ int sp_connect_start(lua_State *L, const char *host, int port,
   }
   op->task = t;
   op->refs = 1;
+  if (local != NULL) {
+    memcpy(&op->local, local,
+           local->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                        : sizeof(struct sockaddr_in));
+    op->has_local = 1;
+  }
   if (path != NULL)
     snprintf(op->what, sizeof op->what, "%s", path);
   else
@@ -732,7 +754,9 @@ int sp_connect_start(lua_State *L, const char *host, int port,
   else if (path != NULL)
     r = op_attempt(op, NULL);
   else if (parse_numeric(host, port, &ss) == 0)
-    r = op_attempt(op, (struct sockaddr *)&ss);
+    r = local != NULL && local->sa_family != ss.ss_family
+            ? UV_EAFNOSUPPORT
+            : op_attempt(op, (struct sockaddr *)&ss);
   else {
     char pbuf[16];
     snprintf(pbuf, sizeof pbuf, "%d", port);
@@ -757,12 +781,42 @@ int sp_connect_start(lua_State *L, const char *host, int port,
                         (lua_KContext)t);
 }
 
+/* opts.local_host (a numeric address) and opts.local_port (default 0):
+** where a connect binds its socket first.  Returns 1 and fills ss, or 0
+** when neither is given.  [-0, +0, v] */
+static int opt_local(lua_State *L, int arg, struct sockaddr_storage *ss) {
+  const char *host = NULL;
+  lua_Integer port = 0;
+  if (lua_isnoneornil(L, arg)) return 0;
+  if (lua_getfield(L, arg, "local_host") != LUA_TNIL) {
+    if (lua_type(L, -1) != LUA_TSTRING)
+      luaL_argerror(L, arg, "option 'local_host' must be a string");
+    host = lua_tostring(L, -1);
+  }
+  if (lua_getfield(L, arg, "local_port") != LUA_TNIL) {
+    if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0 ||
+        lua_tointeger(L, -1) > 65535)
+      luaL_argerror(L, arg, "option 'local_port' must be an integer 0..65535");
+    port = lua_tointeger(L, -1);
+    if (host == NULL)
+      luaL_argerror(L, arg, "option 'local_port' needs 'local_host'");
+  }
+  if (host != NULL && parse_numeric(host, (int)port, ss) != 0)
+    luaL_argerror(L, arg,
+                  "option 'local_host' must be a numeric IPv4 or IPv6 address");
+  lua_pop(L, 2);
+  return host != NULL;
+}
+
 static int l_connect(lua_State *L) {
   const char *host = luaL_checkstring(L, 1);
   int port = check_port(L, 2);
   double timeout = sp_opt_timeout(L, 3);
+  struct sockaddr_storage local;
+  int has_local = opt_local(L, 3, &local);
   lua_settop(L, 3);
-  return sp_connect_start(L, host, port, NULL, timeout);
+  return sp_connect_start_from(L, host, port, NULL, timeout,
+                               has_local ? (struct sockaddr *)&local : NULL);
 }
 
 /* Adds listen and connect to the net table at -1 and creates the listener
