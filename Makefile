@@ -121,3 +121,4 @@ clean:
 	rm -rf build build-asan build-fuzz build.luarocks
 
 include mk/harness.mk
+include mk/harness2.mk
