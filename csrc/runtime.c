@@ -727,9 +727,14 @@ static int rt_gc(lua_State *L) {
     rt->pool_ref = LUA_NOREF;
     return 0;
   }
-  if (rt->box->cur == rt || (rt->box->cur != NULL && rt->live > 0))
-    close_from_inside(rt);
-  else
+  if (rt->box->cur == rt || (rt->box->cur != NULL && rt->live > 0)) {
+    /* Its tasks are running or will run, so the collector cannot reach it
+    ** unless the state is closing (lua_close from inside a task,
+    ** os.exit(c, true)): then only its C side is released.  Inside a
+    ** finalizer lua_gc answers -1 (5.4.4+) or 0 (older 5.4); a __gc called
+    ** by hand gets 1 and does nothing on a busy runtime. */
+    if (lua_gc(L, LUA_GCISRUNNING) != 1) close_from_inside(rt);
+  } else
     sp_runtime_close(L, rt);
   return 0;
 }

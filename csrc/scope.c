@@ -222,14 +222,9 @@ static void take_lost(lua_State *L, sp_scope *s) {
   lua_settop(L, top);
 }
 
-/* __gc of a link: a scope that ends has no linked child, but a link can
-** outlive its scope's owner only if the state is closing: unhook it. */
-static int link_gc(lua_State *L) {
-  scope_link *k = (scope_link *)sp_testclass(L, 1, LINK_MT);
-  if (k != NULL && k->child != NULL && k->hook.next != NULL)
-    sp_fhook_remove(k->child, &k->hook);
-  return 0;
-}
+/* A link has no __gc: it is freed only once its child has ended (the
+** children table keeps it until the scope ends, and a scope ends after its
+** children), or at lua_close, when nothing runs any more. */
 
 /* Starts draining: the first error is recorded (or is on the way). */
 static void start_drain(lua_State *L, sp_scope *s) {
@@ -571,7 +566,6 @@ int sp_scope_open(lua_State *L) {
   static const luaL_Reg methods[] = {{"spawn", scope_spawn}, {NULL, NULL}};
   static const luaL_Reg meta[] = {{"__tostring", scope_tostring},
                                   {NULL, NULL}};
-  static const luaL_Reg link_meta[] = {{"__gc", link_gc}, {NULL, NULL}};
   static const luaL_Reg watch_methods[] = {{"next", watch_next},
                                            {"close", watch_close},
                                            {NULL, NULL}};
@@ -581,7 +575,7 @@ int sp_scope_open(lua_State *L) {
   static const luaL_Reg fns[] = {{"scope", l_scope}, {"_watch", l_watch},
                                  {NULL, NULL}};
   sp_newclass(L, SCOPE_MT, methods, meta);
-  sp_newclass(L, LINK_MT, NULL, link_meta);
+  sp_newclass(L, LINK_MT, NULL, NULL);
   sp_newclass(L, WATCH_MT, watch_methods, watch_meta);
   lua_pop(L, 3);
   sp_setfuncs(L, fns);
