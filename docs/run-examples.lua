@@ -117,7 +117,7 @@ local function add_block(block, where)
 end
 
 local docs = shell_lines("cd " .. q(root) ..
-                         " && ls docs/*.md README.md 2>/dev/null")
+                         " && ls docs/*.md docs/guide/*.md README.md 2>/dev/null")
 local anchors, links = {}, {} -- page -> set of anchors; links to check
 
 -- GitHub's anchor for a heading: lower case, drop everything but letters,
