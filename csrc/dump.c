@@ -268,6 +268,7 @@ static const struct {
 } lazy[] = {{"test", "spindle.test", NULL},
             {"join_all", "spindle.structured", "join_all"},
             {"race", "spindle.structured", "race"},
+            {"socket", "spindle.socket", NULL},
             {NULL, NULL, NULL}};
 
 /* require(name); when package.path has no such file and nothing is
