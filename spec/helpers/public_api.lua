@@ -10,7 +10,8 @@
 --
 -- Module tables: `spindle` (after forcing the lazy fields join_all, race
 -- and test), every table in it, and the Lua modules spindle.http_server
--- and, when they load, spindle.http, spindle.tls and spindle.socket. Names
+-- and, when they load, spindle.http, spindle.tls, spindle.socket and
+-- spindle.socket.ssl. Names
 -- starting with "_" are private, except _VERSION.
 --
 -- Classes: every metatable in the registry whose __name starts with
@@ -18,7 +19,9 @@
 -- from __index (a table, or the table upvalue of an __index function, as
 -- spindle.process has); plus the Lua classes of the HTTP server, whose
 -- instances are obtained by serving one request on loopback:
--- "spindle.http.server", "spindle.http.request", "spindle.http.response".
+-- "spindle.http.server", "spindle.http.request", "spindle.http.response";
+-- and those of spindle.socket: "spindle.socket.tcp" and
+-- "spindle.socket.ssl.connection".
 local spindle = require "spindle"
 
 local function sorted_keys(t)
@@ -78,7 +81,7 @@ return function()
   end
   walk("spindle", spindle)
   for _, mod in ipairs({"spindle.http_server", "spindle.http", "spindle.tls",
-                        "spindle.socket"}) do
+                        "spindle.socket", "spindle.socket.ssl"}) do
     local ok, m = pcall(require, mod)
     if ok and type(m) == "table" and not seen[m] then walk(mod, m) end
   end
@@ -89,6 +92,22 @@ return function()
         and rawget(v, "__name") == k then
       api.classes[k] = methods_of(v)
     end
+  end
+
+  -- LuaSocket's shapes (spindle.socket), from live instances: TCP objects
+  -- (master, client and server share one method table), LuaSec's
+  -- connections (their own methods; the rest are the TCP client's).
+  local has_socket, socket = pcall(require, "spindle.socket")
+  if has_socket then
+    spindle.run(function()
+      local t <close> = socket.tcp()
+      api.classes["spindle.socket.tcp"] = methods_of(getmetatable(t))
+      local srv <close> = assert(spindle.net.listen("127.0.0.1", 0))
+      local c = assert(socket.connect(srv:local_addr()))
+      local conn <close> = assert(socket.ssl.wrap(c, {mode = "client", protocol = "any"}))
+      api.classes["spindle.socket.ssl.connection"] = methods_of(getmetatable(conn))
+      c:close()
+    end)
   end
 
   -- The HTTP server's Lua classes, from live instances.
