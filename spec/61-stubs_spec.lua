@@ -131,6 +131,42 @@ describe("types/ (LuaLS stubs)", function()
     assert.same({}, missing)
   end)
 
+  -- Without lua-language-server on the machine, a check of our own: every
+  -- qualified name `spindle.x.y` used in examples/ and the guide is one
+  -- the stubs declare (a function, a field, or a module table holding
+  -- them), so a misspelt or undeclared name in them fails here.
+  it("declare every spindle.* name used in examples/ and docs/guide/", function()
+    local known = {}
+    for _, set in ipairs({st.functions, st.fields}) do
+      for name in pairs(set) do
+        known[name] = true
+        local prefix = name
+        while true do
+          prefix = prefix:match("^(.*)%.[^.]+$")
+          if not prefix then break end
+          known[prefix] = true
+        end
+      end
+    end
+    local p = assert(io.popen("find examples docs/guide -name '*.lua' -o -name '*.md' | sort"))
+    local unknown, files = {}, 0
+    for path in p:lines() do
+      files = files + 1
+      local text = read(path)
+      for name in text:gmatch("%f[%w_.]spindle%.[%a_][%w_]*[%w_.]*") do
+        name = name:gsub("%.$", "")
+        local mod = name:match("^spindle%.(%a+)_server$") -- require("spindle.http_server")
+        if not known[name] and not mod and not name:match("^spindle%.[hso]o?$") then -- spindle.h, spindle.so
+          unknown[#unknown + 1] = path .. ": " .. name
+        end
+      end
+    end
+    p:close()
+    assert.is_true(files >= 10)
+    table.sort(unknown)
+    assert.same({}, unknown)
+  end)
+
   it("declare the options tables", function()
     for _, cls in ipairs({"spindle.runtime.opts", "spindle.test.opts",
                           "spindle.net.listen.opts", "spindle.net.connect.opts",
