@@ -7,8 +7,9 @@
 #   make deps    apt-get install whatever of DEB_PACKAGES is missing
 #   make build   configure + build into build/ (BUILD_TYPE=RelWithDebInfo)
 #   make asan    the same with -DSPINDLE_SANITIZE=ON into build-asan/
-#   make bench   deps + build + the benchmarks in bench/ (not part of CI);
-#                BENCH_ARGS=--quick for a smoke run
+#   make bench   deps + build + the benchmarks in bench/ (not part of CI):
+#                bench/run.lua, then bench/tls/run.sh;
+#                BENCH_ARGS=--quick for a smoke run of both
 #   make fuzz    build the libFuzzer harnesses (fuzz/*_fuzz.c) with clang into
 #                build-fuzz/ and run each for FUZZ_SECONDS (default 60) from
 #                the committed corpus; new inputs go to build-fuzz/corpus/
@@ -60,6 +61,9 @@ test:
 	@$(MAKE) build
 	@bash scripts/test.sh
 
+# bench/tls: the cqueues + luaossl peer, the certificate tool, OpenSSL headers
+DEB_PACKAGES += lua-luaossl openssl libssl-dev
+
 bench:
 	@$(MAKE) deps
 	@$(MAKE) build
@@ -71,6 +75,8 @@ bench:
 	else \
 	  echo "make bench: no bench/run.lua or bench/run yet"; \
 	fi
+	@case " $(BENCH_ARGS) " in *" --quick "*) q=--quick ;; *) q= ;; esac; \
+	  sh bench/tls/run.sh $$q
 
 fuzz-build:
 	@bash scripts/deps.sh $(DEB_PACKAGES) $(FUZZ_DEB_PACKAGES)
@@ -115,3 +121,4 @@ clean:
 	rm -rf build build-asan build-fuzz build.luarocks
 
 include mk/harness.mk
+include mk/harness2.mk

@@ -327,7 +327,9 @@ static int spawn_fail(lua_State *L, const char *file, int err) {
 
 static const char *const spawn_options_known[] = {
     "stdin", "stdout", "stderr", "env", "cwd", "detached", NULL};
-static const char *const run_options_known[] = {"env", "cwd", NULL};
+/* run always captures: stdio options are accepted and ignored (docs). */
+static const char *const run_options_known[] = {"env",    "cwd",    "stdin",
+                                                "stdout", "stderr", NULL};
 
 /* spindle.process.spawn(file, args, [opts]) */
 static int l_spawn(lua_State *L) {

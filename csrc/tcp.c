@@ -43,6 +43,12 @@ static int pass_k(lua_State *L, int status, lua_KContext ctx) {
 }
 
 #define parse_numeric sp_addr_parse
+
+/* The keys of the options tables (sp_check_options: others raise). */
+static const char *const connect_options[] = {"timeout", "local_host",
+                                              "local_port", NULL};
+static const char *const listen_options[] = {"backlog", "reuseaddr", "tls",
+                                             NULL};
 #define check_port sp_io_checkport
 
 /* opts.timeout in seconds, > 0; 0 when absent (no limit).  opts is at arg
@@ -471,7 +477,7 @@ static int listen_k(lua_State *L, int status, lua_KContext ctx) {
 static int l_listen(lua_State *L) {
   const char *host = luaL_checkstring(L, 1);
   int port = check_port(L, 2);
-  int backlog = sp_opt_backlog(L, 3);
+  int backlog = (sp_check_options(L, 3, listen_options), sp_opt_backlog(L, 3));
   sp_tlsctx *tc = sp_tls_opt_server(L, 3);
   sp_runtime *rt = sp_box_of(L)->cur;
   struct sockaddr_storage ss;
@@ -682,6 +688,19 @@ static void describe_connect(sp_task *t, char *buf, size_t size) {
 static const sp_waitops connect_wait = {"connect", connect_undo,
                                         describe_connect};
 
+/* nil, "host:port: message", code -- a failed connect names where it went
+** (the code stays libuv's bare name; "timeout" stays a word of its own).
+** [-0, +3, m] */
+static void connect_fail(lua_State *L, net_connect *op, int status) {
+  if (status == UV_ETIMEDOUT) {
+    sp_io_fail(L, status);
+    return;
+  }
+  lua_pushnil(L);
+  lua_pushfstring(L, "%s: %s", op->what, uv_strerror(status));
+  lua_pushstring(L, uv_err_name(status));
+}
+
 /* Stack: [..., op]; ctx: the task. */
 static int connect_k(lua_State *L, int status, lua_KContext ctx) {
   sp_task *t = (sp_task *)ctx;
@@ -695,11 +714,13 @@ static int connect_k(lua_State *L, int status, lua_KContext ctx) {
   s = op->s;
   op->s = NULL;
   status = op->status;
-  op_unref(op);
   if (status < 0) {
     if (s != NULL) sp_stream_close(s);
-    return sp_io_fail(L, status);
+    connect_fail(L, op, status);
+    op_unref(op);
+    return 3;
   }
+  op_unref(op);
   sp_stream_push(L, s);
   return 1;
 }
@@ -773,8 +794,9 @@ int sp_connect_start_from(lua_State *L, const char *host, int port,
   if (op->done) { /* failed at once */
     r = op->status;
     op->task = NULL;
+    connect_fail(L, op, r);
     op_unref(op);
-    return sp_io_fail(L, r);
+    return 3;
   }
   lua_pushlightuserdata(L, op);
   return sp_await_block(L, t, &connect_wait, op, connect_k,
@@ -811,7 +833,9 @@ static int opt_local(lua_State *L, int arg, struct sockaddr_storage *ss) {
 static int l_connect(lua_State *L) {
   const char *host = luaL_checkstring(L, 1);
   int port = check_port(L, 2);
-  double timeout = sp_opt_timeout(L, 3);
+  double timeout;
+  sp_check_options(L, 3, connect_options);
+  timeout = sp_opt_timeout(L, 3);
   struct sockaddr_storage local;
   int has_local = opt_local(L, 3, &local);
   lua_settop(L, 3);

@@ -442,8 +442,12 @@ static sp_tlsctx *ctx_build(lua_State *L, int arg, const char *fname,
   SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION |
                                SSL_OP_IGNORE_UNEXPECTED_EOF |
                                SSL_OP_NO_COMPRESSION);
+  /* A server sends the chain its certificate file holds, as it is:
+  ** without NO_AUTO_CHAIN OpenSSL would build the chain again from the
+  ** trust store at every handshake (a directory scan of the system store
+  ** per connection -- bench/tls/README). */
   SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-                            SSL_MODE_RELEASE_BUFFERS);
+                            (server ? SSL_MODE_NO_AUTO_CHAIN : 0));
   if (cert != NULL) {
     check_path(L, fname, "certificate", cert, 0);
     if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1)
@@ -469,8 +473,9 @@ static sp_tlsctx *ctx_build(lua_State *L, int arg, const char *fname,
       STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(ca);
       if (names != NULL) SSL_CTX_set_client_CA_list(ctx, names);
     }
-  } else if (SSL_CTX_set_default_verify_paths(ctx) != 1)
-    ERR_clear_error(); /* no system store: verification will say so */
+  } else if ((!server || verify) && SSL_CTX_set_default_verify_paths(ctx) != 1)
+    ERR_clear_error(); /* no system store: verification will say so; a
+                       ** server that verifies nobody needs none */
   if (!verify)
     SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
   else
