@@ -522,13 +522,24 @@ function spindle.fs.mkdir(path, mode) end
 ---@return string? code
 function spindle.fs.list_dir(path) end
 
+---@alias spindle.fs.readformat integer|"a"|"l"|"L"|"n"|"*a"|"*l"|"*L"|"*n"
+
 ---@class spindle.fs.file
 local file = {}
----@param n integer
----@return string|nil
+---Reads by `io` formats (default "l"), one result per format.
+---@param ... spindle.fs.readformat
+---@return string|number|nil ...
+function file:read(...) end
+---An iterator calling `f:read(...)` until it returns nil.
+---@param ... spindle.fs.readformat
+---@return fun(): string|number|nil
+function file:lines(...) end
+---@param whence? "set"|"cur"|"end"
+---@param offset? integer
+---@return integer|nil position
 ---@return string? message
 ---@return string? code
-function file:read(n) end
+function file:seek(whence, offset) end
 ---@param ... string|number
 ---@return true|nil
 ---@return string? message
