@@ -51,4 +51,8 @@ build = {
     SPINDLE_BUILD_TESTS = "OFF",
     SPINDLE_INSTALL_DEV = "OFF",
   },
+  -- Into the rock's directory (luarocks show --rock-dir spindle): the
+  -- documentation, and the LuaLS stubs (point "workspace.library" at
+  -- <rock dir>/types).
+  copy_directories = {"docs", "types"},
 }

@@ -422,6 +422,12 @@ for f in ls:lines() do
   n = n + 1
 end
 ls:close()
+-- The docs and the LuaLS stubs travel with the rock (copy_directories).
+local rockdir = io.popen('ls -d "' .. tree .. '"/lib/luarocks/rocks-5.4/spindle/*/ 2>/dev/null'):read("l")
+for _, f in ipairs({"docs/README.md", "docs/guide/README.md", "docs/reference.md",
+                    "types/spindle.lua"}) do
+  assert(rockdir and io.open(rockdir .. f), "rockspec: " .. f .. " not in the installed rock")
+end
 print(("rockspec: spindle.so and %d Lua module(s) load from %s"):format(n, tree))
 EOF
   ) || {
