@@ -23,6 +23,9 @@ usage: lua5.4 bench/run.lua [options]
                      sleep_warm,steady,idle
   --callgrind        also count instructions per task / per switch with
                      valgrind --tool=callgrind (stable on a noisy machine)
+  --data FILE        also write each workload's headline median per library
+                     as tab-separated lines (workload, library, key,
+                     higher-is-better 1/0, median) for bench/plot.lua
 ]]
 
 local WORKLOADS = {
@@ -128,6 +131,7 @@ do
     elseif a == "--libs" then opts.libs = list(arg[i + 1] or ""); i = i + 1
     elseif a == "--workloads" then opts.workloads = list(arg[i + 1] or ""); i = i + 1
     elseif a == "--callgrind" then opts.callgrind = true
+    elseif a == "--data" and arg[i + 1] then opts.data = arg[i + 1]; i = i + 1
     elseif a == "-h" or a == "--help" then io.write(USAGE); os.exit(0)
     else io.stderr:write("unknown option ", a, "\n", USAGE); os.exit(2) end
     i = i + 1
@@ -405,6 +409,23 @@ for _, w in ipairs(plan) do
     end
   end
   if errors > 0 then io.write("\n") end
+end
+
+-- Headline medians for bench/plot.lua (--data) ----------------------------
+
+if opts.data then
+  local f = assert(io.open(opts.data, "w"))
+  for _, w in ipairs(plan) do
+    local ratio = w.ratio or {}
+    for _, lib in ipairs(ratio.key and w.active or {}) do
+      local v = median_of(w.id, lib, ratio.key)
+      if v then
+        f:write(("%s\t%s\t%s\t%d\t%.6g\n"):format(w.id, lib, ratio.key,
+          ratio.higher and 1 or 0, v))
+      end
+    end
+  end
+  f:close()
 end
 
 -- Instruction counts (--callgrind) -----------------------------------------
