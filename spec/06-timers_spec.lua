@@ -4,14 +4,6 @@
 -- indirectly with 10,000 concurrent sleeps), sleep(0) is a yield, and the
 -- virtual clock (§9) only moves when nothing is ready.
 
--- .busted sets the paths; these only help a bare `lua5.4`-style runner.
-if not package.searchpath("spindle", package.cpath) then
-  package.cpath = "./build/?.so;" .. package.cpath
-end
-if not package.path:find("./lua/?.lua", 1, true) then
-  package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
-end
-
 local spindle = require "spindle"
 
 local pack, unpack = table.pack, table.unpack

@@ -4,7 +4,7 @@
 -- finishes in the background, in order, and the next write waits for it;
 -- I/O that completes at once still yields to others (api.md §6 fairness).
 
-local N = dofile("spec/helpers/net.lua")
+local N = require "spec.helpers.net"
 local spindle, net = N.spindle, N.net
 local run, pair, fd_count = N.run, N.pair, N.fd_count
 

@@ -1,6 +1,6 @@
 -- spec/30-channel_spec.lua -- api.md §4: spindle.channel, and its
 -- cancellation safety (docs/sync.md).
-local H = dofile("spec/helpers/init.lua")
+local H = require "spec.helpers"
 local spindle = H.spindle
 local T = H.vtest
 
