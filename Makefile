@@ -3,13 +3,16 @@
 #
 #   make demo    install missing Debian packages, build, run examples/demo.lua
 #   make test    install missing Debian packages, build, run scripts/test.sh
-#                (C tests, specs, examples, rockspec, ASan+UBSan, valgrind)
+#                (the CTest tests of cmake/tests.cmake: specs, C tests,
+#                examples, doc examples -- plain, under ASan+UBSan and under
+#                valgrind -- plus the rockspec install and format-check)
 #   make deps    apt-get install whatever of DEB_PACKAGES is missing
 #   make build   configure + build into build/ (BUILD_TYPE=RelWithDebInfo)
 #   make asan    the same with -DSPINDLE_SANITIZE=ON into build-asan/
 #   make bench   deps + build + the benchmarks in bench/ (not part of CI);
 #                BENCH_ARGS=--quick for a smoke run
-#   make format  clang-format -i on csrc/ and spec/capi/ (if installed)
+#   make format  clang-format -i on the C sources (FORMAT_FILES)
+#   make format-check  the same as a check: fails on any file it would change
 #   make clean   remove the build trees
 
 SHELL := /bin/bash
@@ -20,9 +23,15 @@ MAKEFLAGS += --no-print-directory
 
 DEB_PACKAGES := lua5.4 liblua5.4-dev libuv1-dev lua-busted luarocks cmake \
                 pkg-config gcc libc6-dev make valgrind lua-luv lua-cqueues \
-                lua-socket
+                lua-socket clang-format
 
-.PHONY: all deps build asan demo test bench format clean
+# Every C source of the project: the library, the C tests, the host example
+# and the C benchmark programs.
+FORMAT_FILES = $(wildcard csrc/*.c csrc/*.h spec/capi/*.c spec/capi/*.h \
+                          examples/host/*.c examples/host/*.h bench/*/*.c \
+                          bench/*/*.h)
+
+.PHONY: all deps build asan demo test bench format format-check clean
 
 all: build
 
@@ -62,8 +71,12 @@ bench:
 	fi
 
 format:
-	@command -v clang-format >/dev/null || { echo "clang-format not installed"; exit 1; }
-	clang-format -i $(wildcard csrc/*.c csrc/*.h spec/capi/*.c spec/capi/*.h)
+	@command -v clang-format >/dev/null || { echo "clang-format not installed (make deps)"; exit 1; }
+	clang-format -i $(FORMAT_FILES)
+
+format-check:
+	@command -v clang-format >/dev/null || { echo "clang-format not installed (make deps)"; exit 1; }
+	clang-format --dry-run -Werror $(FORMAT_FILES)
 
 clean:
 	rm -rf build build-asan build.luarocks
