@@ -14,9 +14,9 @@
 ** Abort while the work runs: a running work item cannot be stopped, so the
 ** task is detached (its await raises at once) and the request finishes on
 ** its own; its callback frees it.  rt->inflight counts these requests so
-** that the virtual clock does not jump past running work; rt->nblocking
-** counts them so that closing the runtime waits for them (the worker runs
-** Lua on memory the request owns).
+** that the virtual clock does not jump past running work, and each is owned
+** by the runtime until work_done, so closing the runtime waits for it (the
+** worker runs Lua on memory the request owns).
 */
 #include <stdio.h>
 #include <stdlib.h>
@@ -221,6 +221,7 @@ static int decode_values(lua_State *L, const char *p, size_t len) {
 /* ---- the request -------------------------------------------------------- */
 
 typedef struct work {
+  sp_owned own;   /* in the runtime's list until work_done */
   uv_work_t req;
   sp_runtime *rt;
   sp_task *task;  /* the waiting task; NULL once detached (aborted) */
@@ -286,21 +287,31 @@ static void work_run(uv_work_t *req) {
 static void work_done(uv_work_t *req, int status) {
   work *w = (work *)req->data;
   w->rt->inflight--;
-  w->rt->nblocking--;
+  sp_disown(&w->own);
   w->status = status;
   if (w->task == NULL) {
     work_free(w);
     return;
   }
-  w->task->undo = NULL;
   sp_wake(w->task, SP_WAKE_OK);
 }
 
+/* The runtime closes: detach the task; work_done (which always comes)
+** frees the request. */
+static void work_close(sp_owned *o) {
+  work *w = sp_container_of(o, work, own);
+  w->task = NULL;
+  uv_cancel((uv_req_t *)&w->req);
+}
+
 static void work_undo(sp_task *t) {
-  work *w = (work *)t->u.w.obj;
+  work *w = (work *)t->w.obj;
   w->task = NULL; /* work_done frees it */
   uv_cancel((uv_req_t *)&w->req); /* in case it has not started yet */
 }
+
+static const sp_waitops blocking_wait = {"blocking (worker thread)",
+                                         work_undo, NULL};
 
 static int blocking_k(lua_State *L, int status, lua_KContext ctx) {
   sp_task *t = (sp_task *)ctx;
@@ -308,8 +319,8 @@ static int blocking_k(lua_State *L, int status, lua_KContext ctx) {
   int n;
   (void)status;
   sp_resumed(L, t);
-  w = (work *)t->u.w.obj;
-  t->u.w.obj = NULL;
+  w = (work *)t->w.obj;
+  t->w.obj = NULL;
   if (w->status < 0) {
     lua_pushfstring(L, "spindle.blocking: %s", uv_strerror(w->status));
     work_free(w);
@@ -370,19 +381,13 @@ static int l_blocking(lua_State *L) {
     return luaL_error(L, "spindle.blocking: %s", uv_strerror(r));
   }
   t->rt->inflight++;
-  t->rt->nblocking++;
-  return sp_await_block(L, t, SP_W_BLOCKING, work_undo, w, blocking_k,
+  sp_own(t->rt, &w->own, work_close);
+  return sp_await_block(L, t, &blocking_wait, w, blocking_k,
                         (lua_KContext)t);
-}
-
-static void describe(sp_task *t, char *buf, size_t size) {
-  (void)t;
-  snprintf(buf, size, "blocking (worker thread)");
 }
 
 int sp_blocking_open(lua_State *L) {
   static const luaL_Reg fns[] = {{"blocking", l_blocking}, {NULL, NULL}};
-  sp_describe_register(SP_W_BLOCKING, describe);
   sp_setfuncs(L, fns);
   return 0;
 }

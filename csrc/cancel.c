@@ -25,6 +25,10 @@ void sp_tscope_fire(sp_runtime *rt, sp_tscope *sc) {
     sp_interrupt(t);
 }
 
+static void timeout_fire(sp_runtime *rt, sp_timer *tm) {
+  sp_tscope_fire(rt, sp_container_of(tm, sp_tscope, timer));
+}
+
 /* The task running this C function, checked for spindle.timeout/shield. */
 static sp_task *scoped_task(lua_State *L, const char *name) {
   sp_runtime *rt = sp_box_of(L)->cur;
@@ -59,8 +63,7 @@ static int l_timeout(lua_State *L) {
   nargs = lua_gettop(L) - 2;
   sp_timer_reserve(L, t->rt);
   sc = lua_newuserdatauv(L, sizeof *sc, 0);
-  sc->timer.index = -1;
-  sc->timer.kind = SP_TM_TIMEOUT;
+  sp_timer_init(&sc->timer, timeout_fire);
   sc->task = t;
   sc->shield = t->shield;
   sc->expired = 0;
@@ -116,12 +119,11 @@ static int l_shield(lua_State *L) {
 int sp_cancel_open(lua_State *L) {
   static const luaL_Reg fns[] = {
       {"timeout", l_timeout}, {"shield", l_shield}, {NULL, NULL}};
-  if (luaL_newmetatable(L, SP_TIMEOUT_MT)) {
-    lua_pushcfunction(L, timeout_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pushliteral(L, "locked");
-    lua_setfield(L, -2, "__metatable");
-  }
+  static const luaL_Reg meta[] = {{"__tostring", timeout_tostring},
+                                  {NULL, NULL}};
+  sp_newclass(L, SP_TIMEOUT_MT, NULL, meta);
+  lua_pushliteral(L, "locked");
+  lua_setfield(L, -2, "__metatable");
   lua_pop(L, 1);
   sp_setfuncs(L, fns);
   return 0;

@@ -10,8 +10,6 @@
 */
 #include "internal.h"
 
-int sp_capi_step(lua_State *L, sp_runtime *rt, double max_seconds);
-void sp_capi_run_all(lua_State *L, sp_runtime *rt);
 
 static int new_p(lua_State *L) {
   uv_loop_t *loop = (uv_loop_t *)lua_touserdata(L, 1);
@@ -19,7 +17,9 @@ static int new_p(lua_State *L) {
   luaL_requiref(L, "spindle", luaopen_spindle, 0);
   lua_pop(L, 1);
   rt = sp_runtime_new(L, 0, loop);
-  rt->host_owned = 1;
+  rt->host_owned = 1; /* kept alive for the host until lua_close */
+  lua_pushvalue(L, -1);
+  rt->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushlightuserdata(L, rt);
   return 1;
 }

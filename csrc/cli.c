@@ -21,7 +21,7 @@
 
 #include "internal.h"
 
-static const char *progname = "spindle";
+static const char *const progname = "spindle";
 
 static void usage(void) {
   fprintf(stderr,
@@ -52,13 +52,110 @@ static int push_args(lua_State *L, char **argv, int argc, int script) {
   return n;
 }
 
+/* The command's signal watchers: owned by the runtime (closed with it),
+** unreferenced (they keep nothing alive).  Their callbacks only set flags;
+** the runtime calls cli_after_poll from the scheduler, where the abort and
+** the dump run. */
+typedef struct cli_sigs {
+  sp_owned own;
+  uv_signal_t sigint, sigquit;
+  sp_runtime *rt;
+  struct {
+    int sigint, sigint_seen, sigquit;
+  } n[1];
+  int nopen;
+} cli_sigs;
+
 static void sigint_cb(uv_signal_t *h, int signum) {
-  sp_runtime *rt = (sp_runtime *)h->data;
+  cli_sigs *cs = (cli_sigs *)h->data;
   (void)signum;
-  if (rt->sigint_seen) _exit(130); /* second SIGINT: stop now */
-  rt->sigint_seen = 1;
-  rt->sigint = 1;
+  if (cs->n->sigint_seen) _exit(130); /* second SIGINT: stop now */
+  cs->n->sigint_seen = 1;
+  cs->n->sigint = 1;
   uv_stop(h->loop);
+}
+
+#ifdef SIGQUIT
+static void sigquit_cb(uv_signal_t *h, int signum) {
+  cli_sigs *cs = (cli_sigs *)h->data;
+  (void)signum;
+  cs->n->sigquit = 1;
+  uv_stop(h->loop);
+}
+#endif
+
+static void sigs_closed(uv_handle_t *h) {
+  cli_sigs *cs = (cli_sigs *)h->data;
+  if (--cs->nopen == 0) {
+    sp_disown(&cs->own);
+    free(cs);
+  }
+}
+
+static void sigs_close(sp_owned *o) {
+  cli_sigs *cs = sp_container_of(o, cli_sigs, own);
+  cs->rt->after_poll = NULL;
+  cs->rt->after_poll_data = NULL;
+  uv_close((uv_handle_t *)&cs->sigint, sigs_closed);
+#ifdef SIGQUIT
+  uv_close((uv_handle_t *)&cs->sigquit, sigs_closed);
+#endif
+}
+
+static int print_dump(lua_State *L) {
+  sp_runtime *rt = (sp_runtime *)lua_touserdata(L, 1);
+  size_t len;
+  const char *s;
+  sp_dump_push(L, rt);
+  s = lua_tolstring(L, -1, &len);
+  fprintf(stderr, "%s: SIGQUIT: %lld live task%s\n", progname,
+          (long long)rt->live, rt->live == 1 ? "" : "s");
+  fwrite(s, 1, len, stderr);
+  fflush(stderr);
+  return 0;
+}
+
+/* After every poll: SIGINT aborts the main task once; SIGQUIT prints the
+** dump and the script goes on.  [-0, +0, m] */
+static void cli_after_poll(lua_State *L, sp_runtime *rt) {
+  cli_sigs *n = (cli_sigs *)rt->after_poll_data;
+  if (n->n->sigint) {
+    n->n->sigint = 0;
+    if (rt->main != NULL) sp_task_abort(L, rt->main);
+  }
+  if (n->n->sigquit) {
+    n->n->sigquit = 0;
+    lua_pushcfunction(L, print_dump);
+    lua_pushlightuserdata(L, rt);
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) lua_pop(L, 1);
+  }
+}
+
+/* Installs the watchers on rt; NULL if it could not.  [-0, +0, -] */
+static cli_sigs *watch_signals(sp_runtime *rt) {
+  cli_sigs *cs = calloc(1, sizeof *cs);
+  if (cs == NULL) return NULL; /* no Ctrl-C handling: still runs */
+  cs->rt = rt;
+  if (uv_signal_init(rt->loop, &cs->sigint) != 0) {
+    free(cs);
+    return NULL;
+  }
+  cs->sigint.data = cs;
+  cs->nopen = 1;
+  sp_own(rt, &cs->own, sigs_close);
+  uv_signal_start(&cs->sigint, sigint_cb, SIGINT);
+  uv_unref((uv_handle_t *)&cs->sigint); /* SIGINT alone keeps nothing alive */
+#ifdef SIGQUIT
+  if (uv_signal_init(rt->loop, &cs->sigquit) == 0) {
+    cs->sigquit.data = cs;
+    cs->nopen++;
+    uv_signal_start(&cs->sigquit, sigquit_cb, SIGQUIT);
+    uv_unref((uv_handle_t *)&cs->sigquit);
+  }
+#endif
+  rt->after_poll = cli_after_poll;
+  rt->after_poll_data = cs;
+  return cs;
 }
 
 /* Writes "spindle: <error>" with the traceback, if any, to stderr. */
@@ -86,7 +183,7 @@ static int cli_main(lua_State *L) {
   int script = 1, nargs, status, code = 0;
   sp_runtime *rt;
   sp_task *t;
-  uv_signal_t sig;
+  cli_sigs *cs;
   lua_settop(L, 0);
   luaL_openlibs(L);
   if (argc < 2) {
@@ -120,15 +217,10 @@ static int cli_main(lua_State *L) {
   nargs = push_args(L, argv, argc, script);
   rt = sp_runtime_new(L, 0, NULL);
   lua_insert(L, 1); /* [rt, chunk, args...] */
-  uv_signal_init(rt->loop, &sig);
-  sig.data = rt;
-  uv_signal_start(&sig, sigint_cb, SIGINT);
-  uv_unref((uv_handle_t *)&sig); /* SIGINT alone keeps nothing alive */
-  rt->sigint_handle = &sig;
-  sp_dump_on_sigquit(L, rt); /* SIGQUIT prints spindle.dump(), goes on */
+  cs = watch_signals(rt);
   sp_run_main(L, rt, nargs);
   t = (sp_task *)lua_touserdata(L, -1);
-  if (rt->sigint_seen)
+  if (cs != NULL && cs->n->sigint_seen) /* freed only by the close below */
     code = 130;
   else if (t->state == SP_T_FAILED) {
     report_main(L, t);

@@ -1,62 +1,74 @@
 /*
-** dns.c -- asynchronous name resolution: spindle.net.resolve and the
-** uv_getaddrinfo request that listen() waits on.
+** dns.c -- asynchronous name resolution: the one getaddrinfo path of the
+** library (spindle.net.resolve, listen, connect and UDP all use it) and
+** spindle.net.resolve itself.
 **
-** A request (sp_gai) runs on libuv's thread pool; while it is pending the
-** runtime counts it in rt->inflight, so a virtual clock does not jump past
-** real work.  The waiting task can be aborted: the undo detaches it and
-** asks libuv to cancel, and the callback, which always comes, frees the
-** request.  Closing the runtime orphans pending requests the same way.
+** A request (sp_gai) runs on libuv's thread pool and is owned by its
+** runtime until its callback; while it is pending the runtime counts it in
+** rt->inflight, so a virtual clock does not jump past real work.  Either a
+** task waits on it (woken by the callback) or a C owner gets done_cb (a
+** connect).  An abort, or the runtime closing, detaches it: the callback,
+** which always comes, then frees it.
 */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "net.h"
+#include "io.h"
 
-static void gai_node_close(sp_nethandle *n) {
-  sp_gai *g = sp_container_of(n, sp_gai, node);
-  if (!g->done && !g->orphan) {
-    g->orphan = 1;
-    n->rt->inflight--;
+static void gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
+  sp_gai *g = sp_container_of(req, sp_gai, req);
+  g->node.rt->inflight--;
+  sp_io_untrack(&g->node);
+  g->status = status;
+  g->res = res;
+  g->done = 1;
+  if (g->task != NULL) {
+    if (g->task->state == SP_T_WAITING) sp_wake(g->task, SP_WAKE_OK);
+  } else if (g->done_cb != NULL) {
+    g->done_cb(g);
+    sp_gai_free(g);
+  } else /* detached: nobody will look */
+    sp_gai_free(g);
+}
+
+/* The runtime closes: detach (the callback frees it).  The owner of a
+** done_cb request detaches it through its own close. */
+static void gai_close(sp_owned *o) {
+  sp_gai *g = sp_container_of(o, sp_gai, node.own);
+  if (g->done_cb == NULL) {
     g->task = NULL;
     uv_cancel((uv_req_t *)&g->req);
   }
 }
 
-static void gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
-  sp_gai *g = sp_container_of(req, sp_gai, req);
-  if (!g->orphan) g->node.rt->inflight--;
-  sp_net_untrack(&g->node);
-  g->status = status;
-  g->res = res;
-  g->done = 1;
-  if (g->task == NULL) { /* detached: nobody will look */
-    sp_gai_free(g);
-    return;
-  }
-  if (g->task->state == SP_T_WAITING) {
-    g->task->undo = NULL;
-    sp_wake(g->task, SP_WAKE_OK);
-  }
-}
-
-int sp_gai_start(sp_runtime *rt, sp_gai *g, const char *name,
-                 const char *port) {
+sp_gai *sp_gai_start(sp_runtime *rt, const char *name, const char *port,
+                     int socktype, int *err) {
   struct addrinfo hints;
+  sp_gai *g = calloc(1, sizeof *g);
   int r;
+  if (g == NULL) {
+    *err = UV_ENOMEM;
+    return NULL;
+  }
+  snprintf(g->name, sizeof g->name, "%s", name);
   memset(&hints, 0, sizeof hints);
   hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_socktype = socktype;
   r = uv_getaddrinfo(rt->loop, &g->req, gai_cb, name, port, &hints);
-  if (r < 0) return r;
+  if (r < 0) {
+    free(g);
+    *err = r;
+    return NULL;
+  }
   rt->inflight++;
-  sp_net_track(&g->node, rt, gai_node_close);
-  return 0;
+  sp_io_track(&g->node, rt, gai_close);
+  return g;
 }
 
 void sp_gai_detach(sp_gai *g) {
   g->task = NULL;
+  g->done_cb = NULL;
   if (g->done)
     sp_gai_free(g);
   else
@@ -68,11 +80,15 @@ void sp_gai_free(sp_gai *g) {
   free(g);
 }
 
-/* ---- spindle.net.resolve(name) ----------------------------------------- */
+static void gai_undo(sp_task *t) { sp_gai_detach((sp_gai *)t->w.obj); }
 
-static void resolve_undo(sp_task *t) {
-  sp_gai_detach((sp_gai *)t->u.w.obj);
+static void describe_gai(sp_task *t, char *buf, size_t size) {
+  snprintf(buf, size, "resolve %s", ((sp_gai *)t->w.obj)->name);
 }
+
+const sp_waitops sp_gai_wait = {"resolve", gai_undo, describe_gai};
+
+/* ---- spindle.net.resolve(name) ----------------------------------------- */
 
 /* Pushes the array of addresses of g->res.  [-0, +1, m] */
 static void push_addrs(lua_State *L, struct addrinfo *res) {
@@ -104,11 +120,11 @@ static void push_addrs(lua_State *L, struct addrinfo *res) {
   }
 }
 
-/* The finished request as a light userdata at the top: frees it whatever
-** happens to the results (a memory error included). */
+/* The finished request as a light userdata at 1: its results (run under
+** pcall, so that the request is freed whatever happens). */
 static int resolve_results(lua_State *L) {
   sp_gai *g = (sp_gai *)lua_touserdata(L, 1);
-  if (g->status < 0) return sp_net_error(L, g->status);
+  if (g->status < 0) return sp_io_fail(L, g->status);
   push_addrs(L, g->res);
   return 1;
 }
@@ -133,23 +149,13 @@ static int l_resolve(lua_State *L) {
   const char *name = luaL_checkstring(L, 1);
   sp_task *t = sp_await_check(L, "resolve");
   sp_gai *g;
-  int r;
+  int err;
   lua_settop(L, 1);
-  g = calloc(1, sizeof *g);
-  if (g == NULL) luaL_error(L, "not enough memory");
+  g = sp_gai_start(t->rt, name, NULL, SOCK_STREAM, &err);
+  if (g == NULL) return sp_io_fail(L, err);
   g->task = t;
-  snprintf(g->name, sizeof g->name, "%s", name);
-  r = sp_gai_start(t->rt, g, name, NULL);
-  if (r < 0) {
-    free(g);
-    return sp_net_error(L, r);
-  }
-  t->wkind = SP_W_NET_RESOLVE;
-  t->undo = resolve_undo;
-  t->u.w.obj = g;
-  t->state = SP_T_WAITING;
   lua_pushlightuserdata(L, g);
-  return sp_await_yield(L, t, resolve_k, (lua_KContext)t);
+  return sp_await_block(L, t, &sp_gai_wait, g, resolve_k, (lua_KContext)t);
 }
 
 /* Adds resolve to the net table at -1.  [-0, +0, m] */

@@ -1,10 +1,9 @@
 /*
 ** dump.c -- observability and test support:
 **   - spindle.dump() / rt:dump(): a line per live task -- id, name, status,
-**     age, what it awaits (one describer per SP_W_* kind, registered by the
-**     file that owns the wait) and where (the innermost Lua frame of its
+**     age, what it awaits (read from the task's wait record: its name, or
+**     its describe function) and where (the innermost Lua frame of its
 **     coroutine, or where its function is defined if it never ran);
-**   - the `spindle` command's dump on SIGQUIT, printed from the scheduler;
 **   - spindle._watchdog(seconds): the wall-clock deadline of spindle.test;
 **   - the Lua parts (lua/spindle/ files: spindle.test, join_all, race),
 **     loaded on first use through the module table's __index, from
@@ -19,54 +18,38 @@
 #include <string.h>
 
 #include "sp_embedded.h"
-#include "sync.h"
+#include "internal.h"
 
-/* ---- describers --------------------------------------------------------- */
-
-static sp_describe_fn describers[256];
-
-void sp_describe_register(int wkind, sp_describe_fn fn) {
-  if (wkind > 0 && wkind < 256) describers[wkind] = fn;
-}
+/* ---- what a task awaits -------------------------------------------------- */
 
 static double secs_left(sp_runtime *rt, uint64_t deadline) {
   uint64_t now = sp_now(rt);
   return deadline > now ? (double)(deadline - now) / 1e9 : 0.0;
 }
 
-static void describe_core(sp_task *t, char *buf, size_t size) {
-  switch (t->wkind) {
-    case SP_W_SLEEP:
-      snprintf(buf, size, "sleep %.1f s left",
-               secs_left(t->rt, t->u.timer.deadline));
-      break;
-    case SP_W_JOIN:
-      snprintf(buf, size, "join task %lld",
-               (long long)((sp_task *)t->u.w.obj)->id);
-      break;
-    case SP_W_FOREVER: snprintf(buf, size, "wait forever"); break;
-    default: snprintf(buf, size, "waiting"); break;
-  }
-}
-
-/* What t awaits, with the nearest armed spindle.timeout if any. */
+/* What t awaits -- its wait record's description, or its name -- with the
+** nearest armed spindle.timeout if any. */
 static void describe(sp_task *t, char *buf, size_t size) {
-  sp_describe_fn fn = describers[t->wkind];
+  const sp_waitops *ops = t->wait;
   sp_tscope *sc;
   size_t n;
   if (t->state != SP_T_WAITING) {
     snprintf(buf, size, "-");
     return;
   }
-  if (fn == NULL) fn = describe_core;
   buf[0] = '\0';
-  fn(t, buf, size);
+  if (ops == NULL)
+    snprintf(buf, size, "waiting");
+  else if (ops->describe != NULL)
+    ops->describe(t, buf, size);
+  else
+    snprintf(buf, size, "%s", ops->name);
   for (sc = t->scopes; sc != NULL; sc = sc->outer)
     if (sc->timer.index >= 0) {
       n = strlen(buf);
       if (n < size)
         snprintf(buf + n, size - n, " (timeout in %.1f s)",
-                 secs_left(t->rt, sc->timer.deadline));
+                 secs_left(t->rt, sp_timer_deadline(t->rt, &sc->timer)));
       break;
     }
 }
@@ -106,8 +89,8 @@ static uint32_t clock_ms(sp_runtime *rt) {
   return ms > 0 ? (uint32_t)ms : 0;
 }
 
-/* Appends the line of the task whose handle is at idx.  [-0, +0, m] */
-static void dump_line(lua_State *L, luaL_Buffer *b, int idx, sp_task *t) {
+/* Pushes the line of the task whose handle is at idx.  [-0, +1, m] */
+static void push_line(lua_State *L, int idx, sp_task *t) {
   char what[160], at[160], line[400];
   uint32_t now = clock_ms(t->rt);
   uint32_t age = now > t->born ? now - t->born : 0;
@@ -119,28 +102,35 @@ static void dump_line(lua_State *L, luaL_Buffer *b, int idx, sp_task *t) {
   else
     lua_pushfstring(L, "task %I", (lua_Integer)t->id);
   lua_remove(L, -2);
-  luaL_addvalue(b);
   snprintf(line, sizeof line, "  %s  age %.1f s  %s  at %s\n",
            sp_status_name(t->state), (double)age / 1000.0, what, at);
-  luaL_addstring(b, line);
+  lua_pushstring(L, line);
+  lua_concat(L, 2);
 }
 
-/* [-0, +1, m] */
+/* The lines are collected in a table first and joined at the end: a
+** luaL_Buffer may keep its storage on the stack, so nothing may be
+** inserted or removed below it while it is in use.  [-0, +1, m] */
 void sp_dump_push(lua_State *L, sp_runtime *rt) {
   luaL_Buffer b;
   int i, n = sp_push_live(L, rt), list = lua_gettop(L);
-  luaL_buffinit(L, &b);
+  lua_createtable(L, n, 0); /* list + 1: the lines */
   for (i = 1; i <= n; i++) {
     sp_task *t;
     lua_rawgeti(L, list, i);
     t = (sp_task *)lua_touserdata(L, -1);
-    /* the buffer may sit on the stack: keep the handle below it */
-    lua_insert(L, list + 1);
-    dump_line(L, &b, list + 1, t);
-    lua_remove(L, list + 1);
+    push_line(L, list + 2, t);
+    lua_rawseti(L, list + 1, i);
+    lua_pop(L, 1);
+  }
+  luaL_buffinit(L, &b);
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, list + 1, i);
+    luaL_addvalue(&b);
   }
   luaL_pushresult(&b);
-  lua_remove(L, list);
+  lua_replace(L, list);
+  lua_settop(L, list);
 }
 
 static int l_dump(lua_State *L) {
@@ -160,82 +150,6 @@ static int rt_dump(lua_State *L) {
   return 1;
 }
 
-/* ---- SIGQUIT in the `spindle` command ------------------------------------ */
-
-/* A hidden task: never anchored, never counted as live, so neither
-** spindle.tasks(), deadlock detection nor shutdown sees it.  It waits
-** forever; the signal callback only wakes it (C only), and the scheduler
-** resumes it like any task, so the dump is made and printed from the
-** scheduler, between slices, never from inside libuv.  Its body cannot
-** raise: the printing runs under lua_pcall. */
-typedef struct quit_watch {
-  sp_task task;
-  uv_signal_t sig;
-} quit_watch;
-
-static int quit_print(lua_State *L) {
-  sp_runtime *rt = (sp_runtime *)lua_touserdata(L, 1);
-  size_t len;
-  const char *s;
-  sp_dump_push(L, rt);
-  s = lua_tolstring(L, -1, &len);
-  fprintf(stderr, "spindle: SIGQUIT: %lld live task%s\n",
-          (long long)rt->live, rt->live == 1 ? "" : "s");
-  fwrite(s, 1, len, stderr);
-  fflush(stderr);
-  return 0;
-}
-
-static int quit_k(lua_State *co, int status, lua_KContext ctx) {
-  sp_task *t = (sp_task *)ctx;
-  (void)status;
-  lua_settop(co, 0);
-  lua_pushcfunction(co, quit_print);
-  lua_pushlightuserdata(co, t->rt);
-  if (lua_pcall(co, 1, 0, 0) != LUA_OK) lua_settop(co, 0);
-  t->state = SP_T_WAITING;
-  t->wkind = SP_W_FOREVER;
-  return lua_yieldk(co, 0, ctx, quit_k);
-}
-
-static int quit_body(lua_State *co) {
-  return quit_k(co, LUA_OK, (lua_KContext)lua_touserdata(
-                                co, lua_upvalueindex(1)));
-}
-
-static void quit_cb(uv_signal_t *h, int signum) {
-  sp_task *t = (sp_task *)h->data;
-  (void)signum;
-  if (t->state == SP_T_WAITING && !t->rt->closing && !t->rt->closed)
-    sp_wake(t, SP_WAKE_OK);
-}
-
-/* [-0, +0, m] */
-void sp_dump_on_sigquit(lua_State *L, sp_runtime *rt) {
-#ifdef SIGQUIT
-  quit_watch *q = lua_newuserdatauv(L, sizeof *q, 1);
-  lua_State *co;
-  memset(q, 0, sizeof *q);
-  co = lua_newthread(L);
-  lua_setiuservalue(L, -2, 1);
-  lua_pushlightuserdata(co, &q->task);
-  lua_pushcclosure(co, quit_body, 1);
-  q->task.rt = rt;
-  q->task.co = co;
-  q->task.state = SP_T_WAITING;
-  q->task.wkind = SP_W_FOREVER;
-  q->task.id = 0;
-  luaL_ref(L, LUA_REGISTRYINDEX); /* for the life of the state */
-  if (uv_signal_init(rt->loop, &q->sig) != 0) return;
-  q->sig.data = &q->task;
-  uv_signal_start(&q->sig, quit_cb, SIGQUIT);
-  uv_unref((uv_handle_t *)&q->sig); /* closed by the runtime's close */
-#else
-  (void)L;
-  (void)rt;
-#endif
-}
-
 /* ---- the wall-clock watchdog of spindle.test ---------------------------- */
 
 /* spindle._watchdog(seconds) -> w: aborts the calling task once `seconds`
@@ -245,16 +159,43 @@ void sp_dump_on_sigquit(lua_State *L, sp_runtime *rt) {
 ** before the task ends: a runtime closes only its own handles. */
 #define WATCHDOG_MT "spindle.watchdog"
 
+typedef struct wd_timer wd_timer;
+
 typedef struct sp_watchdog {
-  uv_timer_t *timer; /* malloc'd: freed in the close callback */
-  sp_task *task;     /* user value 1 keeps its handle alive */
+  wd_timer *timer; /* NULL once closed */
+  sp_task *task;   /* user value 1 keeps its handle alive */
   int fired;
 } sp_watchdog;
 
-static void watchdog_freed(uv_handle_t *h) { free(h); }
+/* The libuv part, malloc'd and owned by the runtime: freed in its close
+** callback, whichever closes first (w:close(), __gc, the runtime). */
+struct wd_timer {
+  sp_owned own;
+  uv_timer_t h;
+  sp_watchdog *w; /* NULL once the Lua object let go */
+};
+
+static void wd_closed(uv_handle_t *h) {
+  wd_timer *wt = (wd_timer *)h->data;
+  sp_disown(&wt->own);
+  free(wt);
+}
+
+static void wd_close(wd_timer *wt) {
+  if (wt->w != NULL) {
+    wt->w->timer = NULL;
+    wt->w = NULL;
+  }
+  if (!uv_is_closing((uv_handle_t *)&wt->h))
+    uv_close((uv_handle_t *)&wt->h, wd_closed);
+}
+
+static void wd_owned_close(sp_owned *o) {
+  wd_close(sp_container_of(o, wd_timer, own));
+}
 
 static void watchdog_cb(uv_timer_t *h) {
-  sp_watchdog *w = (sp_watchdog *)h->data;
+  sp_watchdog *w = ((wd_timer *)h->data)->w;
   sp_task *t;
   if (w == NULL) return;
   w->fired = 1;
@@ -265,19 +206,19 @@ static void watchdog_cb(uv_timer_t *h) {
 }
 
 static int watchdog_close(lua_State *L) {
-  sp_watchdog *w = (sp_watchdog *)luaL_checkudata(L, 1, WATCHDOG_MT);
-  if (w->timer != NULL) {
-    if (!uv_is_closing((uv_handle_t *)w->timer)) {
-      w->timer->data = NULL;
-      uv_close((uv_handle_t *)w->timer, watchdog_freed);
-    }
-    w->timer = NULL;
-  }
+  sp_watchdog *w = (sp_watchdog *)sp_checkclass(L, 1, WATCHDOG_MT);
+  if (w->timer != NULL) wd_close(w->timer);
+  return 0;
+}
+
+static int watchdog_gc(lua_State *L) {
+  sp_watchdog *w = (sp_watchdog *)sp_testclass(L, 1, WATCHDOG_MT);
+  if (w != NULL && w->timer != NULL) wd_close(w->timer);
   return 0;
 }
 
 static int watchdog_fired(lua_State *L) {
-  sp_watchdog *w = (sp_watchdog *)luaL_checkudata(L, 1, WATCHDOG_MT);
+  sp_watchdog *w = (sp_watchdog *)sp_checkclass(L, 1, WATCHDOG_MT);
   lua_pushboolean(L, w->fired);
   return 1;
 }
@@ -287,6 +228,8 @@ static int l_watchdog(lua_State *L) {
   sp_runtime *rt = sp_box_of(L)->cur;
   sp_task *t = rt ? rt->current : NULL;
   sp_watchdog *w;
+  wd_timer *wt;
+  int r;
   if (t == NULL) luaL_error(L, "spindle._watchdog: not inside a task");
   w = lua_newuserdatauv(L, sizeof *w, 1);
   memset(w, 0, sizeof *w);
@@ -294,12 +237,18 @@ static int l_watchdog(lua_State *L) {
   sp_push_task(L, t);
   lua_setiuservalue(L, -2, 1);
   w->task = t;
-  w->timer = malloc(sizeof *w->timer);
-  if (w->timer == NULL) luaL_error(L, "not enough memory");
-  uv_timer_init(rt->loop, w->timer);
-  w->timer->data = w;
+  wt = malloc(sizeof *wt);
+  if (wt == NULL) luaL_error(L, "not enough memory");
+  if ((r = uv_timer_init(rt->loop, &wt->h)) != 0) {
+    free(wt);
+    luaL_error(L, "spindle._watchdog: %s", uv_strerror(r));
+  }
+  wt->h.data = wt;
+  wt->w = w;
+  w->timer = wt;
+  sp_own(rt, &wt->own, wd_owned_close);
   uv_update_time(rt->loop);
-  uv_timer_start(w->timer, watchdog_cb, (uint64_t)(secs * 1000 + 0.5), 0);
+  uv_timer_start(&wt->h, watchdog_cb, (uint64_t)(secs * 1000 + 0.5), 0);
   return 1;
 }
 
@@ -384,18 +333,9 @@ int sp_dump_open(lua_State *L) {
       {NULL, NULL}};
   static const luaL_Reg wd_methods[] = {
       {"close", watchdog_close}, {"fired", watchdog_fired}, {NULL, NULL}};
-  sp_describe_register(SP_W_SLEEP, describe_core);
-  sp_describe_register(SP_W_JOIN, describe_core);
-  sp_describe_register(SP_W_FOREVER, describe_core);
-  if (luaL_newmetatable(L, WATCHDOG_MT)) {
-    lua_newtable(L);
-    luaL_setfuncs(L, wd_methods, 0);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, watchdog_close);
-    lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, watchdog_close);
-    lua_setfield(L, -2, "__gc");
-  }
+  static const luaL_Reg wd_meta[] = {
+      {"__close", watchdog_close}, {"__gc", watchdog_gc}, {NULL, NULL}};
+  sp_newclass(L, WATCHDOG_MT, wd_methods, wd_meta);
   lua_pop(L, 1);
   luaL_getmetatable(L, SP_RT_MT); /* rt:dump() */
   if (lua_getfield(L, -1, "__index") == LUA_TTABLE) {
@@ -411,9 +351,3 @@ int sp_dump_open(lua_State *L) {
   return 0;
 }
 
-int sp_sync_all_open(lua_State *L) {
-  sp_sync_open(L);
-  sp_scope_open(L);
-  sp_dump_open(L);
-  return 0;
-}

@@ -27,113 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io2.h"
-
-/* ---- the per-runtime registry ----------------------------------------- */
-
-static uv_once_t reg_once = UV_ONCE_INIT;
-static uv_mutex_t reg_mutex;
-static sp_io2_rt *reg_head;
-
-static void reg_init(void) { uv_mutex_init(&reg_mutex); }
-
-sp_io2_rt *sp_io2_get(lua_State *L, sp_runtime *rt) {
-  sp_io2_rt *io;
-  uv_once(&reg_once, reg_init);
-  uv_mutex_lock(&reg_mutex);
-  for (io = reg_head; io != NULL; io = io->next)
-    if (io->rt == rt) break;
-  if (io == NULL && (io = malloc(sizeof *io)) != NULL) {
-    io->rt = rt;
-    io->objs.next = io->objs.prev = &io->objs;
-    io->objs.io = io;
-    io->next = reg_head;
-    reg_head = io;
-  }
-  uv_mutex_unlock(&reg_mutex);
-  if (io == NULL) luaL_error(L, "not enough memory");
-  return io;
-}
-
-void sp_io2_add(sp_io2_rt *io, sp_io2_obj *o) {
-  o->io = io;
-  o->next = &io->objs;
-  o->prev = io->objs.prev;
-  io->objs.prev->next = o;
-  io->objs.prev = o;
-}
-
-void sp_io2_del(sp_io2_obj *o) {
-  if (o->io == NULL) return;
-  o->prev->next = o->next;
-  o->next->prev = o->prev;
-  o->next = o->prev = NULL;
-  o->io = NULL;
-}
-
-/* Closes or detaches everything of rt's, then runs the loop until all of
-** it is released.  Runs no Lua. */
-void sp_io2_close_all(sp_runtime *rt) {
-  sp_io2_rt *io, **pp;
-  sp_io2_obj *o, *next;
-  uv_once(&reg_once, reg_init);
-  uv_mutex_lock(&reg_mutex);
-  for (pp = &reg_head; *pp != NULL; pp = &(*pp)->next)
-    if ((*pp)->rt == rt) break;
-  io = *pp;
-  uv_mutex_unlock(&reg_mutex);
-  if (io == NULL) return;
-  /* rtclose may unlink o (and only o) at once */
-  for (o = io->objs.next; o != &io->objs; o = next) {
-    next = o->next;
-    if (o->rtclose != NULL) o->rtclose(o);
-  }
-  /* Wait for close callbacks and pool requests.  Should nothing be left
-  ** that can make progress, stop rather than spin: the stragglers are
-  ** unlinked (and leaked) so that nothing points at the freed record. */
-  {
-    int idle = 0;
-    while (io->objs.next != &io->objs && idle < 3)
-      if (uv_run(rt->loop, UV_RUN_ONCE) == 0) idle++;
-    while (io->objs.next != &io->objs) sp_io2_del(io->objs.next);
-  }
-  uv_mutex_lock(&reg_mutex);
-  for (pp = &reg_head; *pp != io; pp = &(*pp)->next) {
-  }
-  *pp = io->next;
-  uv_mutex_unlock(&reg_mutex);
-  free(io);
-}
-
-/* ---- helpers shared with the other io files --------------------------- */
-
-int sp_io2_fail(lua_State *L, int err) {
-  lua_pushnil(L);
-  lua_pushstring(L, uv_strerror(err));
-  lua_pushstring(L, uv_err_name(err));
-  return 3;
-}
-
-int sp_io2_closed(lua_State *L) {
-  lua_pushnil(L);
-  lua_pushliteral(L, "closed");
-  lua_pushliteral(L, "ECANCELED");
-  return 3;
-}
-
-sp_runtime *sp_io2_runtime(lua_State *L, const char *name) {
-  sp_runtime *rt = sp_box_of(L)->cur;
-  if (rt == NULL || rt->closed || rt->closing)
-    luaL_error(L, "%s: not inside a runtime", name);
-  return rt;
-}
-
-const char *sp_io2_checkpath(lua_State *L, int arg) {
-  size_t len;
-  const char *s = luaL_checklstring(L, arg, &len);
-  if (strlen(s) != len) luaL_argerror(L, arg, "path contains a zero byte");
-  return s;
-}
+#include "io.h"
 
 /* ---- requests ---------------------------------------------------------- */
 
@@ -150,7 +44,7 @@ enum { ST_OPEN, ST_IO, ST_CLOSE, ST_RMDIR, ST_ONE };
 typedef struct fs_file fs_file;
 
 typedef struct fs_req {
-  sp_io2_obj obj; /* in the runtime's list while anything is pending */
+  sp_ionode node; /* owned while anything is pending */
   uv_fs_t req;
   sp_runtime *rt;
   sp_task *task;  /* NULL once abandoned (or never had one) */
@@ -167,7 +61,7 @@ typedef struct fs_req {
 } fs_req;
 
 struct fs_file {
-  sp_io2_obj obj; /* in the runtime's list while fd is open */
+  sp_ionode node; /* owned while fd is open */
   sp_runtime *rt;
   uv_file fd;     /* -1 once closed */
   fs_req *busy;   /* the read or write in flight */
@@ -179,7 +73,7 @@ static void fs_cb(uv_fs_t *req);
 static int fs_step(fs_req *r);
 
 static void fs_free(fs_req *r) {
-  sp_io2_del(&r->obj);
+  sp_io_untrack(&r->node);
   free(r->buf);
   free(r->path2);
   free(r);
@@ -187,20 +81,18 @@ static void fs_free(fs_req *r) {
 
 /* The runtime closes while r is pending: detach its task (it is being
 ** torn down); the callbacks still run and release r. */
-static void fs_req_rtclose(sp_io2_obj *o) {
-  fs_req *r = sp_container_of(o, fs_req, obj);
+static void fs_req_rtclose(sp_owned *o) {
+  fs_req *r = sp_container_of(o, fs_req, node.own);
   r->task = NULL;
 }
 
 static fs_req *fs_req_new(lua_State *L, sp_runtime *rt, int op) {
-  sp_io2_rt *io = sp_io2_get(L, rt);
   fs_req *r = calloc(1, sizeof *r);
   if (r == NULL) luaL_error(L, "not enough memory");
   r->rt = rt;
   r->op = op;
   r->fd = -1;
-  r->obj.rtclose = fs_req_rtclose;
-  sp_io2_add(io, &r->obj);
+  sp_io_track(&r->node, rt, fs_req_rtclose);
   return r;
 }
 
@@ -236,8 +128,7 @@ static void fs_finish(fs_req *r) {
   }
   if (r->task != NULL) {
     sp_task *t = r->task;
-    sp_io2_del(&r->obj); /* nothing pending: the runtime need not wait */
-    t->undo = NULL;
+    sp_io_untrack(&r->node); /* nothing pending: no need to wait for it */
     sp_wake(t, SP_WAKE_OK);
     return; /* the continuation frees r */
   }
@@ -353,10 +244,15 @@ static int fs_step(fs_req *r) {
 /* ---- the await -------------------------------------------------------- */
 
 static void fs_undo(sp_task *t) {
-  fs_req *r = (fs_req *)t->u.w.obj;
+  fs_req *r = (fs_req *)t->w.obj;
   r->task = NULL;
   if (r->pending) uv_cancel((uv_req_t *)&r->req);
 }
+
+static void fs_describe(sp_task *t, char *buf, size_t size);
+
+static const sp_waitops fs_wait = {"fs", fs_undo, fs_describe};
+static const sp_waitops file_wait = {"file", fs_undo, fs_describe};
 
 static void push_stat(lua_State *L, const uv_stat_t *s);
 static int file_new(lua_State *L, sp_runtime *rt, uv_file fd);
@@ -368,7 +264,7 @@ static int fs_results(lua_State *L, fs_req *r) {
     int err = r->err;
     if (r->op == FS_LISTDIR) uv_fs_req_cleanup(&r->req);
     fs_free(r);
-    return sp_io2_fail(L, err);
+    return sp_io_fail(L, err);
   }
   switch (r->op) {
     case FS_READFILE:
@@ -380,7 +276,7 @@ static int fs_results(lua_State *L, fs_req *r) {
       else if (r->err < 0) {
         int err = r->err;
         fs_free(r);
-        return sp_io2_fail(L, err);
+        return sp_io_fail(L, err);
       } else if (r->want == 0)
         lua_pushliteral(L, "");
       else {
@@ -418,7 +314,7 @@ static int fs_k(lua_State *L, int status, lua_KContext ctx) {
   fs_req *r;
   (void)status;
   sp_resumed(L, t);
-  r = (fs_req *)t->u.w.obj;
+  r = (fs_req *)t->w.obj;
   if (r->op == FS_OPEN && r->err == 0) {
     sp_runtime *rt = r->rt;
     uv_file fd = r->fd;
@@ -441,13 +337,13 @@ static int fs_await(lua_State *L, sp_task *t, fs_req *r, int rc) {
   r->pending = 1;
   r->rt->inflight++;
   r->task = t;
-  return sp_await_block(L, t, SP_W_IO2_FS, fs_undo, r, fs_k, (lua_KContext)t);
+  return sp_await_block(L, t, &fs_wait, r, fs_k, (lua_KContext)t);
 }
 
 /* ---- spindle.fs functions --------------------------------------------- */
 
 static int fs_read_file(lua_State *L) {
-  const char *path = sp_io2_checkpath(L, 1);
+  const char *path = sp_io_checkpath(L, 1);
   sp_task *t = sp_await_check(L, "spindle.fs.read_file");
   fs_req *r = fs_req_new(L, t->rt, FS_READFILE);
   r->step = ST_OPEN;
@@ -457,7 +353,7 @@ static int fs_read_file(lua_State *L) {
 
 static int fs_write_file(lua_State *L) {
   size_t len;
-  const char *path = sp_io2_checkpath(L, 1);
+  const char *path = sp_io_checkpath(L, 1);
   const char *data = luaL_checklstring(L, 2, &len);
   sp_task *t = sp_await_check(L, "spindle.fs.write_file");
   fs_req *r = fs_req_new(L, t->rt, FS_WRITEFILE);
@@ -492,7 +388,7 @@ static int parse_mode(const char *m) {
 }
 
 static int fs_open(lua_State *L) {
-  const char *path = sp_io2_checkpath(L, 1);
+  const char *path = sp_io_checkpath(L, 1);
   const char *mode = luaL_optstring(L, 2, "r");
   int flags = parse_mode(mode);
   sp_task *t;
@@ -505,7 +401,7 @@ static int fs_open(lua_State *L) {
 }
 
 static int fs_stat_common(lua_State *L, int op, const char *name) {
-  const char *path = sp_io2_checkpath(L, 1);
+  const char *path = sp_io_checkpath(L, 1);
   sp_task *t = sp_await_check(L, name);
   fs_req *r = fs_req_new(L, t->rt, op);
   r->step = ST_ONE;
@@ -523,7 +419,7 @@ static int fs_lstat(lua_State *L) {
 }
 
 static int fs_remove(lua_State *L) {
-  const char *path = sp_io2_checkpath(L, 1);
+  const char *path = sp_io_checkpath(L, 1);
   sp_task *t = sp_await_check(L, "spindle.fs.remove");
   fs_req *r = fs_req_new(L, t->rt, FS_REMOVE);
   size_t n = strlen(path) + 1;
@@ -537,8 +433,8 @@ static int fs_remove(lua_State *L) {
 }
 
 static int fs_rename(lua_State *L) {
-  const char *from = sp_io2_checkpath(L, 1);
-  const char *to = sp_io2_checkpath(L, 2);
+  const char *from = sp_io_checkpath(L, 1);
+  const char *to = sp_io_checkpath(L, 2);
   sp_task *t = sp_await_check(L, "spindle.fs.rename");
   fs_req *r = fs_req_new(L, t->rt, FS_RENAME);
   r->step = ST_ONE;
@@ -546,7 +442,7 @@ static int fs_rename(lua_State *L) {
 }
 
 static int fs_mkdir(lua_State *L) {
-  const char *path = sp_io2_checkpath(L, 1);
+  const char *path = sp_io_checkpath(L, 1);
   lua_Integer mode = luaL_optinteger(L, 2, 0777);
   sp_task *t;
   fs_req *r;
@@ -558,7 +454,7 @@ static int fs_mkdir(lua_State *L) {
 }
 
 static int fs_list_dir(lua_State *L) {
-  const char *path = sp_io2_checkpath(L, 1);
+  const char *path = sp_io_checkpath(L, 1);
   sp_task *t = sp_await_check(L, "spindle.fs.list_dir");
   fs_req *r = fs_req_new(L, t->rt, FS_LISTDIR);
   r->step = ST_ONE;
@@ -628,15 +524,14 @@ static void push_stat(lua_State *L, const uv_stat_t *s) {
 
 /* Closes fd without waiting for the result: a request of its own, or a
 ** synchronous close when the runtime is gone (shutdown). */
-static void close_fd_detached(sp_runtime *rt, sp_io2_rt *io, uv_file fd) {
+static void close_fd_detached(sp_runtime *rt, uv_file fd) {
   uv_fs_t req;
   fs_req *r;
-  if (io != NULL && (r = calloc(1, sizeof *r)) != NULL) {
+  if (rt != NULL && (r = calloc(1, sizeof *r)) != NULL) {
     r->rt = rt;
     r->op = FS_CLOSE;
     r->fd = -1;
-    r->obj.rtclose = fs_req_rtclose;
-    sp_io2_add(io, &r->obj);
+    sp_io_track(&r->node, rt, fs_req_rtclose);
     r->step = ST_CLOSE;
     fs_next(r, uv_fs_close(rt->loop, &r->req, fd, fs_cb));
     return;
@@ -649,11 +544,11 @@ static void close_fd_detached(sp_runtime *rt, sp_io2_rt *io, uv_file fd) {
 ** A read or write in flight keeps the descriptor until it is done; its
 ** task is woken now with nil, "closed", "ECANCELED". */
 static void file_close(fs_file *f, int sync) {
-  sp_io2_rt *io = f->obj.io; /* NULL: the runtime is gone */
+  sp_runtime *rt = sp_io_tracked(&f->node) ? f->rt : NULL; /* NULL: gone */
   uv_file fd = f->fd;
   if (fd < 0) return;
   f->fd = -1;
-  sp_io2_del(&f->obj);
+  sp_io_untrack(&f->node);
   if (f->busy != NULL) {
     fs_req *r = f->busy;
     sp_task *t = r->task;
@@ -663,18 +558,17 @@ static void file_close(fs_file *f, int sync) {
     if (t != NULL) {
       r->task = NULL;
       r->err = UV_ECANCELED;
-      t->undo = NULL;
-      t->u.w.obj = NULL; /* the continuation reports "closed" */
+      t->w.obj = NULL; /* the continuation reports "closed" */
       sp_wake(t, SP_WAKE_OK);
     }
     return;
   }
-  if (sync) io = NULL;
-  close_fd_detached(f->rt, io, fd);
+  if (sync) rt = NULL;
+  close_fd_detached(rt, fd);
 }
 
-static void file_rtclose(sp_io2_obj *o) {
-  file_close(sp_container_of(o, fs_file, obj), 1);
+static void file_rtclose(sp_owned *o) {
+  file_close(sp_container_of(o, fs_file, node.own), 1);
 }
 
 /* Pushes a file object for fd.  [-0, +1, m] */
@@ -684,14 +578,13 @@ static int file_new(lua_State *L, sp_runtime *rt, uv_file fd) {
   f->fd = -1; /* born closed */
   luaL_setmetatable(L, FS_FILE_MT);
   f->rt = rt;
-  f->obj.rtclose = file_rtclose;
-  if (rt != NULL) sp_io2_add(sp_io2_get(L, rt), &f->obj);
+  if (rt != NULL) sp_io_track(&f->node, rt, file_rtclose);
   f->fd = fd;
   return 1;
 }
 
 static fs_file *file_check(lua_State *L) {
-  return (fs_file *)luaL_checkudata(L, 1, FS_FILE_MT);
+  return (fs_file *)sp_checkclass(L, 1, FS_FILE_MT);
 }
 
 static int file_k(lua_State *L, int status, lua_KContext ctx) {
@@ -699,8 +592,8 @@ static int file_k(lua_State *L, int status, lua_KContext ctx) {
   fs_req *r;
   (void)status;
   sp_resumed(L, t);
-  r = (fs_req *)t->u.w.obj;
-  if (r == NULL) return sp_io2_closed(L); /* closed while waiting */
+  r = (fs_req *)t->w.obj;
+  if (r == NULL) return sp_io_closed(L, "ECANCELED"); /* closed while waiting */
   return fs_results(L, r);
 }
 
@@ -711,13 +604,13 @@ static int file_io_start(lua_State *L, fs_file *f, sp_task *t, fs_req *r) {
   if ((rc = fs_step(r)) < 0) {
     r->file = NULL;
     fs_free(r);
-    return sp_io2_fail(L, rc);
+    return sp_io_fail(L, rc);
   }
   f->busy = r;
   r->task = t;
   r->pending = 1;
   r->rt->inflight++;
-  return sp_await_block(L, t, SP_W_IO2_FILE, fs_undo, r, file_k,
+  return sp_await_block(L, t, &file_wait, r, file_k,
                         (lua_KContext)t);
 }
 
@@ -736,7 +629,7 @@ static int file_read(lua_State *L) {
   fs_req *r;
   luaL_argcheck(L, n >= 0 && n <= 0x7fffffff, 2, "count out of range");
   t = file_ready(L, f, "read");
-  if (f->fd < 0) return sp_io2_closed(L);
+  if (f->fd < 0) return sp_io_closed(L, "ECANCELED");
   if (n == 0) {
     lua_pushliteral(L, "");
     return 1;
@@ -762,7 +655,7 @@ static int file_write(lua_State *L) {
     total += l;
   }
   t = file_ready(L, f, "write");
-  if (f->fd < 0) return sp_io2_closed(L);
+  if (f->fd < 0) return sp_io_closed(L, "ECANCELED");
   if (total == 0) {
     lua_pushboolean(L, 1);
     return 1;
@@ -790,8 +683,8 @@ static int file_close_m(lua_State *L) {
 }
 
 static int file_gc(lua_State *L) {
-  fs_file *f = file_check(L);
-  file_close(f, 0);
+  fs_file *f = (fs_file *)sp_testclass(L, 1, FS_FILE_MT);
+  if (f != NULL) file_close(f, 0);
   return 0;
 }
 
@@ -809,10 +702,10 @@ static void fs_describe(sp_task *t, char *buf, size_t size) {
   static const char *const names[] = {
       "read_file", "write_file", "open",   "read",   "write",  "close",
       "stat",      "lstat",      "remove", "rename", "mkdir",  "list_dir"};
-  fs_req *r = (fs_req *)t->u.w.obj;
+  fs_req *r = (fs_req *)t->w.obj;
   if (r == NULL) {
     snprintf(buf, size, "fs");
-  } else if (t->wkind == SP_W_IO2_FILE) {
+  } else if (t->wait == &file_wait) {
     snprintf(buf, size, "file %s fd %d", names[r->op],
              r->file ? (int)r->file->fd : -1);
   } else if (r->req.path != NULL && r->pending) {
@@ -831,18 +724,11 @@ int sp_fs_open(lua_State *L) {
       {"lstat", fs_lstat},         {"remove", fs_remove},
       {"rename", fs_rename},       {"mkdir", fs_mkdir},
       {"list_dir", fs_list_dir},   {NULL, NULL}};
-  sp_describe_register(SP_W_IO2_FS, fs_describe);
-  sp_describe_register(SP_W_IO2_FILE, fs_describe);
-  luaL_newmetatable(L, FS_FILE_MT);
-  lua_newtable(L);
-  sp_setfuncs(L, methods);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, file_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, file_gc);
-  lua_setfield(L, -2, "__close");
-  lua_pushcfunction(L, file_tostring);
-  lua_setfield(L, -2, "__tostring");
+  static const luaL_Reg meta[] = {{"__gc", file_gc},
+                                  {"__close", file_gc},
+                                  {"__tostring", file_tostring},
+                                  {NULL, NULL}};
+  sp_newclass(L, FS_FILE_MT, methods, meta);
   lua_pop(L, 1);
   lua_newtable(L);
   sp_setfuncs(L, fns);

@@ -25,14 +25,16 @@ static void next_step_undo(sp_task *t) {
   sp_wlist_remove(&t->rt->next_step, t);
 }
 
+static const sp_waitops next_step_wait = {"next step", next_step_undo,
+                                          NULL};
+
 void sp_host_step_begins(sp_runtime *rt) {
   sp_task *last, *t;
   if (rt->next_step.head == NULL) return;
-  last = rt->next_step.head->u.w.prev; /* waiters from before this step */
+  last = rt->next_step.head->w.prev; /* waiters from before this step */
   do {
     t = rt->next_step.head;
     sp_wlist_remove(&rt->next_step, t);
-    t->undo = NULL;
     sp_wake(t, SP_WAKE_OK);
   } while (t != last);
 }
@@ -46,7 +48,7 @@ static int next_step_k(lua_State *L, int status, lua_KContext ctx) {
 static int l_next_step(lua_State *L) {
   sp_task *t = sp_await_check(L, "spindle.next_step");
   sp_wlist_push(&t->rt->next_step, t);
-  return sp_await_block(L, t, SP_W_NEXT_STEP, next_step_undo, NULL, next_step_k,
+  return sp_await_block(L, t, &next_step_wait, NULL, next_step_k,
                         (lua_KContext)t);
 }
 
@@ -76,16 +78,17 @@ static int await_callback(lua_State *L) {
   if (b->task != NULL) {
     sp_task *t = b->task;
     b->task = NULL;
-    t->undo = NULL;
     sp_wake(t, SP_WAKE_OK);
   }
   return 0;
 }
 
 static void await_undo(sp_task *t) {
-  await_box *b = (await_box *)t->u.w.obj;
+  await_box *b = (await_box *)t->w.obj;
   b->task = NULL; /* a later call finds nobody and is ignored */
 }
+
+static const sp_waitops await_wait = {"await callback", await_undo, NULL};
 
 /* [box, ...] -> the callback's arguments */
 static int await_results(lua_State *L) {
@@ -112,7 +115,7 @@ static int await_fn_k(lua_State *L, int status, lua_KContext ctx) {
   if (b->called) return sp_await_fast(L, t, await_wait_k, ctx);
   sp_check_cancel(L, t); /* fn may have swallowed a cancellation */
   b->task = t;
-  return sp_await_block(L, t, SP_W_AWAIT, await_undo, b, await_wait_k, ctx);
+  return sp_await_block(L, t, &await_wait, b, await_wait_k, ctx);
 }
 
 static int l_await(lua_State *L) {
@@ -133,18 +136,11 @@ static int l_await(lua_State *L) {
   return await_fn_k(L, LUA_OK, (lua_KContext)t);
 }
 
-static void describe(sp_task *t, char *buf, size_t size) {
-  snprintf(buf, size, "%s",
-           t->wkind == SP_W_NEXT_STEP ? "next step" : "await callback");
-}
-
 int sp_host_open(lua_State *L) {
   static const luaL_Reg fns[] = {
       {"next_step", l_next_step}, {"await", l_await}, {NULL, NULL}};
-  luaL_newmetatable(L, AWAIT_MT);
+  sp_newclass(L, AWAIT_MT, NULL, NULL);
   lua_pop(L, 1);
-  sp_describe_register(SP_W_NEXT_STEP, describe);
-  sp_describe_register(SP_W_AWAIT, describe);
   sp_setfuncs(L, fns);
   return 0;
 }

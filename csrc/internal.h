@@ -3,12 +3,19 @@
 **
 ** Ownership in one paragraph: a runtime (struct sp_runtime) is a full
 ** userdata; it owns a uv_loop_t (or borrows the host's), one uv_timer_t that
-** stands for the whole timer heap, the ready queue and the list of live
-** tasks.  A task (struct sp_task) is a full userdata -- it *is* the join
-** handle -- whose first user value is its coroutine.  Unfinished tasks are
-** anchored in the runtime's anchors table (one slot each, one release site:
-** sched_finish); finished tasks live as long as their handles.  libuv
-** callbacks never run Lua: they record results and call sp_wake().
+** stands for the whole timer heap, the ready queue, the list of live tasks,
+** and -- through rt->owned -- every libuv handle, request and worker job
+** any subsystem made for it.  A task (struct sp_task) is a full userdata --
+** it *is* the join handle -- whose first user value is its coroutine.
+** Unfinished tasks are anchored in the runtime's anchors table (one slot
+** each, one release site: sp_finish), and they keep the runtime alive;
+** finished tasks live as long as their handles.  A waiting task points at
+** a const sp_waitops record.  libuv callbacks never run Lua: they record
+** results and call sp_wake().
+**
+** Layers: the core (module, runtime, sched, task, wait, timer, cancel,
+** host, capi, dump) never calls into the I/O files; the I/O layer (io.h)
+** and the rest build on sp_own, sp_await_block and sp_wake.
 */
 #ifndef SP_INTERNAL_H
 #define SP_INTERNAL_H
@@ -38,7 +45,7 @@ typedef struct sp_tscope sp_tscope;
 #define SP_MAX_SECONDS 1e9
 
 /* After this many awaits in a row that completed without waiting, an await
-** yields anyway (api.md section 6, I/O fairness). */
+** yields anyway (docs/blocking.md#io-fairness). */
 #define SP_FAST_BUDGET 128
 
 /* ---- per-Lua-state box: which runtime is running now ------------------ */
@@ -57,14 +64,15 @@ void sp_setfuncs(lua_State *L, const luaL_Reg *fns); /* [-0, +0, m] */
 
 /* ---- timers (timer.c) -------------------------------------------------- */
 
-enum { SP_TM_SLEEP = 1, SP_TM_TIMEOUT = 2 };
+typedef struct sp_timer sp_timer;
 
-typedef struct sp_timer {
-  uint64_t deadline; /* ns on the runtime clock */
-  uint64_t seq;      /* insertion order, breaks ties FIFO */
-  int index;         /* slot in the heap, -1 while not armed */
-  int kind;          /* SP_TM_* : who owns this entry */
-} sp_timer;
+/* A heap entry's owner: a sleeping task or a cancellation scope.  fire runs
+** when the entry is due (it has been removed from the heap); no Lua. */
+struct sp_timer {
+  uint64_t seq; /* insertion order, breaks ties FIFO */
+  void (*fire)(sp_runtime *rt, sp_timer *tm);
+  int index;    /* slot in the heap, -1 while not armed */
+};
 
 /* A heap slot keeps its deadline next to the pointer: sifting compares
 ** deadlines without touching the (scattered) timer records. */
@@ -73,51 +81,74 @@ typedef struct sp_heapent {
   sp_timer *tm;
 } sp_heapent;
 
+void sp_timer_init(sp_timer *tm, void (*fire)(sp_runtime *, sp_timer *));
 void sp_timer_add(sp_runtime *rt, sp_timer *tm, uint64_t deadline);
 void sp_timer_remove(sp_runtime *rt, sp_timer *tm);
 sp_timer *sp_timer_min(sp_runtime *rt);
+uint64_t sp_timer_deadline(sp_runtime *rt, const sp_timer *tm); /* armed */
 void sp_timer_reserve(lua_State *L, sp_runtime *rt); /* [-0, +0, m] */
 int sp_timers_fire(sp_runtime *rt); /* fires due timers; count fired */
 uint64_t sp_now(sp_runtime *rt);    /* ns; fresh clock or virtual */
 
-/* ---- waits ------------------------------------------------------------ */
+/* ---- waits: one const record per kind of wait ------------------------ */
 
-/* What a waiting task waits for (for dump and for undo on abort). */
-enum {
-  SP_W_NONE = 0,
-  SP_W_SLEEP,
-  SP_W_JOIN,
-  SP_W_FOREVER, /* sleep(inf)-like waits that only abort ends */
-  SP_W_OTHER,
-  SP_W_CHAN_RECV, /* sync.c: u.w.obj is the channel */
-  SP_W_CHAN_SEND,
-  SP_W_SEM,       /* semaphore acquire */
-  SP_W_MUTEX,     /* mutex lock */
-  SP_W_EVENT,     /* event wait */
-  SP_W_SCOPE,     /* scope.c: waiting for a scope's children */
-  SP_W_NEXT_STEP, /* host.c: spindle.next_step() */
-  SP_W_AWAIT,     /* host.c: spindle.await(fn, ...) */
-  SP_W_BLOCKING   /* blocking.c: spindle.blocking(fn, ...) */
-};
-
-/* dump.c: how spindle.dump() describes what a waiting task awaits.  A
-** describer writes a short phrase ("channel recv", "tcp read
-** 127.0.0.1:4000") for a task waiting with its SP_W_* kind into buf; it
-** runs no Lua and must not fail.  Register one per kind from your
-** sp_xxx_open (kinds without one read "waiting"). */
-typedef void (*sp_describe_fn)(sp_task *t, char *buf, size_t size);
-void sp_describe_register(int wkind, sp_describe_fn fn);
+/* What a waiting task waits for.  Every await passes one of these (a
+** file-scope const) to sp_await_block; sp_wake clears t->wait.
+**   name      a short phrase for spindle.dump ("channel recv");
+**   undo      detaches the task from the object it waits on when it is
+**             aborted or timed out (NULL: nothing to detach); C only;
+**   describe  writes a longer phrase ("tcp read 127.0.0.1:4000") into buf,
+**             NULL to use name; runs no Lua and must not fail. */
+typedef struct sp_waitops {
+  const char *name;
+  void (*undo)(sp_task *t);
+  void (*describe)(sp_task *t, char *buf, size_t size);
+} sp_waitops;
 
 /* Why a task was resumed. */
 enum { SP_WAKE_OK = 0, SP_WAKE_INTERRUPT = 1 };
 
-/* A FIFO list of waiting tasks: circular through t->u.w, head only. */
+/* A FIFO list of waiting tasks: circular through t->w.next/prev. */
 typedef struct sp_wlist {
   sp_task *head;
 } sp_wlist;
 
 void sp_wlist_push(sp_wlist *l, sp_task *t);
 void sp_wlist_remove(sp_wlist *l, sp_task *t);
+
+/* ---- finish hooks: who learns that a task ended ----------------------- */
+
+/* An entry in a task's list of finish hooks, walked once by sp_finish in
+** the order they were added.  fn runs no Lua (it may wake tasks); the
+** hook is unlinked before fn runs.  join, spindle.scope and the watch
+** sets of join_all/race are built on these. */
+typedef struct sp_fhook sp_fhook;
+struct sp_fhook {
+  sp_fhook *next, *prev; /* circular; next == NULL while not linked */
+  void (*fn)(sp_fhook *h, sp_task *finished);
+};
+
+void sp_fhook_add(sp_task *t, sp_fhook *h,
+                  void (*fn)(sp_fhook *, sp_task *));
+void sp_fhook_remove(sp_task *t, sp_fhook *h); /* idempotent */
+
+/* ---- owned handles and requests --------------------------------------- */
+
+/* Everything a runtime owns outside the Lua heap -- libuv handles,
+** requests in flight, thread-pool work -- is linked into rt->owned with
+** the function that closes or detaches it when the runtime closes (libuv's
+** handle_queue is the model).  An entry unlinks itself (sp_disown) at the
+** one place its memory is released: a close callback, the last callback of
+** a request, a __gc.  Closing the runtime calls every close once, then
+** runs the loop until the list is empty and the loop closes. */
+typedef struct sp_owned sp_owned;
+struct sp_owned {
+  sp_owned *next, *prev; /* NULL while not linked */
+  void (*close)(sp_owned *o); /* no Lua; may sp_disown(o) itself */
+};
+
+void sp_own(sp_runtime *rt, sp_owned *o, void (*close)(sp_owned *));
+void sp_disown(sp_owned *o); /* idempotent */
 
 /* ---- tasks ------------------------------------------------------------- */
 
@@ -142,15 +173,18 @@ struct sp_task {
   lua_Integer id;
   sp_task *rnext, *rprev;   /* ready queue */
   sp_tscope *scopes;        /* innermost open spindle.timeout */
-  void (*undo)(sp_task *t); /* detach the current wait; C only */
-  union {
-    sp_timer timer; /* SP_W_SLEEP */
-    struct {
-      void *obj;            /* the object waited on */
-      sp_task *next, *prev; /* links in its sp_wlist */
-    } w;            /* every other wait */
-  } u;
-  sp_wlist joiners;         /* tasks waiting in join/result */
+  const sp_waitops *wait;   /* what it waits for, NULL when not waiting */
+  struct {
+    void *obj; /* the object waited on */
+    union {
+      struct {
+        sp_task *next, *prev; /* links in an sp_wlist */
+      };
+      sp_timer timer; /* sleep */
+      sp_fhook hook;  /* join: in the target's finish hooks */
+    };
+  } w;
+  sp_fhook *hooks;          /* finish hooks (join, scope, watch sets) */
   uint32_t born;            /* ms since the runtime started, for dump */
   int anchor;               /* slot in the anchors table, 0 when none */
   unsigned short fast;      /* awaits completed without waiting, in a row */
@@ -158,7 +192,6 @@ struct sp_task {
   unsigned short nexpired;  /* expired timeout scopes still open */
   unsigned char state;      /* SP_T_* */
   unsigned char wake;       /* SP_WAKE_* for the pending resume */
-  unsigned char wkind;      /* SP_W_*: what the task waits for */
   unsigned char cancel : 1; /* abort requested */
   unsigned char failed : 1; /* body raised (set by task_body_k) */
   unsigned char observed : 1; /* a failure was seen by join/result */
@@ -206,6 +239,7 @@ struct sp_runtime {
   int self_ref;           /* registry ref to this userdata until closed */
   int host_owned;         /* made by spindle_new: self_ref kept for good */
   int on_error_ref;       /* registry ref or LUA_NOREF */
+  int on_warning_ref;     /* registry ref or LUA_NOREF */
   int virtual_clock;
   int use_luv;            /* loop = "luv": luv's default loop */
   int preempt;            /* instructions per slice, 0: off */
@@ -215,12 +249,13 @@ struct sp_runtime {
   int closing, closed;
   int shutting_down;      /* aborting everything: new tasks start cancelled */
   int inflight;           /* requests that will complete in real time */
-  int nblocking;          /* spindle.blocking work items in flight */
-  int sigint;             /* CLI: SIGINT seen, abort main once */
-  int sigint_seen;
   int deadlock;           /* nothing can wake the waiting tasks */
   int deadlocked;         /* run ended because of a deadlock */
-  uv_signal_t *sigint_handle;
+  sp_owned owned;         /* sentinel: everything the runtime owns */
+  /* Called after every poll, from the scheduler (not from libuv): the
+  ** command's signal handlers act here.  May run Lua.  [-0, +0, m] */
+  void (*after_poll)(lua_State *L, sp_runtime *rt);
+  void *after_poll_data;
   lua_Integer spawned, finished, failed, cancelled, live, nready, polls;
 };
 
@@ -228,12 +263,12 @@ struct sp_runtime {
 sp_runtime *sp_runtime_new(lua_State *L, int optidx, uv_loop_t *loop);
 sp_runtime *sp_runtime_check(lua_State *L, int idx);
 void sp_runtime_close(lua_State *L, sp_runtime *rt);
-int sp_drive(lua_State *L, sp_runtime *rt, int mode, double budget);
 int sp_run_main(lua_State *L, sp_runtime *rt, int nargs);
 void sp_report_unobserved(lua_State *L, sp_runtime *rt);
 void sp_shutdown(lua_State *L, sp_runtime *rt);
-enum { SP_DRIVE_MAIN, SP_DRIVE_ALL, SP_DRIVE_STEP };
-int sp_runtime_open(lua_State *L);
+int sp_capi_step(lua_State *L, sp_runtime *rt, double max_seconds);
+void sp_capi_run_all(lua_State *L, sp_runtime *rt);
+void sp_runtime_pin(lua_State *L, sp_runtime *rt, int on); /* [-0,+0,m] */
 
 /* sched.c */
 void sp_wake(sp_task *t, int why);
@@ -253,9 +288,13 @@ int sp_task_abort(lua_State *L, sp_task *t);
 sp_task *sp_task_check(lua_State *L, int idx);
 sp_task *sp_task_test(lua_State *L, int idx);
 void sp_task_unobserved(lua_State *L, sp_task *t);
+/* The reporter's second half: a warning message on top (a blocking task,
+** say) about the task whose handle is at hidx goes to opts.on_warning(msg,
+** handle) if the runtime has one, else to stderr.  Pops the message;
+** never raises.  [-1, +0, -] */
+void sp_warning(lua_State *L, sp_runtime *rt, int hidx);
 void sp_interrupt(sp_task *t);
 int sp_push_name(lua_State *L, int idx); /* [-0, +1, -] */
-int sp_task_open(lua_State *L);
 const char *sp_status_name(int state);
 
 /* wait.c: the await protocol */
@@ -264,42 +303,55 @@ void sp_check_cancel(lua_State *L, sp_task *t);
 void sp_resumed(lua_State *L, sp_task *t);
 int sp_await_yield(lua_State *L, sp_task *t, lua_KFunction k,
                    lua_KContext ctx);
-int sp_await_block(lua_State *L, sp_task *t, int wkind,
-                   void (*undo)(sp_task *t), void *obj, lua_KFunction k,
-                   lua_KContext ctx);
+int sp_await_block(lua_State *L, sp_task *t, const sp_waitops *ops,
+                   void *obj, lua_KFunction k, lua_KContext ctx);
 int sp_await_fast(lua_State *L, sp_task *t, lua_KFunction k,
                   lua_KContext ctx);
 double sp_check_seconds(lua_State *L, int arg);
-int sp_wait_open(lua_State *L);
 void sp_push_cancel_error(lua_State *L);
 int sp_msgh(lua_State *L);
 void sp_take_traceback(lua_State *co, int idx);
+void sp_forget_traceback(lua_State *L, lua_State *co); /* [-0, +0, m] */
 void sp_weak_keys(lua_State *L, const void *key); /* [-0, +0, m] */
 void sp_set_hooks(sp_runtime *rt, lua_State *co);
 void sp_hook_cancel(lua_State *co);
 
-/* The subsystems luaopen_spindle registers (each adds to the module table
-** at -1) and the handles they own, closed with the runtime (release_c). */
-int sp_sync_all_open(lua_State *L);  /* sync.c, scope.c, dump.c */
-int sp_io2_open(lua_State *L);       /* fs.c, udp.c, process.c, signal.c */
-int sp_net_open(lua_State *L);       /* stream.c, tcp.c, pipe.c, dns.c */
-void sp_io2_close_all(sp_runtime *rt);
-void sp_net_close_all(sp_runtime *rt);
-void sp_dump_on_sigquit(lua_State *L, sp_runtime *rt); /* the command */
-
 /* host.c: next_step and await */
 void sp_host_step_begins(sp_runtime *rt);
-int sp_host_open(lua_State *L);
-
-/* blocking.c */
-int sp_blocking_open(lua_State *L);
 
 /* cancel.c: timeout and shield */
 void sp_tscope_fire(sp_runtime *rt, sp_tscope *sc);
-int sp_cancel_open(lua_State *L);
 
-/* A registry key for the tag that marks the scheduler's own yields. */
-extern char sp_yield_tag;
+/* Every library part, each adding its functions to the module table at -1
+** (module.c opens them in order, as Lua's linit.c does).  [-0, +0, m] */
+int sp_wait_open(lua_State *L);     /* is_cancelled, is_timeout */
+int sp_task_open(lua_State *L);     /* spawn, yield, sleep, handles ... */
+int sp_cancel_open(lua_State *L);   /* timeout, shield */
+int sp_runtime_open(lua_State *L);  /* run, runtime, stats */
+int sp_host_open(lua_State *L);     /* next_step, await */
+int sp_blocking_open(lua_State *L); /* blocking */
+int sp_sync_open(lua_State *L);     /* channel, semaphore, mutex, event */
+int sp_scope_open(lua_State *L);    /* scope, _watch */
+int sp_dump_open(lua_State *L);     /* dump, _watchdog, the Lua parts */
+int sp_fs_open(lua_State *L);       /* fs */
+int sp_process_open(lua_State *L);  /* process */
+int sp_signal_open(lua_State *L);   /* signal */
+int sp_net_open(lua_State *L);      /* net: streams, tcp, unix, dns, udp */
+
+/* dump.c: pushes the text of spindle.dump() for rt.  [-0, +1, m] */
+void sp_dump_push(lua_State *L, sp_runtime *rt);
+
+/* The class helper: every userdata class of the library is made with
+** sp_newclass and its self checked with sp_checkclass (methods) or
+** sp_testclass (__gc, which must ignore anything foreign).
+** sp_newclass creates the metatable `name` with __name, __index = a table
+** of `methods` (each with the module box as upvalue 1) and the
+** metamethods `meta` (likewise).  Leaves it on the stack.  [-0, +1, m] */
+void sp_newclass(lua_State *L, const char *name, const luaL_Reg *methods,
+                 const luaL_Reg *meta);
+void *sp_checkclass(lua_State *L, int idx, const char *name); /* [-0,+0,v] */
+void *sp_testclass(lua_State *L, int idx, const char *name);  /* [-0,+0,-] */
+
 
 #define sp_container_of(p, type, field)                                     \
   ((type *)((char *)(p) - offsetof(type, field)))

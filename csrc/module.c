@@ -1,10 +1,11 @@
 /*
-** module.c -- luaopen_spindle: the per-state box, metatables and function
-** tables.  Nothing else lives here.
+** module.c -- luaopen_spindle: the per-state box, the list of library
+** parts (every *_open, in order, as Lua's linit.c does) and the class
+** helper every userdata class is made with.
 */
 #include "internal.h"
 
-static char box_key; /* registry: the sp_box userdata of this Lua state */
+static const char box_key = 0; /* registry: the sp_box userdata of this Lua state */
 
 /* [-0, +0, m] */
 sp_box *sp_box_get(lua_State *L) {
@@ -21,24 +22,60 @@ void sp_setfuncs(lua_State *L, const luaL_Reg *fns) {
   luaL_setfuncs(L, fns, 1);
 }
 
+/* ---- the class helper -------------------------------------------------- */
+
+/* [-0, +1, m] */
+void sp_newclass(lua_State *L, const char *name, const luaL_Reg *methods,
+                 const luaL_Reg *meta) {
+  luaL_newmetatable(L, name); /* sets __name */
+  if (methods != NULL) {
+    lua_newtable(L);
+    sp_setfuncs(L, methods);
+    lua_setfield(L, -2, "__index");
+  }
+  if (meta != NULL) sp_setfuncs(L, meta);
+}
+
+/* [-0, +0, v] */
+void *sp_checkclass(lua_State *L, int idx, const char *name) {
+  return luaL_checkudata(L, idx, name);
+}
+
+/* [-0, +0, -] */
+void *sp_testclass(lua_State *L, int idx, const char *name) {
+  return luaL_testudata(L, idx, name);
+}
+
+/* ---- the library parts -------------------------------------------------- */
+
+static const lua_CFunction parts[] = {
+    sp_wait_open,     /* is_cancelled, is_timeout, cancellation errors */
+    sp_task_open,     /* spawn, yield, sleep, now, current, tasks */
+    sp_cancel_open,   /* timeout, shield */
+    sp_runtime_open,  /* run, runtime, stats */
+    sp_host_open,     /* next_step, await */
+    sp_blocking_open, /* blocking */
+    sp_sync_open,     /* channel, semaphore, mutex, event */
+    sp_scope_open,    /* scope, the watch sets of join_all and race */
+    sp_dump_open,     /* dump, _watchdog, lazily loaded Lua parts */
+    sp_fs_open,       /* fs */
+    sp_process_open,  /* process */
+    sp_signal_open,   /* signal */
+    sp_net_open,      /* net: streams, TCP, Unix sockets, DNS, UDP */
+    NULL};
+
 int luaopen_spindle(lua_State *L) {
+  int i;
   luaL_checkversion(L);
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &box_key) == LUA_TNIL) {
     sp_box *box = lua_newuserdatauv(L, sizeof *box, 0);
     box->cur = NULL;
+    box->task_mt = box->task_gc_mt = NULL;
     lua_rawsetp(L, LUA_REGISTRYINDEX, &box_key);
   }
   lua_pop(L, 1);
   lua_newtable(L);
-  sp_wait_open(L);
-  sp_task_open(L);
-  sp_cancel_open(L);
-  sp_runtime_open(L);
-  sp_host_open(L);
-  sp_blocking_open(L);
-  sp_sync_all_open(L); /* channel ... event, scope, dump, Lua parts */
-  sp_io2_open(L);      /* fs, process, signal, net.udp */
-  sp_net_open(L);      /* net: streams, TCP, Unix sockets, DNS */
+  for (i = 0; parts[i] != NULL; i++) parts[i](L);
   lua_pushliteral(L, "spindle " SPINDLE_VERSION);
   lua_setfield(L, -2, "_VERSION");
   lua_pushliteral(L, SPINDLE_VERSION);

@@ -5,7 +5,7 @@
 ** local_addr() return the socket path.  A listener removes its socket file
 ** when it is closed (not when binding failed: the file is someone else's).
 */
-#include "net.h"
+#include "io.h"
 
 static int l_listen_unix(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);

@@ -31,15 +31,14 @@
 #include <sys/wait.h>
 #endif
 
-#include "io2.h"
-#include "stream.h"
+#include "io.h"
 
 #define PROC_MT "spindle.process"
 
 typedef struct proc_box proc_box;
 
 typedef struct proc_obj {
-  sp_io2_obj obj; /* in the runtime's list until everything is closed */
+  sp_ionode node; /* owned until every handle's close callback */
   uv_process_t h;
   sp_runtime *rt;
   proc_box *box;  /* the Lua object, NULL once closed or collected */
@@ -50,6 +49,7 @@ typedef struct proc_obj {
   int termsig;
   int nopen;      /* handles whose close callback is still to come */
   int killed_on_close;
+  int orphan;     /* its owner let go: exit_cb closes the handles */
   /* run() */
   int is_run;
   sp_task *task;  /* the task in run(), NULL while detached */
@@ -74,7 +74,7 @@ struct proc_box {
 static void proc_release(uv_handle_t *h) {
   proc_obj *p = (proc_obj *)h->data;
   if (--p->nopen > 0) return;
-  sp_io2_del(&p->obj);
+  sp_io_untrack(&p->node);
   free(p->buf[0]);
   free(p->buf[1]);
   free(p);
@@ -91,36 +91,11 @@ static void proc_close_handles(proc_obj *p) {
     }
 }
 
-/* Kills a running child and reaps it now (runtime close only). */
-static void proc_kill_reap(proc_obj *p) {
-  if (p->exited || p->detached || p->pid <= 0) return;
-  uv_process_kill(&p->h, SIGKILL);
-#ifndef _WIN32
-  {
-    int st;
-    while (waitpid(p->pid, &st, 0) < 0 && errno == EINTR) {
-    }
-  }
-#endif
-  p->exited = 1;
-}
-
-static void proc_rtclose(sp_io2_obj *o) {
-  proc_obj *p = sp_container_of(o, proc_obj, obj);
-  if (p->box != NULL) p->box->p = NULL;
-  p->box = NULL;
-  p->task = NULL;
-  if (uv_is_closing((uv_handle_t *)&p->h)) return;
-  proc_kill_reap(p);
-  proc_close_handles(p);
-}
-
 static void wake_waiters(proc_obj *p, int closed) {
   sp_task *t;
   while ((t = p->waiters.head) != NULL) {
     sp_wlist_remove(&p->waiters, t);
-    if (closed) t->u.w.obj = NULL; /* the continuation says "closed" */
-    t->undo = NULL;
+    if (closed) t->w.obj = NULL; /* the continuation says "closed" */
     sp_wake(t, SP_WAKE_OK);
   }
 }
@@ -130,7 +105,6 @@ static void run_check_done(proc_obj *p) {
   if (t == NULL || !p->exited) return;
   if (!p->reaping && !(p->eof[0] && p->eof[1])) return;
   p->task = NULL;
-  t->undo = NULL;
   sp_wake(t, SP_WAKE_OK);
 }
 
@@ -145,7 +119,10 @@ static void exit_cb(uv_process_t *h, int64_t status, int termsig) {
     p->box->termsig = termsig;
   }
   if (p->is_run) {
-    run_check_done(p);
+    if (p->orphan)
+      proc_close_handles(p);
+    else
+      run_check_done(p);
     return;
   }
   wake_waiters(p, 0);
@@ -153,30 +130,56 @@ static void exit_cb(uv_process_t *h, int64_t status, int termsig) {
   if (p->box == NULL) proc_close_handles(p); /* closed while running */
 }
 
-/* The one close path of a process object (close, __close, __gc). */
+/* The one close path of a process object: close, __close, __gc (through
+** proc_close, which first closes its pipes) and the runtime closing
+** (rtclose).  Waiters are woken with "closed".  A running child is killed
+** (SIGKILL) unless detached, and its handle is closed once it has exited,
+** which reaps it; the runtime's close waits for that.  A detached child
+** runs on: its handle is closed at once when the runtime closes, else
+** when it exits. */
+static void proc_shut(proc_obj *p, int rtclose) {
+  if (p->box != NULL) p->box->p = NULL;
+  p->box = NULL;
+  p->task = NULL;
+  p->orphan = 1;
+  wake_waiters(p, 1);
+  if (uv_is_closing((uv_handle_t *)&p->h)) return;
+  if (p->exited || p->pid <= 0 || (p->detached && rtclose)) {
+    proc_close_handles(p);
+    return;
+  }
+  if (p->is_run) { /* its task is gone: stop reading the child's output */
+    int i;
+    for (i = 0; i < 2; i++)
+      if (p->cap_open[i]) {
+        p->cap_open[i] = 0;
+        uv_close((uv_handle_t *)&p->cap[i], proc_release);
+      }
+  }
+  if (!p->detached) {
+    uv_process_kill(&p->h, SIGKILL);
+    p->killed_on_close = 1;
+    uv_ref((uv_handle_t *)&p->h); /* reap it promptly */
+  } else
+    uv_unref((uv_handle_t *)&p->h); /* a detached child may run on */
+}
+
+static void proc_rtclose(sp_owned *o) {
+  proc_shut(sp_container_of(o, proc_obj, node.own), 1);
+}
+
+/* close(), __close, __gc: the pipes first, then the process. */
 static void proc_close(lua_State *L, int idx, proc_box *box) {
   proc_obj *p = box->p;
   int i;
   if (p == NULL) return;
-  box->p = NULL;
-  p->box = NULL;
-  for (i = 1; i <= 3; i++) { /* its pipes */
+  for (i = 1; i <= 3; i++) {
     sp_stream *s;
     lua_getiuservalue(L, idx, i);
     if ((s = sp_stream_test(L, -1)) != NULL) sp_stream_close(s);
     lua_pop(L, 1);
   }
-  wake_waiters(p, 1);
-  if (!p->exited) { /* exit_cb closes the handle, and so reaps the child */
-    if (!p->detached) {
-      uv_process_kill(&p->h, SIGKILL);
-      p->killed_on_close = 1;
-      uv_ref((uv_handle_t *)&p->h); /* reap it promptly */
-    } else
-      uv_unref((uv_handle_t *)&p->h); /* a detached child may run on */
-    return;
-  }
-  proc_close_handles(p);
+  proc_shut(p, 0);
 }
 
 /* ---- options ------------------------------------------------------------ */
@@ -309,7 +312,6 @@ static proc_obj *proc_new(lua_State *L, sp_runtime *rt) {
   proc_obj *p = calloc(1, sizeof *p);
   if (p == NULL) luaL_error(L, "not enough memory");
   p->rt = rt;
-  p->obj.rtclose = proc_rtclose;
   p->h.data = p;
   return p;
 }
@@ -325,10 +327,9 @@ static int spawn_fail(lua_State *L, const char *file, int err) {
 
 /* spindle.process.spawn(file, args, [opts]) */
 static int l_spawn(lua_State *L) {
-  const char *file = sp_io2_checkpath(L, 1);
+  const char *file = sp_io_checkpath(L, 1);
   int opts = lua_isnoneornil(L, 3) ? 0 : 3;
   sp_runtime *rt;
-  sp_io2_rt *io;
   spawn_args sa;
   uv_process_options_t o;
   uv_stdio_container_t stdio[3];
@@ -337,8 +338,7 @@ static int l_spawn(lua_State *L) {
   proc_box *box;
   proc_obj *p;
   if (opts) luaL_checktype(L, 3, LUA_TTABLE);
-  rt = sp_io2_runtime(L, "spindle.process.spawn");
-  io = sp_io2_get(L, rt);
+  rt = sp_io_runtime(L, "spindle.process.spawn");
   lua_settop(L, 3);
   for (i = 0; i < 3; i++) modes[i] = stdio_opt(L, opts, names[i]);
   build_args(L, 1, 2, opts, &sa); /* 4: anchor */
@@ -352,7 +352,10 @@ static int l_spawn(lua_State *L) {
     if (modes[i] == IO_PIPE) {
       uv_pipe_t *pp = malloc(sizeof *pp);
       if (pp == NULL) luaL_error(L, "not enough memory");
-      uv_pipe_init(rt->loop, pp, 0);
+      if ((r = uv_pipe_init(rt->loop, pp, 0)) < 0) {
+        free(pp);
+        return sp_io_fail(L, r);
+      }
       sp_stream_wrap(L, rt, (uv_stream_t *)pp, "pipe"); /* owns pp now */
       lua_setiuservalue(L, boxidx, i + 1);
       stdio[i].flags = UV_CREATE_PIPE |
@@ -370,7 +373,7 @@ static int l_spawn(lua_State *L) {
   p->detached = sa.detached;
   r = uv_spawn(rt->loop, &p->h, &o);
   p->nopen = 1;
-  sp_io2_add(io, &p->obj);
+  sp_io_track(&p->node, rt, proc_rtclose);
   if (r < 0) {
     for (i = 1; i <= 3; i++) {
       sp_stream *s;
@@ -392,13 +395,13 @@ static int l_spawn(lua_State *L) {
 }
 
 static proc_box *proc_check(lua_State *L) {
-  return (proc_box *)luaL_checkudata(L, 1, PROC_MT);
+  return (proc_box *)sp_checkclass(L, 1, PROC_MT);
 }
 
 /* Pushes what wait() returns for an exited child.  [-0, +2, m] */
 static int push_status(lua_State *L, int64_t status, int termsig) {
   if (termsig != 0) {
-    const char *name = sp_io2_signame(termsig);
+    const char *name = sp_signame(termsig);
     lua_pushnil(L);
     if (name != NULL)
       lua_pushstring(L, name);
@@ -412,11 +415,16 @@ static int push_status(lua_State *L, int64_t status, int termsig) {
 }
 
 static void wait_undo(sp_task *t) {
-  proc_obj *p = (proc_obj *)t->u.w.obj;
+  proc_obj *p = (proc_obj *)t->w.obj;
   sp_wlist_remove(&p->waiters, t);
   if (p->waiters.head == NULL && !p->killed_on_close)
     uv_unref((uv_handle_t *)&p->h);
 }
+
+static void proc_describe(sp_task *t, char *buf, size_t size);
+
+static const sp_waitops wait_wait = {"process wait", wait_undo,
+                                     proc_describe};
 
 static int wait_k(lua_State *L, int status, lua_KContext ctx) {
   sp_task *t = (sp_task *)ctx;
@@ -424,7 +432,7 @@ static int wait_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   sp_resumed(L, t);
   if (box->exited) return push_status(L, box->status, box->termsig);
-  return sp_io2_closed(L);
+  return sp_io_closed(L, "ECANCELED");
 }
 
 static int proc_wait(lua_State *L) {
@@ -438,16 +446,12 @@ static int proc_wait(lua_State *L) {
     luaL_error(L, "wait: the process belongs to another runtime");
   if (p->waiters.head == NULL) uv_ref((uv_handle_t *)&p->h);
   sp_wlist_push(&p->waiters, t);
-  t->u.w.obj = p;
-  t->wkind = SP_W_IO2_PROC_WAIT;
-  t->undo = wait_undo;
-  t->state = SP_T_WAITING;
-  return sp_await_yield(L, t, wait_k, (lua_KContext)t);
+  return sp_await_block(L, t, &wait_wait, p, wait_k, (lua_KContext)t);
 }
 
 static int proc_kill(lua_State *L) {
   proc_box *box = proc_check(L);
-  int sig = lua_isnoneornil(L, 2) ? SIGTERM : sp_io2_signum(L, 2);
+  int sig = lua_isnoneornil(L, 2) ? SIGTERM : sp_signum(L, 2);
   int r;
   if (box->exited) {
     lua_pushnil(L);
@@ -455,8 +459,8 @@ static int proc_kill(lua_State *L) {
     lua_pushliteral(L, "ESRCH");
     return 3;
   }
-  if (box->p == NULL) return sp_io2_closed(L);
-  if ((r = uv_process_kill(&box->p->h, sig)) < 0) return sp_io2_fail(L, r);
+  if (box->p == NULL) return sp_io_closed(L, "ECANCELED");
+  if ((r = uv_process_kill(&box->p->h, sig)) < 0) return sp_io_fail(L, r);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -474,8 +478,8 @@ static int proc_close_m(lua_State *L) {
 }
 
 static int proc_gc(lua_State *L) {
-  proc_box *box = proc_check(L);
-  proc_close(L, 1, box);
+  proc_box *box = (proc_box *)sp_testclass(L, 1, PROC_MT);
+  if (box != NULL) proc_close(L, 1, box);
   return 0;
 }
 
@@ -535,18 +539,22 @@ static void cap_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
 }
 
 static void run_undo(sp_task *t) {
-  proc_obj *p = (proc_obj *)t->u.w.obj;
+  proc_obj *p = (proc_obj *)t->w.obj;
   p->task = NULL;
   if (!p->exited) uv_process_kill(&p->h, SIGKILL);
 }
 
 static void reap_undo(sp_task *t) {
-  ((proc_obj *)t->u.w.obj)->task = NULL;
+  ((proc_obj *)t->w.obj)->task = NULL;
 }
+
+static const sp_waitops run_wait = {"process run", run_undo, proc_describe};
+static const sp_waitops reap_wait = {"process run", reap_undo,
+                                     proc_describe};
 
 static int run_reaped_k(lua_State *L, int status, lua_KContext ctx) {
   sp_task *t = (sp_task *)ctx;
-  proc_obj *p = (proc_obj *)t->u.w.obj;
+  proc_obj *p = (proc_obj *)t->w.obj;
   (void)status;
   t->shield--;
   p->task = NULL;
@@ -558,7 +566,7 @@ static int run_reaped_k(lua_State *L, int status, lua_KContext ctx) {
 
 static int run_k(lua_State *L, int status, lua_KContext ctx) {
   sp_task *t = (sp_task *)ctx;
-  proc_obj *p = (proc_obj *)t->u.w.obj;
+  proc_obj *p = (proc_obj *)t->w.obj;
   int code;
   (void)status;
   if (t->wake == SP_WAKE_INTERRUPT && t->rt != NULL && t->rt->current == t &&
@@ -569,10 +577,8 @@ static int run_k(lua_State *L, int status, lua_KContext ctx) {
     t->shield++;
     p->reaping = 1;
     p->task = t;
-    t->wkind = SP_W_IO2_PROC_RUN;
-    t->undo = reap_undo;
-    t->state = SP_T_WAITING;
-    return sp_await_yield(L, t, run_reaped_k, (lua_KContext)t);
+    return sp_await_block(L, t, &reap_wait, p, run_reaped_k,
+                          (lua_KContext)t);
   }
   if (t->wake == SP_WAKE_INTERRUPT) {
     p->task = NULL;
@@ -588,7 +594,7 @@ static int run_k(lua_State *L, int status, lua_KContext ctx) {
   lua_pushlstring(L, p->buf[1] ? p->buf[1] : "", p->len[1]);
   code = 3;
   if (p->termsig != 0) {
-    const char *name = sp_io2_signame(p->termsig);
+    const char *name = sp_signame(p->termsig);
     if (name)
       lua_pushstring(L, name);
     else
@@ -601,10 +607,9 @@ static int run_k(lua_State *L, int status, lua_KContext ctx) {
 
 /* spindle.process.run(file, args, [opts]) -> code, stdout, stderr[, sig] */
 static int l_run(lua_State *L) {
-  const char *file = sp_io2_checkpath(L, 1);
+  const char *file = sp_io_checkpath(L, 1);
   int opts = lua_isnoneornil(L, 3) ? 0 : 3;
   sp_task *t;
-  sp_io2_rt *io;
   spawn_args sa;
   uv_process_options_t o;
   uv_stdio_container_t stdio[3];
@@ -614,14 +619,20 @@ static int l_run(lua_State *L) {
   lua_settop(L, 3);
   build_args(L, 1, 2, opts, &sa);
   t = sp_await_check(L, "spindle.process.run");
-  io = sp_io2_get(L, t->rt);
   p = proc_new(L, t->rt);
   p->is_run = 1;
   memset(&o, 0, sizeof o);
   memset(stdio, 0, sizeof stdio);
   stdio[0].flags = UV_IGNORE;
   for (i = 0; i < 2; i++) {
-    uv_pipe_init(t->rt->loop, &p->cap[i], 0);
+    if ((r = uv_pipe_init(t->rt->loop, &p->cap[i], 0)) < 0) {
+      while (--i >= 0) { /* the ones made so far */
+        p->cap_open[i] = 0;
+        uv_close((uv_handle_t *)&p->cap[i], proc_release);
+      }
+      if (p->nopen == 0) free(p); /* else the last proc_release frees it */
+      return sp_io_fail(L, r);
+    }
     p->cap[i].data = p;
     p->cap_open[i] = 1;
     p->nopen++;
@@ -631,7 +642,7 @@ static int l_run(lua_State *L) {
   spawn_options(&o, stdio, file, &sa);
   r = uv_spawn(t->rt->loop, &p->h, &o);
   p->nopen++;
-  sp_io2_add(io, &p->obj);
+  sp_io_track(&p->node, t->rt, proc_rtclose);
   if (r < 0) {
     p->exited = 1;
     proc_close_handles(p);
@@ -643,18 +654,14 @@ static int l_run(lua_State *L) {
         0)
       p->eof[i] = 1;
   p->task = t;
-  t->u.w.obj = p;
-  t->wkind = SP_W_IO2_PROC_RUN;
-  t->undo = run_undo;
-  t->state = SP_T_WAITING;
-  return sp_await_yield(L, t, run_k, (lua_KContext)t);
+  return sp_await_block(L, t, &run_wait, p, run_k, (lua_KContext)t);
 }
 
 /* spindle.dump: "process wait pid 123", "process run pid 123". */
 static void proc_describe(sp_task *t, char *buf, size_t size) {
-  proc_obj *p = (proc_obj *)t->u.w.obj;
+  proc_obj *p = (proc_obj *)t->w.obj;
   snprintf(buf, size, "process %s pid %d%s",
-           t->wkind == SP_W_IO2_PROC_RUN ? "run" : "wait", p ? p->pid : 0,
+           t->wait == &wait_wait ? "wait" : "run", p ? p->pid : 0,
            p && p->reaping ? " (killed, reaping)" : "");
 }
 
@@ -664,19 +671,15 @@ int sp_process_open(lua_State *L) {
       {"pid", proc_pid},   {NULL, NULL}};
   static const luaL_Reg fns[] = {
       {"spawn", l_spawn}, {"run", l_run}, {NULL, NULL}};
-  sp_describe_register(SP_W_IO2_PROC_WAIT, proc_describe);
-  sp_describe_register(SP_W_IO2_PROC_RUN, proc_describe);
-  luaL_newmetatable(L, PROC_MT);
+  static const luaL_Reg meta[] = {{"__gc", proc_gc},
+                                  {"__close", proc_gc},
+                                  {"__tostring", proc_tostring},
+                                  {NULL, NULL}};
+  sp_newclass(L, PROC_MT, NULL, meta);
   lua_newtable(L);
   sp_setfuncs(L, methods);
   lua_pushcclosure(L, proc_index, 1); /* __index(p, k): pipes, methods */
   lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, proc_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, proc_gc);
-  lua_setfield(L, -2, "__close");
-  lua_pushcfunction(L, proc_tostring);
-  lua_setfield(L, -2, "__tostring");
   lua_pop(L, 1);
   lua_newtable(L);
   sp_setfuncs(L, fns);

@@ -19,12 +19,55 @@
 */
 #include <math.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "internal.h"
 
+static const char weak_key = 0; /* registry: {[light rt] = runtime}, weak values */
+
 sp_runtime *sp_runtime_check(lua_State *L, int idx) {
-  return (sp_runtime *)luaL_checkudata(L, idx, SP_RT_MT);
+  return (sp_runtime *)sp_checkclass(L, idx, SP_RT_MT);
+}
+
+/* ---- what the runtime owns -------------------------------------------- */
+
+void sp_own(sp_runtime *rt, sp_owned *o, void (*close)(sp_owned *)) {
+  sp_owned *head = &rt->owned;
+  o->close = close;
+  o->next = head;
+  o->prev = head->prev;
+  head->prev->next = o;
+  head->prev = o;
+}
+
+void sp_disown(sp_owned *o) {
+  if (o->next == NULL) return;
+  o->prev->next = o->next;
+  o->next->prev = o->prev;
+  o->next = o->prev = NULL;
+}
+
+static void owned_init(sp_owned *head) {
+  head->next = head->prev = head;
+  head->close = NULL;
+}
+
+static int owned_empty(const sp_owned *head) { return head->next == head; }
+
+/* A runtime with live tasks is kept alive by them: anchors[0] holds it
+** from the first spawn until no task is left, so an idle runtime nobody
+** references is collected (and its __gc closes it).  [-0, +0, m] */
+void sp_runtime_pin(lua_State *L, sp_runtime *rt, int on) {
+  sp_push_anchors(L, rt);
+  if (on) {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &weak_key);
+    lua_rawgetp(L, -1, rt);
+    lua_remove(L, -2);
+  } else
+    lua_pushnil(L);
+  lua_rawseti(L, -2, 0);
+  lua_pop(L, 1);
 }
 
 static sp_runtime *check_open(lua_State *L, int idx) {
@@ -67,7 +110,8 @@ static void poll_io(sp_runtime *rt, int may_block) {
     if (alive) uvrun(rt, UV_RUN_NOWAIT);
     if (rt->nready > 0 || rt->inflight > 0) return;
     if (tm != NULL) {
-      if (tm->deadline > rt->vnow) rt->vnow = tm->deadline;
+      uint64_t d = rt->heap[0].deadline;
+      if (d > rt->vnow) rt->vnow = d;
     } else if (may_block) {
       if (uv_loop_alive(rt->loop))
         uvrun(rt, UV_RUN_ONCE); /* only I/O can wake anyone */
@@ -81,14 +125,13 @@ static void poll_io(sp_runtime *rt, int may_block) {
     return;
   }
   if (tm != NULL) {
-    uint64_t now = uv_hrtime();
-    if (tm->deadline <= now) {
+    uint64_t now = uv_hrtime(), d = rt->heap[0].deadline;
+    if (d <= now) {
       if (alive) uvrun(rt, UV_RUN_NOWAIT);
       return;
     }
     uv_update_time(rt->loop);
-    uv_timer_start(&rt->timer, timer_cb,
-                   (tm->deadline - now + 999999) / 1000000, 0);
+    uv_timer_start(&rt->timer, timer_cb, (d - now + 999999) / 1000000, 0);
     uvrun(rt, UV_RUN_ONCE);
     uv_timer_stop(&rt->timer);
   } else if (alive)
@@ -98,10 +141,7 @@ static void poll_io(sp_runtime *rt, int may_block) {
 }
 
 static void after_poll(lua_State *L, sp_runtime *rt) {
-  if (rt->sigint) {
-    rt->sigint = 0;
-    if (rt->main != NULL) sp_task_abort(L, rt->main);
-  }
+  if (rt->after_poll != NULL) rt->after_poll(L, rt);
 }
 
 /* One turn (see the top of the file).  It ends early, before polling,
@@ -154,27 +194,70 @@ void sp_shutdown(lua_State *L, sp_runtime *rt) {
 /* fn and nargs arguments on top: runs fn as the main task until it ends,
 ** then aborts and unwinds every other task.  Leaves the main task's
 ** handle in place of fn and its arguments.  [-(nargs+1), +1, e] */
-int sp_run_main(lua_State *L, sp_runtime *rt, int nargs) {
-  sp_task *t;
-  enter(L, rt, "spindle.run");
-  rt->deadlocked = 0;
-  t = sp_spawn(L, rt, nargs);
+static int run_main_p(lua_State *L) {
+  sp_runtime *rt = (sp_runtime *)lua_touserdata(L, 1);
+  sp_task *t = sp_spawn(L, rt, lua_gettop(L) - 2);
   rt->main = t;
   while (!sp_task_finished(t)) {
     turn(L, rt, 1, 0, t);
     if (rt->deadlock) on_deadlock(L, rt);
   }
   sp_shutdown(L, rt);
+  return 1;
+}
+
+static int shutdown_p(lua_State *L) {
+  sp_shutdown(L, (sp_runtime *)lua_touserdata(L, 1));
+  return 0;
+}
+
+static int report_p(lua_State *L) {
+  sp_report_unobserved(L, (sp_runtime *)lua_touserdata(L, 1));
+  return 0;
+}
+
+/* A Lua error escaped a driver (a memory error, say; the error is on
+** top): unwind the tasks that can be unwound, and leave, so that the
+** runtime and the Lua state stay usable.  [-0, +0, -] */
+static void recover(lua_State *L, sp_runtime *rt) {
+  rt->main = NULL;
+  if (rt->live > 0 && lua_checkstack(L, 3)) {
+    lua_pushcfunction(L, shutdown_p);
+    lua_pushlightuserdata(L, rt);
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) lua_pop(L, 1);
+  }
+  rt->shutting_down = 0;
+  leave(rt);
+}
+
+/* Calls the driver f with rt and the nargs values on top, protected:
+** on an error, recovers and re-raises it.  [-nargs, +nres, e] */
+static void drive(lua_State *L, sp_runtime *rt, lua_CFunction f, int nargs,
+                  int nres) {
+  luaL_checkstack(L, 2, "spindle: stack overflow");
+  lua_pushcfunction(L, f);
+  lua_pushlightuserdata(L, rt);
+  lua_rotate(L, -(nargs + 2), 2);
+  if (lua_pcall(L, nargs + 1, nres, 0) != LUA_OK) {
+    recover(L, rt);
+    lua_error(L);
+  }
+}
+
+int sp_run_main(lua_State *L, sp_runtime *rt, int nargs) {
+  sp_task *t;
+  enter(L, rt, "spindle.run");
+  rt->deadlocked = 0;
+  drive(L, rt, run_main_p, nargs + 1, 1);
+  t = (sp_task *)lua_touserdata(L, -1);
   rt->main = NULL;
   leave(rt);
   sp_report_unobserved(L, rt);
   return t->state;
 }
 
-/* Runs until no task is alive.  [-0, +0, e] */
-static void run_all(lua_State *L, sp_runtime *rt) {
-  enter(L, rt, "spindle.run");
-  rt->deadlocked = 0;
+static int run_all_p(lua_State *L) {
+  sp_runtime *rt = (sp_runtime *)lua_touserdata(L, 1);
   while (rt->live > 0) {
     turn(L, rt, 1, 0, NULL);
     if (rt->deadlock) {
@@ -182,27 +265,50 @@ static void run_all(lua_State *L, sp_runtime *rt) {
       sp_shutdown(L, rt);
     }
   }
+  return 0;
+}
+
+/* Runs until no task is alive.  [-0, +0, e] */
+static void run_all(lua_State *L, sp_runtime *rt) {
+  enter(L, rt, "spindle.run");
+  rt->deadlocked = 0;
+  drive(L, rt, run_all_p, 0, 0);
   leave(rt);
 }
 
-/* Runs what is ready and polls without blocking, repeating while tasks
-** are ready and the budget lasts.  Returns the number of live tasks. */
-static lua_Integer step(lua_State *L, sp_runtime *rt, double max_seconds) {
+static int step_p(lua_State *L) {
+  sp_runtime *rt = (sp_runtime *)lua_touserdata(L, 1);
+  double max_seconds = lua_tonumber(L, 2);
   uint64_t end = 0;
-  enter(L, rt, "step");
   sp_host_step_begins(rt);
   if (max_seconds > 0) end = uv_hrtime() + (uint64_t)(max_seconds * 1e9);
   do {
     turn(L, rt, 0, end, NULL);
     rt->deadlock = 0;
   } while (end != 0 && rt->nready > 0 && uv_hrtime() < end);
+  return 0;
+}
+
+/* Runs what is ready and polls without blocking, repeating while tasks
+** are ready and the budget lasts.  Returns the number of live tasks. */
+static lua_Integer step(lua_State *L, sp_runtime *rt, double max_seconds) {
+  enter(L, rt, "step");
+  lua_pushnumber(L, max_seconds);
+  drive(L, rt, step_p, 1, 0);
   leave(rt);
   return rt->live;
 }
 
 /* ---- creation, options and close -------------------------------------- */
 
+/* Reads and checks every option (raw reads: no metamethod runs) before
+** anything is created, so a bad option leaks nothing.  The on_error and
+** on_warning functions are left on the stack, in that order (nil when
+** absent).  [-0, +2, v] */
 static void parse_options(lua_State *L, int idx, sp_runtime *rt) {
+  int top = lua_gettop(L);
+  lua_pushnil(L); /* top + 1: on_error */
+  lua_pushnil(L); /* top + 2: on_warning */
   if (idx == 0 || lua_isnoneornil(L, idx)) return;
   luaL_checktype(L, idx, LUA_TTABLE);
   lua_pushnil(L);
@@ -220,9 +326,11 @@ static void parse_options(lua_State *L, int idx, sp_runtime *rt) {
         luaL_error(L,
                    "spindle.runtime: option 'clock' must be \"real\" or "
                    "\"virtual\"");
-    } else if (strcmp(k, "on_error") == 0) {
+    } else if (strcmp(k, "on_error") == 0 || strcmp(k, "on_warning") == 0) {
       if (lua_type(L, -1) != LUA_TFUNCTION)
-        luaL_error(L, "spindle.runtime: option 'on_error' must be a function");
+        luaL_error(L, "spindle.runtime: option '%s' must be a function", k);
+      lua_pushvalue(L, -1);
+      lua_replace(L, k[3] == 'e' ? top + 1 : top + 2);
     } else if (strcmp(k, "preempt") == 0) {
       lua_Integer n = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 0;
       if (n < 1 || n > 1000000000)
@@ -281,14 +389,28 @@ sp_runtime *sp_runtime_new(lua_State *L, int optidx, uv_loop_t *loop) {
   rt = lua_newuserdatauv(L, sizeof *rt, 0);
   memset(rt, 0, sizeof *rt);
   rt->closed = 1; /* born closed: safe for __gc until fully set up */
-  rt->anchors_ref = rt->self_ref = rt->on_error_ref = LUA_NOREF;
+  rt->anchors_ref = rt->self_ref = LUA_NOREF;
+  rt->on_error_ref = rt->on_warning_ref = LUA_NOREF;
+  owned_init(&rt->owned);
   luaL_setmetatable(L, SP_RT_MT);
-  parse_options(L, optidx, rt);
+  parse_options(L, optidx, rt); /* [rt, on_error, on_warning] */
   rt->box = sp_box_get(L);
   lua_pushthread(L);
   rt->L = lua_tothread(L, -1); /* any thread: only used as a "from" */
   lua_pop(L, 1);
   if (loop == NULL && rt->use_luv) loop = luv_loop(L);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &weak_key); /* found by pin */
+  lua_pushvalue(L, -4);
+  lua_rawsetp(L, -2, rt);
+  lua_pop(L, 1);
+  /* Everything that allocates in Lua comes before the loop, so an error
+  ** (a bad option, no memory) can never leak a loop. */
+  rt->on_warning_ref = lua_isnil(L, -1) ? (lua_pop(L, 1), LUA_NOREF)
+                                        : luaL_ref(L, LUA_REGISTRYINDEX);
+  rt->on_error_ref = lua_isnil(L, -1) ? (lua_pop(L, 1), LUA_NOREF)
+                                      : luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_newtable(L);
+  rt->anchors_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   if (loop == NULL) {
     if ((r = uv_loop_init(&rt->own_loop)) != 0)
       luaL_error(L, "spindle.runtime: cannot create a loop: %s",
@@ -297,52 +419,77 @@ sp_runtime *sp_runtime_new(lua_State *L, int optidx, uv_loop_t *loop) {
     rt->own = 1;
   } else
     rt->loop = loop;
-  uv_timer_init(rt->loop, &rt->timer);
+  if ((r = uv_timer_init(rt->loop, &rt->timer)) != 0) {
+    if (rt->own) uv_loop_close(rt->loop);
+    luaL_error(L, "spindle.runtime: cannot create a timer: %s",
+               uv_strerror(r));
+  }
   rt->timer.data = rt;
   rt->t0 = uv_hrtime();
   rt->vnow = 0; /* virtual time starts at 0 and moves only by jumps */
-  lua_newtable(L);
-  rt->anchors_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_pushvalue(L, -1);
-  rt->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  if (optidx != 0 && lua_getfield(L, optidx, "on_error") == LUA_TFUNCTION)
-    rt->on_error_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  else if (optidx != 0)
-    lua_pop(L, 1);
   rt->closed = 0;
   return rt;
-}
-
-static void close_walk_cb(uv_handle_t *h, void *arg) {
-  (void)arg;
-  if (!uv_is_closing(h)) uv_close(h, NULL);
 }
 
 static void timer_closed(uv_handle_t *h) {
   ((sp_runtime *)h->data)->closed = 2;
 }
 
-/* Closes the handles the runtime made, runs the loop until their close
-** callbacks are done (closing the loop if it is ours) and frees the C
-** memory.  Runs no Lua. */
+#ifndef NDEBUG
+static void stray_cb(uv_handle_t *h, void *arg) {
+  (void)arg;
+  fprintf(stderr, "spindle: internal error: a %s handle was not owned by "
+                  "the runtime\n", uv_handle_type_name(h->type));
+  abort();
+}
+#endif
+
+static void stray_close_cb(uv_handle_t *h, void *arg) {
+  (void)arg;
+  if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+/* Closes everything the runtime owns -- one walk over rt->owned, each
+** entry's close called once -- then runs the loop until every entry has
+** released itself (close callbacks, requests on the thread pool, blocking
+** work still running) and, for its own loop, until uv_loop_close() == 0.
+** Runs no Lua. */
 static void release_c(sp_runtime *rt) {
-  while (rt->nblocking > 0) /* worker threads still running our Lua code */
-    uv_run(rt->loop, UV_RUN_ONCE);
-  sp_io2_close_all(rt); /* fs, udp, process and signal objects */
-  sp_net_close_all(rt); /* streams, listeners, connects, resolves */
-  if (rt->sigint_handle != NULL &&
-      !uv_is_closing((uv_handle_t *)rt->sigint_handle))
-    uv_close((uv_handle_t *)rt->sigint_handle, NULL);
+  sp_owned dying, *o;
+  owned_init(&dying);
+  while (!owned_empty(&rt->owned)) { /* entries made meanwhile too */
+    o = rt->owned.next;
+    sp_disown(o); /* to the dying list until it releases itself */
+    o->next = &dying;
+    o->prev = dying.prev;
+    dying.prev->next = o;
+    dying.prev = o;
+    o->close(o);
+  }
   uv_close((uv_handle_t *)&rt->timer, timer_closed);
+  while (!owned_empty(&dying) || !owned_empty(&rt->owned) ||
+         rt->closed != 2) {
+    while (!owned_empty(&rt->owned)) { /* made by a callback: close too */
+      o = rt->owned.next;
+      sp_disown(o);
+      o->next = &dying;
+      o->prev = dying.prev;
+      dying.prev->next = o;
+      dying.prev = o;
+      o->close(o);
+    }
+    uv_run(rt->loop, UV_RUN_ONCE);
+  }
   if (rt->own) {
     uv_run(rt->loop, UV_RUN_DEFAULT);
     if (uv_loop_close(rt->loop) == UV_EBUSY) {
-      uv_walk(rt->loop, close_walk_cb, NULL);
+#ifndef NDEBUG
+      uv_walk(rt->loop, stray_cb, NULL);
+#endif
+      uv_walk(rt->loop, stray_close_cb, NULL);
       uv_run(rt->loop, UV_RUN_DEFAULT);
       uv_loop_close(rt->loop);
     }
-  } else {
-    while (rt->closed != 2) uv_run(rt->loop, UV_RUN_NOWAIT);
   }
   free(rt->heap);
   free(rt->freeslots);
@@ -362,20 +509,24 @@ void sp_runtime_close(lua_State *L, sp_runtime *rt) {
     luaL_error(L, "spindle: cannot close a runtime with live tasks from "
                   "inside another runtime");
   rt->closing = 1;
-  if (rt->live > 0) {
+  if (rt->live > 0) { /* protected: a memory error still closes it */
     rt->box->cur = rt;
-    sp_shutdown(L, rt);
+    lua_pushcfunction(L, shutdown_p);
+    lua_pushlightuserdata(L, rt);
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) lua_pop(L, 1);
+    rt->shutting_down = 0;
     rt->box->cur = NULL;
   }
-  sp_report_unobserved(L, rt);
+  lua_pushcfunction(L, report_p);
+  lua_pushlightuserdata(L, rt);
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) lua_pop(L, 1);
   release_c(rt);
   luaL_unref(L, LUA_REGISTRYINDEX, rt->anchors_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, rt->on_error_ref);
-  rt->anchors_ref = rt->on_error_ref = LUA_NOREF;
-  if (!rt->host_owned) { /* a host may still hold our pointer */
-    luaL_unref(L, LUA_REGISTRYINDEX, rt->self_ref);
-    rt->self_ref = LUA_NOREF;
-  }
+  luaL_unref(L, LUA_REGISTRYINDEX, rt->on_warning_ref);
+  rt->anchors_ref = rt->on_error_ref = rt->on_warning_ref = LUA_NOREF;
+  /* a host's runtime (spindle_new) keeps its self_ref until lua_close:
+  ** the host may still hold our pointer */
   rt->closed = 1;
   rt->closing = 0;
 }
@@ -416,18 +567,38 @@ static int main_results(lua_State *L, sp_runtime *rt, int close) {
   return lua_gettop(L) - base;
 }
 
+/* [rt, fn, args...]: runs main, closes rt, returns or raises. */
+static int run_p(lua_State *L) {
+  sp_runtime *rt = (sp_runtime *)lua_touserdata(L, 1);
+  sp_run_main(L, rt, lua_gettop(L) - 2);
+  return main_results(L, rt, 1);
+}
+
+static int close_p(lua_State *L) {
+  sp_runtime_close(L, (sp_runtime *)lua_touserdata(L, 1));
+  return 0;
+}
+
 /* spindle.run(main, ...) */
 static int l_run(lua_State *L) {
   sp_runtime *rt;
-  int nargs;
   luaL_checktype(L, 1, LUA_TFUNCTION);
   if (sp_box_of(L)->cur != NULL)
     luaL_error(L, "spindle.run: already inside a runtime");
-  nargs = lua_gettop(L) - 1;
   rt = sp_runtime_new(L, 0, NULL);
   lua_insert(L, 1); /* [rt, fn, args...] */
-  sp_run_main(L, rt, nargs);
-  return main_results(L, rt, 1);
+  lua_pushcfunction(L, run_p);
+  lua_pushvalue(L, 1);
+  lua_rotate(L, 2, 2); /* [rt, run_p, rt, fn, args...] */
+  if (lua_pcall(L, lua_gettop(L) - 2, LUA_MULTRET, 0) != LUA_OK) {
+    if (!rt->closed && lua_checkstack(L, 3)) { /* an error of the driver */
+      lua_pushcfunction(L, close_p);
+      lua_pushlightuserdata(L, rt);
+      if (lua_pcall(L, 1, 0, 0) != LUA_OK) lua_pop(L, 1);
+    }
+    return lua_error(L);
+  }
+  return lua_gettop(L) - 1;
 }
 
 /* spindle.runtime([opts]) */
@@ -488,9 +659,16 @@ static void close_from_inside(sp_runtime *rt) {
 }
 
 static int rt_gc(lua_State *L) {
-  sp_runtime *rt = (sp_runtime *)lua_touserdata(L, 1);
-  if (rt->closed || rt->closing) return 0;
-  if (rt->box->cur != NULL)
+  sp_runtime *rt = (sp_runtime *)sp_testclass(L, 1, SP_RT_MT);
+  if (rt == NULL || rt->closing) return 0;
+  if (rt->closed) { /* closed, or failed half-way through creation */
+    luaL_unref(L, LUA_REGISTRYINDEX, rt->anchors_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, rt->on_error_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, rt->on_warning_ref);
+    rt->anchors_ref = rt->on_error_ref = rt->on_warning_ref = LUA_NOREF;
+    return 0;
+  }
+  if (rt->box->cur == rt || (rt->box->cur != NULL && rt->live > 0))
     close_from_inside(rt);
   else
     sp_runtime_close(L, rt);
@@ -542,10 +720,8 @@ static int rt_next_timeout(lua_State *L) {
   else if (tm == NULL)
     lua_pushnil(L);
   else {
-    uint64_t now = sp_now(rt);
-    uint64_t ms = tm->deadline <= now
-                      ? 0
-                      : (tm->deadline - now + 999999) / 1000000;
+    uint64_t now = sp_now(rt), d = rt->heap[0].deadline;
+    uint64_t ms = d <= now ? 0 : (d - now + 999999) / 1000000;
     lua_pushnumber(L, (lua_Number)ms / 1000);
   }
   return 1;
@@ -572,16 +748,20 @@ int sp_runtime_open(lua_State *L) {
                                  {"runtime", l_runtime},
                                  {"stats", l_stats},
                                  {NULL, NULL}};
-  luaL_newmetatable(L, SP_RT_MT);
-  lua_newtable(L);
-  sp_setfuncs(L, methods);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, rt_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, rt_close);
-  lua_setfield(L, -2, "__close");
-  lua_pushcfunction(L, rt_tostring);
-  lua_setfield(L, -2, "__tostring");
+  static const luaL_Reg meta[] = {{"__gc", rt_gc},
+                                  {"__close", rt_close},
+                                  {"__tostring", rt_tostring},
+                                  {NULL, NULL}};
+  sp_newclass(L, SP_RT_MT, methods, meta);
+  lua_pop(L, 1);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &weak_key) == LUA_TNIL) {
+    lua_newtable(L);
+    lua_newtable(L);
+    lua_pushliteral(L, "v");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &weak_key);
+  }
   lua_pop(L, 1);
   sp_setfuncs(L, fns);
   return 0;

@@ -47,7 +47,7 @@ void sp_wake(sp_task *t, int why) {
   sp_runtime *rt = t->rt;
   t->wake = (unsigned char)why;
   t->state = SP_T_READY;
-  t->wkind = SP_W_NONE;
+  t->wait = NULL;
   sp_ready_push(rt, t);
   if (rt->polling) uv_stop(rt->loop); /* do not block in this poll */
 }
@@ -55,25 +55,52 @@ void sp_wake(sp_task *t, int why) {
 void sp_wlist_push(sp_wlist *l, sp_task *t) {
   sp_task *h = l->head;
   if (h == NULL) {
-    t->u.w.next = t->u.w.prev = t;
+    t->w.next = t->w.prev = t;
     l->head = t;
   } else { /* append before the head: the tail of the circle */
-    t->u.w.next = h;
-    t->u.w.prev = h->u.w.prev;
-    h->u.w.prev->u.w.next = t;
-    h->u.w.prev = t;
+    t->w.next = h;
+    t->w.prev = h->w.prev;
+    h->w.prev->w.next = t;
+    h->w.prev = t;
   }
 }
 
 void sp_wlist_remove(sp_wlist *l, sp_task *t) {
-  if (t->u.w.next == t)
+  if (t->w.next == t)
     l->head = NULL;
   else {
-    t->u.w.prev->u.w.next = t->u.w.next;
-    t->u.w.next->u.w.prev = t->u.w.prev;
-    if (l->head == t) l->head = t->u.w.next;
+    t->w.prev->w.next = t->w.next;
+    t->w.next->w.prev = t->w.prev;
+    if (l->head == t) l->head = t->w.next;
   }
-  t->u.w.next = t->u.w.prev = NULL;
+  t->w.next = t->w.prev = NULL;
+}
+
+void sp_fhook_add(sp_task *t, sp_fhook *h,
+                  void (*fn)(sp_fhook *, sp_task *)) {
+  sp_fhook *head = t->hooks;
+  h->fn = fn;
+  if (head == NULL) {
+    h->next = h->prev = h;
+    t->hooks = h;
+  } else { /* append: hooks run in the order they were added */
+    h->next = head;
+    h->prev = head->prev;
+    head->prev->next = h;
+    head->prev = h;
+  }
+}
+
+void sp_fhook_remove(sp_task *t, sp_fhook *h) {
+  if (h->next == NULL) return;
+  if (h->next == h)
+    t->hooks = NULL;
+  else {
+    h->prev->next = h->next;
+    h->next->prev = h->prev;
+    if (t->hooks == h) t->hooks = h->next;
+  }
+  h->next = h->prev = NULL;
 }
 
 /* [-0, +1, -] */
@@ -117,14 +144,14 @@ int sp_push_live(lua_State *L, sp_runtime *rt) {
   return n;
 }
 
-/* The one place a task becomes finished: wakes its joiners and releases
-** its anchor.  A failure nobody has seen yet is remembered for the
+/* The one place a task becomes finished: runs its finish hooks (joiners,
+** scopes, watch sets) and releases its anchor.  A failure nobody has seen yet is remembered for the
 ** reporter (sp_report_unobserved), and the handle gets a metatable with __gc so
 ** that dropping it reports the failure.  [-0, +0, m] */
 void sp_finish(lua_State *L, sp_runtime *rt, sp_task *t, int state) {
-  sp_task *j;
+  sp_fhook *h;
   t->state = (unsigned char)state;
-  t->wkind = SP_W_NONE;
+  t->wait = NULL;
   rt->finished++;
   rt->live--;
   if (state == SP_T_FAILED)
@@ -133,11 +160,11 @@ void sp_finish(lua_State *L, sp_runtime *rt, sp_task *t, int state) {
     rt->cancelled++;
     lua_settop(t->co, 0); /* drop function, arguments or results */
   }
-  while ((j = t->joiners.head) != NULL) {
-    sp_wlist_remove(&t->joiners, j);
-    j->undo = NULL;
-    sp_wake(j, SP_WAKE_OK);
+  while ((h = t->hooks) != NULL) {
+    sp_fhook_remove(t, h);
+    h->fn(h, t);
   }
+  if (state != SP_T_FAILED) sp_forget_traceback(L, t->co);
   sp_push_anchors(L, rt);
   if (state == SP_T_FAILED && !t->observed && t != rt->main) {
     lua_rawgeti(L, -1, t->anchor); /* the handle */
@@ -147,6 +174,10 @@ void sp_finish(lua_State *L, sp_runtime *rt, sp_task *t, int state) {
   }
   lua_pushnil(L);
   lua_rawseti(L, -2, t->anchor);
+  if (rt->live == 0) { /* idle: the runtime may be collected now */
+    lua_pushnil(L);
+    lua_rawseti(L, -2, 0);
+  }
   lua_pop(L, 1);
   if (rt->nfree < rt->freecap) rt->freeslots[rt->nfree++] = t->anchor;
   t->anchor = 0;
@@ -185,9 +216,8 @@ void sp_warn_blocking(lua_State *L, sp_task *t, double secs) {
     lua_pushfstring(L, "spindle: task %I ran %f s without awaiting", t->id,
                     secs);
   luaL_traceback(L, t->co, lua_tostring(L, -1), 0);
-  fprintf(stderr, "%s\n", lua_tostring(L, -1));
-  fflush(stderr);
-  lua_pop(L, 4);
+  sp_warning(L, t->rt, -4); /* pops the message */
+  lua_pop(L, 3);
 }
 
 static void resume(lua_State *L, sp_runtime *rt, sp_task *t) {

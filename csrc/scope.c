@@ -1,9 +1,13 @@
 /*
-** scope.c -- spindle.scope: structured concurrency (api.md section 4).
+** scope.c -- spindle.scope (structured concurrency), and the watch sets
+** that spindle.join_all and spindle.race are built on (docs/structured.md).
 **
 ** spindle.scope(fn) runs fn(s) in the calling task (the owner); s:spawn
 ** starts children bound to the scope.  The scope ends when fn has returned
-** and every child has ended.
+** and every child has ended.  Every child carries a finish hook (in a small
+** link userdata kept in the scope's children table), so the scope learns
+** of each end without anybody polling, and keeps its unfinished children
+** in a C list in spawn order.
 **
 ** Phases of a scope (s->phase):
 **   BODY   fn is running.  A fail-fast cancellation scope is open on the
@@ -12,10 +16,10 @@
 **          error (the marker).  When a child fails, the scope "expires":
 **          the body's current (or next) await raises the marker, level-
 **          triggered, exactly like an expired timeout.
-**   WAIT   fn returned; the owner waits for the children, one at a time,
-**          in the joiners list of the first unfinished child (sp_finish
-**          wakes it).  A failing child wakes it early; an abort of the
-**          owner (or an outer timeout) interrupts the wait.
+**   WAIT   fn returned; the owner waits once until no child is left (the
+**          last child's finish hook wakes it).  A failing child wakes it
+**          early; an abort of the owner (or an outer timeout) interrupts
+**          the wait.
 **   DRAIN  something failed: fn raised, a child failed, or the owner was
 **          cancelled.  The first error is recorded, every unfinished child
 **          is aborted, and the owner waits -- shielded, so its own pending
@@ -29,35 +33,48 @@
 ** owner, and re-raises so that its own status is "failed".  Its failure is
 ** marked observed: the scope reports it.  A child that was aborted (by the
 ** scope or by anyone) ends "cancelled", which is not a failure of the
-** scope.  A child aborted before it started never runs child_body; the
-** owner learns of its end through the joiners list like any other.
+** scope.
+**
+** Watch sets (spindle._watch(handles)): one finish hook per unfinished
+** handle, all in one userdata; w:next() waits for the next handle to end
+** and returns its index (handles that had already ended come first, in
+** index order), nil once every one has been returned.  No helper task, no
+** channel: a task waiting in w:next() is woken by the hook itself.
 */
 #include <stdio.h>
 #include <string.h>
 
-#include "sync.h"
+#include "internal.h"
 
 #define SCOPE_MT "spindle.scope"
 
 enum { BODY = 0, WAIT, DRAIN, CLOSED };
 
-/* User values: 1 the array of child handles, 2 the first error, 3 the
+typedef struct scope_link scope_link;
+
+/* User values: 1 the array of child links, 2 the first error, 3 the
 ** marker.  The userdata sits at stack index 1 of the owner's frame while
 ** the scope is open, which keeps tsc alive while it is linked. */
 typedef struct sp_scope {
   sp_tscope tsc;  /* fail-fast: "expires" when a child fails */
   sp_task *owner;
-  sp_task *joined; /* the child whose joiners list the owner waits in */
+  scope_link *live; /* unfinished children, spawn order (circular) */
   int nchildren;
-  int scan;        /* children before this index (1-based) have ended */
+  int nlive;
   int failed;      /* the first error is recorded */
   int phase;
   int saved_shield;
 } sp_scope;
 
-static sp_scope *check_scope(lua_State *L, int idx) {
-  return (sp_scope *)luaL_checkudata(L, idx, SCOPE_MT);
-}
+/* One per child: its finish hook.  User value 1 is the child's handle. */
+struct scope_link {
+  sp_fhook hook;
+  sp_scope *s;
+  sp_task *child; /* NULL if spawning it failed */
+  scope_link *next, *prev;
+};
+
+#define LINK_MT "spindle.scope.link"
 
 /* Records the value at idx as the first error, unless there is one.  The
 ** scope userdata is at sidx.  [-0, +0, -] */
@@ -69,35 +86,22 @@ static void record_error(lua_State *L, sp_scope *s, int sidx, int idx) {
   lua_setiuservalue(L, sidx, 2);
 }
 
-/* Aborts every unfinished child but `except`.  [-0, +0, m] */
+/* Aborts every unfinished child but `except`, in spawn order.  The scope
+** userdata is at sidx.  [-0, +0, m] */
 static void abort_children(lua_State *L, sp_scope *s, int sidx,
                            sp_task *except) {
   int i;
+  sidx = lua_absindex(L, sidx);
   lua_getiuservalue(L, sidx, 1);
-  for (i = s->scan > 0 ? s->scan : 1; i <= s->nchildren; i++) {
-    sp_task *c = (sp_task *)(lua_rawgeti(L, -1, i), lua_touserdata(L, -1));
+  for (i = 1; i <= s->nchildren && s->nlive > 0; i++) {
+    scope_link *k = (scope_link *)(lua_rawgeti(L, -1, i),
+                                   lua_touserdata(L, -1));
     lua_pop(L, 1);
-    if (c != except && !sp_task_finished(c)) sp_task_abort(L, c);
+    if (k != NULL && k->child != NULL && k->child != except &&
+        !sp_task_finished(k->child))
+      sp_task_abort(L, k->child);
   }
   lua_pop(L, 1);
-}
-
-/* The first child that has not ended, or NULL.  [-0, +0, -] */
-static sp_task *first_unfinished(lua_State *L, sp_scope *s, int sidx) {
-  sp_task *found = NULL;
-  if (s->scan < 1) s->scan = 1;
-  lua_getiuservalue(L, sidx, 1);
-  for (; s->scan <= s->nchildren; s->scan++) {
-    sp_task *c =
-        (sp_task *)(lua_rawgeti(L, -1, s->scan), lua_touserdata(L, -1));
-    lua_pop(L, 1);
-    if (!sp_task_finished(c)) {
-      found = c;
-      break;
-    }
-  }
-  lua_pop(L, 1);
-  return found;
 }
 
 /* Pushes the owner's pending cancellation (its abort, else the outermost
@@ -123,7 +127,7 @@ static void on_owner_abort(lua_State *L, sp_tscope *sc) {
   sp_scope *s = (sp_scope *)sc; /* tsc is the first member */
   if (s->phase != BODY) return;
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &s->owner) == LUA_TUSERDATA)
-    abort_children(L, s, lua_gettop(L), NULL);
+    abort_children(L, s, -1, NULL);
   lua_pop(L, 1);
 }
 
@@ -145,20 +149,52 @@ static void close_body_scope(lua_State *L, sp_scope *s) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, sc);
 }
 
-static void scope_undo(sp_task *t) {
-  sp_scope *s = (sp_scope *)t->u.w.obj;
-  sp_wlist_remove(&s->joined->joiners, t);
-  s->joined = NULL;
-}
+/* ---- the owner's wait ------------------------------------------------- */
 
 static void describe_scope(sp_task *t, char *buf, size_t size) {
-  sp_scope *s = (sp_scope *)t->u.w.obj;
-  if (s->joined != NULL)
+  sp_scope *s = (sp_scope *)t->w.obj;
+  if (s->live != NULL)
     snprintf(buf, size, "scope %s (join task %lld)",
              s->phase == DRAIN ? "unwinding" : "wait",
-             (long long)s->joined->id);
+             (long long)s->live->child->id);
   else
     snprintf(buf, size, "scope wait");
+}
+
+/* Nothing to detach: the owner is woken by the children's hooks, which
+** check that it still waits on this scope. */
+static const sp_waitops scope_wait = {"scope wait", NULL, describe_scope};
+
+static int owner_waits(sp_scope *s) {
+  sp_task *o = s->owner;
+  return o->state == SP_T_WAITING && o->wait == &scope_wait &&
+         o->w.obj == s;
+}
+
+/* A child ended (its finish hook): unlink it; the last one wakes the
+** owner if it waits.  C only. */
+static void child_ended(sp_fhook *h, sp_task *child) {
+  scope_link *k = sp_container_of(h, scope_link, hook);
+  sp_scope *s = k->s;
+  (void)child;
+  if (k->next == k)
+    s->live = NULL;
+  else {
+    k->prev->next = k->next;
+    k->next->prev = k->prev;
+    if (s->live == k) s->live = k->next;
+  }
+  k->next = k->prev = NULL;
+  if (--s->nlive == 0 && owner_waits(s)) sp_wake(s->owner, SP_WAKE_OK);
+}
+
+/* __gc of a link: a scope that ends has no linked child, but a link can
+** outlive its scope's owner only if the state is closing: unhook it. */
+static int link_gc(lua_State *L) {
+  scope_link *k = (scope_link *)sp_testclass(L, 1, LINK_MT);
+  if (k != NULL && k->child != NULL && k->hook.next != NULL)
+    sp_fhook_remove(k->child, &k->hook);
+  return 0;
 }
 
 /* Starts draining: the first error is recorded (or is on the way). */
@@ -172,27 +208,21 @@ static int scope_k(lua_State *L, int status, lua_KContext ctx);
 /* The owner's side after the body: wait for the children.  Stack: [S,
 ** msgh, results...] or, when failed, anything above S.  [-?, +?, e] */
 static int wait_children(lua_State *L, sp_scope *s) {
-  sp_task *t = s->owner, *c;
+  sp_task *t = s->owner;
   for (;;) {
     if (s->phase == WAIT && s->failed) start_drain(L, s);
-    if ((c = first_unfinished(L, s, 1)) == NULL) break;
+    if (s->nlive == 0) break;
     if (s->phase == WAIT && pending_cancel(L, t)) {
       record_error(L, s, 1, -1);
       lua_pop(L, 1);
       start_drain(L, s);
       continue;
     }
-    t->wkind = SP_W_SCOPE;
-    t->undo = scope_undo;
-    t->u.w.obj = s;
-    s->joined = c;
-    sp_wlist_push(&c->joiners, t);
     if (s->phase == DRAIN) { /* the children unwind whatever happens */
       s->saved_shield = t->shield;
       t->shield++;
     }
-    t->state = SP_T_WAITING;
-    return sp_await_yield(L, t, scope_k, (lua_KContext)s);
+    return sp_await_block(L, t, &scope_wait, s, scope_k, (lua_KContext)s);
   }
   s->phase = CLOSED;
   if (s->failed) {
@@ -210,7 +240,6 @@ static int scope_k(lua_State *L, int status, lua_KContext ctx) {
   if (t->rt == NULL || t->rt->current != t || t->co != L)
     luaL_error(L, "spindle: a task's coroutine was resumed from outside "
                   "the scheduler");
-  s->joined = NULL;
   if (t->wake == SP_WAKE_INTERRUPT) { /* abort or outer timeout */
     t->wake = SP_WAKE_OK;
     if (s->phase == WAIT && pending_cancel(L, t)) {
@@ -256,8 +285,7 @@ static int l_scope(lua_State *L) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, &s->tsc);
   s->owner = t;
   s->phase = BODY;
-  s->tsc.timer.index = -1; /* never armed */
-  s->tsc.timer.kind = SP_TM_TIMEOUT;
+  sp_timer_init(&s->tsc.timer, NULL); /* never armed */
   s->tsc.task = t;
   s->tsc.shield = t->shield;
   s->tsc.outer = t->scopes;
@@ -280,19 +308,13 @@ static int l_scope(lua_State *L) {
 /* A child failed: first error, siblings aborted, owner told.  S at sidx,
 ** the error on top.  [-0, +0, m] */
 static void child_failed(lua_State *L, sp_scope *s, int sidx, sp_task *me) {
-  sp_task *o = s->owner;
   if (s->failed || s->phase == CLOSED) return;
   record_error(L, s, sidx, -1);
   abort_children(L, s, sidx, me);
   if (s->tsc.open)
-    sp_tscope_fire(o->rt, &s->tsc); /* interrupts the body if it waits */
-  else if (s->phase == WAIT && o->state == SP_T_WAITING &&
-           o->wkind == SP_W_SCOPE && o->u.w.obj == s) {
-    sp_wlist_remove(&s->joined->joiners, o);
-    s->joined = NULL;
-    o->undo = NULL;
-    sp_wake(o, SP_WAKE_OK);
-  }
+    sp_tscope_fire(s->owner->rt, &s->tsc); /* interrupts a waiting body */
+  else if (s->phase == WAIT && owner_waits(s))
+    sp_wake(s->owner, SP_WAKE_OK);
 }
 
 /* Stack [S, msgh, results... | err] */
@@ -318,10 +340,13 @@ static int child_body(lua_State *L) {
   return child_k(L, lua_pcallk(L, n - 2, LUA_MULTRET, 2, 0, child_k), 0);
 }
 
-/* s:spawn(f, ...) -> handle */
+/* s:spawn(f, ...) -> handle.  Everything that may fail for lack of memory
+** comes before the child is counted: the link is made and stored first,
+** then the child spawned; a link whose spawn failed stays empty. */
 static int scope_spawn(lua_State *L) {
-  sp_scope *s = check_scope(L, 1);
+  sp_scope *s = (sp_scope *)sp_checkclass(L, 1, SCOPE_MT);
   sp_runtime *rt = sp_box_of(L)->cur;
+  scope_link *k;
   sp_task *c;
   int n;
   luaL_checktype(L, 2, LUA_TFUNCTION);
@@ -329,15 +354,39 @@ static int scope_spawn(lua_State *L) {
   if (rt == NULL || rt != s->owner->rt)
     luaL_error(L, "spawn: not inside the scope's runtime");
   n = lua_gettop(L);
+  k = lua_newuserdatauv(L, sizeof *k, 1);
+  memset(k, 0, sizeof *k);
+  k->s = s;
+  luaL_setmetatable(L, LINK_MT);
+  lua_getiuservalue(L, 1, 1);
+  lua_pushvalue(L, -2);
+  lua_rawseti(L, -2, s->nchildren + 1);
+  s->nchildren++;
+  lua_pop(L, 2); /* the table keeps the link */
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_pushcclosure(L, child_body, 1);
   lua_pushvalue(L, 1);
   lua_rotate(L, 2, 2); /* [S, child_body, S, f, args...] */
-  c = sp_spawn(L, rt, n);
+  c = sp_spawn(L, rt, n); /* [S, handle] */
   lua_getiuservalue(L, 1, 1);
-  lua_pushvalue(L, -2);
-  lua_rawseti(L, -2, ++s->nchildren);
-  lua_pop(L, 1);
+  lua_rawgeti(L, -1, s->nchildren); /* the link made above */
+  k = (scope_link *)lua_touserdata(L, -1);
+  lua_pushvalue(L, -3);
+  lua_setiuservalue(L, -2, 1); /* the link keeps the handle */
+  lua_pop(L, 2);
+  k->child = c;
+  if (!sp_task_finished(c)) { /* one spawned during shutdown has ended */
+    sp_fhook_add(c, &k->hook, child_ended);
+    if (s->live == NULL)
+      s->live = k->next = k->prev = k;
+    else {
+      k->next = s->live;
+      k->prev = s->live->prev;
+      s->live->prev->next = k;
+      s->live->prev = k;
+    }
+    s->nlive++;
+  }
   if (s->failed) sp_task_abort(L, c); /* a failing scope starts nothing */
   return 1;
 }
@@ -345,24 +394,155 @@ static int scope_spawn(lua_State *L) {
 static int scope_tostring(lua_State *L) {
   static const char *const phases[] = {"running", "waiting for children",
                                        "unwinding", "ended"};
-  sp_scope *s = check_scope(L, 1);
+  sp_scope *s = (sp_scope *)sp_checkclass(L, 1, SCOPE_MT);
   lua_pushfstring(L, "spindle.scope (%d children, %s)", s->nchildren,
                   phases[s->phase]);
   return 1;
 }
 
-/* Adds spindle.scope to the module table at -1.  [-0, +0, m] */
+/* ---- watch sets: spindle._watch(handles) ------------------------------- */
+
+#define WATCH_MT "spindle.watch"
+
+typedef struct watch_ent {
+  sp_fhook hook;
+  sp_task *t;
+  struct sp_watch *w;
+  int idx;
+} watch_ent;
+
+typedef struct sp_watch {
+  sp_task *waiter; /* the task in w:next(), NULL if none */
+  int n;           /* handles */
+  int head, tail;  /* ended, not yet returned: done[head..tail) */
+  int *done;       /* indices in the order they ended (after ent) */
+  watch_ent ent[1];
+} sp_watch;
+
+static void watch_hook(sp_fhook *h, sp_task *finished) {
+  watch_ent *e = sp_container_of(h, watch_ent, hook);
+  sp_watch *w = e->w;
+  (void)finished;
+  w->done[w->tail++] = e->idx;
+  if (w->waiter != NULL && w->waiter->state == SP_T_WAITING) {
+    sp_task *t = w->waiter;
+    w->waiter = NULL;
+    sp_wake(t, SP_WAKE_OK);
+  }
+}
+
+static void watch_undo(sp_task *t) {
+  sp_watch *w = (sp_watch *)t->w.obj;
+  if (w->waiter == t) w->waiter = NULL;
+}
+
+static const sp_waitops watch_wait = {"join", watch_undo, NULL};
+
+/* Unhooks every entry still linked.  [-0, +0, -] */
+static void watch_release(sp_watch *w) {
+  int i;
+  for (i = 0; i < w->n; i++)
+    if (w->ent[i].hook.next != NULL) sp_fhook_remove(w->ent[i].t, &w->ent[i].hook);
+  w->waiter = NULL;
+}
+
+static int watch_close(lua_State *L) {
+  watch_release((sp_watch *)sp_checkclass(L, 1, WATCH_MT));
+  return 0;
+}
+
+static int watch_gc(lua_State *L) {
+  sp_watch *w = (sp_watch *)sp_testclass(L, 1, WATCH_MT);
+  if (w != NULL) watch_release(w);
+  return 0;
+}
+
+/* Pushes the next index, or nil when all have been returned. */
+static int watch_pop(lua_State *L, sp_watch *w) {
+  if (w->head < w->tail)
+    lua_pushinteger(L, w->done[w->head++]);
+  else
+    lua_pushnil(L);
+  return 1;
+}
+
+static int watch_k(lua_State *L, int status, lua_KContext ctx) {
+  sp_task *t = (sp_task *)ctx;
+  (void)status;
+  sp_resumed(L, t);
+  return watch_pop(L, (sp_watch *)lua_touserdata(L, 1));
+}
+
+/* w:next() -> index of the next handle to end, or nil */
+static int watch_next(lua_State *L) {
+  sp_watch *w = (sp_watch *)sp_checkclass(L, 1, WATCH_MT);
+  sp_task *t = sp_await_check(L, "join");
+  lua_settop(L, 1);
+  if (w->head < w->tail || w->head == w->n)
+    return sp_await_fast(L, t, watch_k, (lua_KContext)t);
+  if (w->waiter != NULL) luaL_error(L, "join: watch set busy");
+  w->waiter = t;
+  return sp_await_block(L, t, &watch_wait, w, watch_k, (lua_KContext)t);
+}
+
+/* spindle._watch(handles) -> w.  handles: an array of task handles (the
+** caller has checked them).  Those already ended come first, in index
+** order.  [-0, +1, m] */
+static int l_watch(lua_State *L) {
+  lua_Integer n, i;
+  sp_watch *w;
+  size_t size;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  n = luaL_len(L, 1);
+  luaL_argcheck(L, n >= 0 && n <= 1 << 24, 1, "too many handles");
+  size = sizeof *w + (size_t)(n > 0 ? n - 1 : 0) * sizeof(watch_ent) +
+         (size_t)n * sizeof(int);
+  w = lua_newuserdatauv(L, size, 1);
+  memset(w, 0, size);
+  w->done = (int *)(void *)&w->ent[n > 0 ? n : 1];
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, -2, 1); /* keeps the handles alive */
+  for (i = 1; i <= n; i++) { /* check first: no hook is added on error */
+    lua_rawgeti(L, 1, i);
+    w->ent[i - 1].t = sp_task_check(L, -1);
+    lua_pop(L, 1);
+  }
+  w->n = (int)n;
+  luaL_setmetatable(L, WATCH_MT);
+  for (i = 0; i < n; i++) {
+    watch_ent *e = &w->ent[i];
+    e->w = w;
+    e->idx = (int)i + 1;
+    if (sp_task_finished(e->t))
+      w->done[w->tail++] = e->idx;
+  }
+  for (i = 0; i < n; i++) {
+    watch_ent *e = &w->ent[i];
+    if (!sp_task_finished(e->t) && e->hook.next == NULL)
+      sp_fhook_add(e->t, &e->hook, watch_hook);
+  }
+  return 1;
+}
+
+/* Adds spindle.scope and spindle._watch to the module table at -1.
+** [-0, +0, m] */
 int sp_scope_open(lua_State *L) {
   static const luaL_Reg methods[] = {{"spawn", scope_spawn}, {NULL, NULL}};
-  static const luaL_Reg fns[] = {{"scope", l_scope}, {NULL, NULL}};
-  luaL_newmetatable(L, SCOPE_MT);
-  lua_newtable(L);
-  sp_setfuncs(L, methods);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, scope_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);
-  sp_describe_register(SP_W_SCOPE, describe_scope);
+  static const luaL_Reg meta[] = {{"__tostring", scope_tostring},
+                                  {NULL, NULL}};
+  static const luaL_Reg link_meta[] = {{"__gc", link_gc}, {NULL, NULL}};
+  static const luaL_Reg watch_methods[] = {{"next", watch_next},
+                                           {"close", watch_close},
+                                           {NULL, NULL}};
+  static const luaL_Reg watch_meta[] = {{"__close", watch_close},
+                                        {"__gc", watch_gc},
+                                        {NULL, NULL}};
+  static const luaL_Reg fns[] = {{"scope", l_scope}, {"_watch", l_watch},
+                                 {NULL, NULL}};
+  sp_newclass(L, SCOPE_MT, methods, meta);
+  sp_newclass(L, LINK_MT, NULL, link_meta);
+  sp_newclass(L, WATCH_MT, watch_methods, watch_meta);
+  lua_pop(L, 3);
   sp_setfuncs(L, fns);
   return 0;
 }

@@ -1,7 +1,6 @@
 /*
 ** signal.c -- spindle.signal(name): a uv_signal_t that counts deliveries;
-** signal names shared with process.c; sp_io2_open, which registers the
-** io parts of api.md section 5 that live outside the stream layer.
+** signal names shared with process.c.
 **
 ** A signal object installs its handler at once.  Each delivery either
 ** wakes the first waiting task (FIFO) or is counted, and a later wait()
@@ -19,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io2.h"
+#include "io.h"
 
 /* ---- names ------------------------------------------------------------ */
 
@@ -117,7 +116,7 @@ static const struct {
 #endif
     {NULL, NULL, 0}};
 
-const char *sp_io2_signame(int signum) {
+const char *sp_signame(int signum) {
   int i;
   for (i = 0; signames[i].name != NULL; i++)
     if (signames[i].num == signum) return signames[i].full;
@@ -125,7 +124,7 @@ const char *sp_io2_signame(int signum) {
 }
 
 /* "TERM", "SIGTERM", "sigterm" or a number 1..64.  [-0, +0, v] */
-int sp_io2_signum(lua_State *L, int arg) {
+int sp_signum(lua_State *L, int arg) {
   if (lua_type(L, arg) == LUA_TNUMBER) {
     lua_Integer n;
     if (!lua_isinteger(L, arg)) luaL_argerror(L, arg, "signal number expected");
@@ -152,7 +151,7 @@ int sp_io2_signum(lua_State *L, int arg) {
 #define SIG_MT "spindle.signal"
 
 typedef struct sig_obj {
-  sp_io2_obj obj;       /* in the runtime's list until the close callback */
+  sp_ionode node;       /* owned until the close callback */
   uv_signal_t h;
   sp_runtime *rt;
   struct sig_obj **ud;  /* the userdata's pointer, NULL once collected */
@@ -163,7 +162,7 @@ typedef struct sig_obj {
 
 static void sig_closed(uv_handle_t *h) {
   sig_obj *s = (sig_obj *)h->data;
-  sp_io2_del(&s->obj);
+  sp_io_untrack(&s->node);
   free(s);
 }
 
@@ -173,15 +172,14 @@ static void sig_close(sig_obj *s) {
   s->ud = NULL;
   while ((t = s->waiters.head) != NULL) {
     sp_wlist_remove(&s->waiters, t);
-    t->u.w.obj = NULL; /* the continuation reports "closed" */
-    t->undo = NULL;
+    t->w.obj = NULL; /* the continuation reports "closed" */
     sp_wake(t, SP_WAKE_OK);
   }
   uv_close((uv_handle_t *)&s->h, sig_closed);
 }
 
-static void sig_rtclose(sp_io2_obj *o) {
-  sig_obj *s = sp_container_of(o, sig_obj, obj);
+static void sig_rtclose(sp_owned *o) {
+  sig_obj *s = sp_container_of(o, sig_obj, node.own);
   if (!uv_is_closing((uv_handle_t *)&s->h)) sig_close(s);
 }
 
@@ -194,20 +192,18 @@ static void sig_cb(uv_signal_t *h, int signum) {
     return;
   }
   sp_wlist_remove(&s->waiters, t);
-  t->undo = NULL;
   sp_wake(t, SP_WAKE_OK);
   if (s->waiters.head == NULL) uv_unref((uv_handle_t *)h);
 }
 
 static sig_obj *sig_get(lua_State *L) {
-  return *(sig_obj **)luaL_checkudata(L, 1, SIG_MT);
+  return *(sig_obj **)sp_checkclass(L, 1, SIG_MT);
 }
 
 /* spindle.signal(name) */
 static int l_signal(lua_State *L) {
-  int signum = sp_io2_signum(L, 1);
-  sp_runtime *rt = sp_io2_runtime(L, "spindle.signal");
-  sp_io2_rt *io = sp_io2_get(L, rt);
+  int signum = sp_signum(L, 1);
+  sp_runtime *rt = sp_io_runtime(L, "spindle.signal");
   sig_obj **ud = lua_newuserdatauv(L, sizeof *ud, 0);
   sig_obj *s;
   int r;
@@ -217,34 +213,37 @@ static int l_signal(lua_State *L) {
     return luaL_error(L, "not enough memory");
   s->rt = rt;
   s->signum = signum;
-  s->obj.rtclose = sig_rtclose;
   if ((r = uv_signal_init(rt->loop, &s->h)) < 0) {
     free(s);
-    return sp_io2_fail(L, r);
+    return sp_io_fail(L, r);
   }
   s->h.data = s;
-  sp_io2_add(io, &s->obj);
+  sp_io_track(&s->node, rt, sig_rtclose);
   s->ud = ud;
   *ud = s;
   if ((r = uv_signal_start(&s->h, sig_cb, signum)) < 0) {
     sig_close(s);
-    return sp_io2_fail(L, r);
+    return sp_io_fail(L, r);
   }
   uv_unref((uv_handle_t *)&s->h);
   return 1;
 }
 
 static void sig_undo(sp_task *t) {
-  sig_obj *s = (sig_obj *)t->u.w.obj;
+  sig_obj *s = (sig_obj *)t->w.obj;
   sp_wlist_remove(&s->waiters, t);
   if (s->waiters.head == NULL) uv_unref((uv_handle_t *)&s->h);
 }
+
+static void sig_describe(sp_task *t, char *buf, size_t size);
+
+static const sp_waitops sig_wait_ops = {"signal", sig_undo, sig_describe};
 
 static int sig_wait_k(lua_State *L, int status, lua_KContext ctx) {
   sp_task *t = (sp_task *)ctx;
   (void)status;
   sp_resumed(L, t);
-  if (t->u.w.obj == NULL) return sp_io2_closed(L);
+  if (t->w.obj == NULL) return sp_io_closed(L, "ECANCELED");
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -252,20 +251,18 @@ static int sig_wait_k(lua_State *L, int status, lua_KContext ctx) {
 static int sig_wait(lua_State *L) {
   sig_obj *s = sig_get(L);
   sp_task *t = sp_await_check(L, "wait");
-  if (s == NULL) return sp_io2_closed(L);
+  if (s == NULL) return sp_io_closed(L, "ECANCELED");
   if (s->rt != t->rt)
     return luaL_error(L, "wait: the signal belongs to another runtime");
-  t->u.w.obj = s;
+  t->w.obj = s;
   if (s->pending > 0) {
     s->pending--;
     return sp_await_fast(L, t, sig_wait_k, (lua_KContext)t);
   }
   if (s->waiters.head == NULL) uv_ref((uv_handle_t *)&s->h);
   sp_wlist_push(&s->waiters, t);
-  t->wkind = SP_W_IO2_SIGNAL;
-  t->undo = sig_undo;
-  t->state = SP_T_WAITING;
-  return sp_await_yield(L, t, sig_wait_k, (lua_KContext)t);
+  return sp_await_block(L, t, &sig_wait_ops, s, sig_wait_k,
+                        (lua_KContext)t);
 }
 
 static int sig_close_m(lua_State *L) {
@@ -276,8 +273,8 @@ static int sig_close_m(lua_State *L) {
 }
 
 static int sig_gc(lua_State *L) {
-  sig_obj *s = sig_get(L);
-  if (s != NULL) sig_close(s);
+  sig_obj **ud = (sig_obj **)sp_testclass(L, 1, SIG_MT);
+  if (ud != NULL && *ud != NULL) sig_close(*ud);
   return 0;
 }
 
@@ -286,16 +283,16 @@ static int sig_tostring(lua_State *L) {
   if (s == NULL)
     lua_pushliteral(L, "spindle.signal (closed)");
   else
-    lua_pushfstring(L, "spindle.signal (%s)", sp_io2_signame(s->signum)
-                                                  ? sp_io2_signame(s->signum)
+    lua_pushfstring(L, "spindle.signal (%s)", sp_signame(s->signum)
+                                                  ? sp_signame(s->signum)
                                                   : "?");
   return 1;
 }
 
 /* spindle.dump: "signal SIGUSR1". */
 static void sig_describe(sp_task *t, char *buf, size_t size) {
-  sig_obj *s = (sig_obj *)t->u.w.obj;
-  const char *name = s ? sp_io2_signame(s->signum) : NULL;
+  sig_obj *s = (sig_obj *)t->w.obj;
+  const char *name = s ? sp_signame(s->signum) : NULL;
   snprintf(buf, size, "signal %s", name ? name : "?");
 }
 
@@ -303,28 +300,13 @@ int sp_signal_open(lua_State *L) {
   static const luaL_Reg methods[] = {
       {"wait", sig_wait}, {"close", sig_close_m}, {NULL, NULL}};
   static const luaL_Reg fns[] = {{"signal", l_signal}, {NULL, NULL}};
-  sp_describe_register(SP_W_IO2_SIGNAL, sig_describe);
-  luaL_newmetatable(L, SIG_MT);
-  lua_newtable(L);
-  sp_setfuncs(L, methods);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, sig_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, sig_gc);
-  lua_setfield(L, -2, "__close");
-  lua_pushcfunction(L, sig_tostring);
-  lua_setfield(L, -2, "__tostring");
+  static const luaL_Reg meta[] = {{"__gc", sig_gc},
+                                  {"__close", sig_gc},
+                                  {"__tostring", sig_tostring},
+                                  {NULL, NULL}};
+  sp_newclass(L, SIG_MT, methods, meta);
   lua_pop(L, 1);
   sp_setfuncs(L, fns);
   return 0;
 }
 
-/* ---- registration ------------------------------------------------------ */
-
-int sp_io2_open(lua_State *L) {
-  sp_fs_open(L);
-  sp_signal_open(L);
-  sp_udp_open(L);
-  sp_process_open(L);
-  return 0;
-}

@@ -1,7 +1,7 @@
 /*
 ** stream.c -- the buffered stream shared by TCP, Unix sockets and process
-** pipes: reads, writes, shutdown, close, and the list of open network
-** objects that closing a runtime sweeps.
+** pipes: reads, writes, shutdown, close.  Every stream is owned by its
+** runtime (an sp_ionode) from sp_stream_opened until its close callback.
 **
 ** Memory.  The Lua object is a small box (sp_sbox) pointing at a malloc()ed
 ** sp_stream that holds the libuv handle; libuv may touch the handle until
@@ -38,99 +38,14 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "net.h"
+#include "io.h"
 
 enum { R_N, R_SOME, R_LINE, R_UNTIL, R_ALL };
 /* What a writer waits for (the low bits of its continuation context). */
 enum { W_OWN = 0, W_PREV = 1, W_SHUT = 2, W_PREV_SHUT = 3 };
 
-/* ---- the list of open network objects -------------------------------- */
-
-static uv_once_t list_once = UV_ONCE_INIT;
-static uv_mutex_t list_lock;
-static sp_nethandle list_head = {NULL, &list_head, &list_head, NULL};
-
-static void list_init(void) {
-  if (uv_mutex_init(&list_lock) != 0) abort();
-}
-
-void sp_net_track(sp_nethandle *n, sp_runtime *rt,
-                  void (*close)(sp_nethandle *)) {
-  uv_once(&list_once, list_init);
-  n->rt = rt;
-  n->close = close;
-  uv_mutex_lock(&list_lock);
-  n->next = list_head.next;
-  n->prev = &list_head;
-  list_head.next->prev = n;
-  list_head.next = n;
-  uv_mutex_unlock(&list_lock);
-}
-
-void sp_net_untrack(sp_nethandle *n) {
-  if (n->next == NULL) return;
-  uv_mutex_lock(&list_lock);
-  n->prev->next = n->next;
-  n->next->prev = n->prev;
-  n->next = n->prev = NULL;
-  uv_mutex_unlock(&list_lock);
-}
-
-/* Closes every network object of rt (runtime close).  Each close untracks
-** its node, so the walk restarts from the head each time. */
-void sp_net_close_all(sp_runtime *rt) {
-  uv_once(&list_once, list_init);
-  for (;;) {
-    sp_nethandle *n;
-    uv_mutex_lock(&list_lock);
-    for (n = list_head.next; n != &list_head; n = n->next)
-      if (n->rt == rt) break;
-    uv_mutex_unlock(&list_lock);
-    if (n == &list_head) return;
-    sp_net_untrack(n);
-    n->close(n);
-  }
-}
-
-/* A write to a socket or pipe whose peer has gone must return EPIPE, not
-** kill the process: ignore SIGPIPE unless the host installed a handler. */
-static uv_once_t sigpipe_once = UV_ONCE_INIT;
-static void sigpipe_init(void) {
-#ifdef SIGPIPE
-  struct sigaction sa;
-  if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) {
-    sa.sa_handler = SIG_IGN;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = 0;
-    sigaction(SIGPIPE, &sa, NULL);
-  }
-#endif
-}
-void sp_net_ignore_sigpipe(void) { uv_once(&sigpipe_once, sigpipe_init); }
-
-/* ---- results ----------------------------------------------------------- */
-
-int sp_net_error(lua_State *L, int code) {
-  lua_pushnil(L);
-  if (code == UV_EOF)
-    lua_pushliteral(L, "eof");
-  else if (code == UV_ETIMEDOUT)
-    lua_pushliteral(L, "timeout");
-  else
-    lua_pushstring(L, uv_strerror(code));
-  lua_pushstring(L, uv_err_name(code));
-  return 3;
-}
-
-int sp_net_fail(lua_State *L, const char *msg, const char *code) {
-  lua_pushnil(L);
-  lua_pushstring(L, msg);
-  lua_pushstring(L, code);
-  return 3;
-}
-
 static int closed_result(lua_State *L, const char *code) {
-  return sp_net_fail(L, "closed", code);
+  return sp_io_closed(L, code);
 }
 
 /* ---- creation and close ----------------------------------------------- */
@@ -144,18 +59,18 @@ sp_stream *sp_stream_alloc(const char *kind) {
   return s;
 }
 
-static void stream_node_close(sp_nethandle *n) {
-  sp_stream_close(sp_container_of(n, sp_stream, node));
+static void stream_node_close(sp_owned *o) {
+  sp_stream_close(sp_container_of(o, sp_stream, node.own));
 }
 
 void sp_stream_opened(sp_stream *s, sp_runtime *rt) {
   s->h->data = s;
-  sp_net_ignore_sigpipe();
-  sp_net_track(&s->node, rt, stream_node_close);
+  sp_io_track(&s->node, rt, stream_node_close);
 }
 
 static void stream_closed(uv_handle_t *h) {
   sp_stream *s = (sp_stream *)h->data;
+  sp_io_untrack(&s->node);
   if (s->external) free(h);
   free(s->rbuf);
   free(s);
@@ -163,7 +78,6 @@ static void stream_closed(uv_handle_t *h) {
 
 static void wake_waiter(sp_task *t) {
   if (t != NULL && t->state == SP_T_WAITING) {
-    t->undo = NULL;
     sp_wake(t, SP_WAKE_OK);
   }
 }
@@ -178,7 +92,6 @@ void sp_stream_close(sp_stream *s) {
   wake_waiter(s->reader); /* their continuations find box->s == NULL */
   wake_waiter(s->writer);
   s->reader = s->writer = NULL;
-  sp_net_untrack(&s->node);
   if (s->reset && s->h->type == UV_TCP && !s->spending &&
       uv_tcp_close_reset((uv_tcp_t *)s->h, stream_closed) == 0)
     return;
@@ -424,7 +337,7 @@ static int rtry(lua_State *L, sp_stream *s, int kind, size_t n, size_t max,
         return 1;
       }
       if (!s->eof && !s->rerr) return -1;
-      sp_net_error(L, s->rerr ? s->rerr : UV_EOF);
+      sp_io_fail(L, s->rerr ? s->rerr : UV_EOF);
       lua_pushlstring(L, rdata(s), s->rlen); /* partial */
       rconsume(s, s->rlen);
       return 4;
@@ -436,11 +349,16 @@ static int rtry(lua_State *L, sp_stream *s, int kind, size_t n, size_t max,
         return 1;
       }
       if (!s->eof && !s->rerr) return -1;
-      return sp_net_error(L, s->rerr ? s->rerr : UV_EOF);
+      return sp_io_fail(L, s->rerr ? s->rerr : UV_EOF);
     case R_ALL:
       if (s->rlen > max)
-        return sp_net_fail(L, "too long", "ENOBUFS");
-      if (s->rerr) return sp_net_error(L, s->rerr);
+        return sp_io_fail_msg(L, "too long", "ENOBUFS");
+      if (s->rerr) { /* as read(n): the error, with what came before it */
+        sp_io_fail(L, s->rerr);
+        lua_pushlstring(L, rdata(s), s->rlen);
+        rconsume(s, s->rlen);
+        return 4;
+      }
       if (!s->eof) return -1;
       lua_pushlstring(L, rdata(s), s->rlen);
       rconsume(s, s->rlen);
@@ -455,10 +373,11 @@ static int rtry(lua_State *L, sp_stream *s, int kind, size_t n, size_t max,
         return 1;
       }
       if (s->rlen >= max + dlen || ((s->eof || s->rerr) && s->rlen > max))
-        return sp_net_fail(L, "line too long", "ELINE");
-      if (s->rerr) return sp_net_error(L, s->rerr);
-      if (!s->eof) return -1;
-      if (s->rlen == 0) return sp_net_error(L, UV_EOF);
+        return sp_io_fail_msg(L, "line too long", "ELINE");
+      if (!s->eof && !s->rerr) return -1;
+      /* the bytes that came before the end (EOF or an error) first, as
+      ** the last line; then the end, every time after */
+      if (s->rlen == 0) return sp_io_fail(L, s->rerr ? s->rerr : UV_EOF);
       lua_pushlstring(L, rdata(s), s->rlen); /* the last, unterminated */
       rconsume(s, s->rlen);
       return 1;
@@ -469,9 +388,14 @@ static int rtry(lua_State *L, sp_stream *s, int kind, size_t n, size_t max,
 /* ---- read awaits ------------------------------------------------------ */
 
 static void reader_undo(sp_task *t) {
-  sp_stream *s = (sp_stream *)t->u.w.obj;
+  sp_stream *s = (sp_stream *)t->w.obj;
   if (s->reader == t) s->reader = NULL;
 }
+
+static void describe_stream(sp_task *t, char *buf, size_t size);
+
+static const sp_waitops read_wait_ops = {"read", reader_undo,
+                                         describe_stream};
 
 /* The results of a read that completed at once are already on the stack:
 ** this continuation only passes them on (after a fairness yield). */
@@ -509,7 +433,7 @@ static int read_wait(lua_State *L, sp_stream *s, sp_task *t) {
       return n;
     }
   }
-  return sp_await_block(L, t, SP_W_NET_READ, reader_undo, s, read_k,
+  return sp_await_block(L, t, &read_wait_ops, s, read_k,
                         (lua_KContext)t);
 }
 
@@ -604,9 +528,12 @@ static int s_lines(lua_State *L) {
 /* ---- writes ----------------------------------------------------------- */
 
 static void writer_undo(sp_task *t) {
-  sp_stream *s = (sp_stream *)t->u.w.obj;
+  sp_stream *s = (sp_stream *)t->w.obj;
   if (s->writer == t) s->writer = NULL;
 }
+
+static const sp_waitops write_wait_ops = {"write", writer_undo,
+                                          describe_stream};
 
 static void write_cb(uv_write_t *req, int status) {
   sp_stream *s = (sp_stream *)req->handle->data;
@@ -629,7 +556,7 @@ static int write_k(lua_State *L, int status, lua_KContext ctx);
 
 static int wait_writer(lua_State *L, sp_stream *s, sp_task *t, int what) {
   s->writer = t;
-  return sp_await_block(L, t, SP_W_NET_WRITE, writer_undo, s, write_k,
+  return sp_await_block(L, t, &write_wait_ops, s, write_k,
                         (lua_KContext)t | what);
 }
 
@@ -652,7 +579,7 @@ static int write_k(lua_State *L, int status, lua_KContext ctx) {
       return shutdown_start(L, s, t, 0);
     case W_SHUT:
       if (s->spending) return wait_writer(L, s, t, W_SHUT);
-      if (s->sstatus < 0) return sp_net_error(L, s->sstatus);
+      if (s->sstatus < 0) return sp_io_fail(L, s->sstatus);
       lua_pushboolean(L, 1);
       return 1;
     default:
@@ -660,7 +587,7 @@ static int write_k(lua_State *L, int status, lua_KContext ctx) {
       lua_pushnil(L);
       lua_setiuservalue(L, 1, 1); /* release the anchored strings */
       s->anchored = 0;
-      if (s->wstatus < 0) return sp_net_error(L, s->wstatus);
+      if (s->wstatus < 0) return sp_io_fail(L, s->wstatus);
       lua_pushboolean(L, 1);
       return 1;
   }
@@ -674,7 +601,7 @@ static int write_start(lua_State *L, sp_stream *s, sp_task *t, int fast) {
   uv_buf_t sbufs[WRITE_NBUF], *bufs = sbufs;
   int top = lua_gettop(L), nb = top - 1, i, r;
   size_t total = 0, done;
-  if (s->werr) return sp_net_error(L, s->werr);
+  if (s->werr) return sp_io_fail(L, s->werr);
   if (s->wpending || s->spending) return wait_writer(L, s, t, W_PREV);
   if (s->anchored) { /* strings of an abandoned write, now done */
     lua_pushnil(L);
@@ -692,7 +619,7 @@ static int write_start(lua_State *L, sp_stream *s, sp_task *t, int fast) {
   r = total == 0 ? 0 : uv_try_write(s->h, bufs, (unsigned)nb);
   if (r < 0 && r != UV_EAGAIN && r != UV_ENOSYS) {
     s->werr = r;
-    return sp_net_error(L, r);
+    return sp_io_fail(L, r);
   }
   done = r > 0 ? (size_t)r : 0;
   if (done == total) {
@@ -707,7 +634,7 @@ static int write_start(lua_State *L, sp_stream *s, sp_task *t, int fast) {
   r = uv_write(&s->wreq, s->h, bufs + i, (unsigned)(nb - i), write_cb);
   if (r < 0) {
     s->werr = r;
-    return sp_net_error(L, r);
+    return sp_io_fail(L, r);
   }
   s->wpending = 1;
   /* anchor the strings until the write completes */
@@ -752,7 +679,7 @@ static int shutdown_start(lua_State *L, sp_stream *s, sp_task *t, int fast) {
   }
   if (s->wpending) return wait_writer(L, s, t, W_PREV_SHUT);
   r = uv_shutdown(&s->sreq, s->h, shutdown_cb);
-  if (r < 0) return sp_net_error(L, r);
+  if (r < 0) return sp_io_fail(L, r);
   s->shut = 1;
   s->spending = 1;
   return wait_writer(L, s, t, W_SHUT);
@@ -793,7 +720,7 @@ static int s_close_reset(lua_State *L) {
 }
 
 static int s_gc(lua_State *L) {
-  sp_sbox *box = (sp_sbox *)lua_touserdata(L, 1);
+  sp_sbox *box = (sp_sbox *)sp_testclass(L, 1, SP_STREAM_MT);
   if (box != NULL && box->s != NULL) {
     box->s->box = NULL;
     sp_stream_close(box->s);
@@ -813,9 +740,9 @@ static int addr_common(lua_State *L, int peer) {
                                   &len)
              : uv_tcp_getsockname((uv_tcp_t *)s->h, (struct sockaddr *)&ss,
                                   &len);
-    if (r < 0) return sp_net_error(L, r);
+    if (r < 0) return sp_io_fail(L, r);
     if (sp_push_sockaddr(L, (struct sockaddr *)&ss) == 0)
-      return sp_net_error(L, UV_EAFNOSUPPORT);
+      return sp_io_fail(L, UV_EAFNOSUPPORT);
     return 2;
   }
   if (s->h->type == UV_NAMED_PIPE && strcmp(s->kind, "unix") == 0) {
@@ -823,11 +750,11 @@ static int addr_common(lua_State *L, int peer) {
     size_t len = sizeof buf;
     int r = peer ? uv_pipe_getpeername((uv_pipe_t *)s->h, buf, &len)
                  : uv_pipe_getsockname((uv_pipe_t *)s->h, buf, &len);
-    if (r < 0) return sp_net_error(L, r);
+    if (r < 0) return sp_io_fail(L, r);
     lua_pushlstring(L, buf, len);
     return 1;
   }
-  return sp_net_error(L, UV_ENOTSOCK);
+  return sp_io_fail(L, UV_ENOTSOCK);
 }
 
 static int s_peer(lua_State *L) { return addr_common(L, 1); }
@@ -838,9 +765,9 @@ static int s_set_nodelay(lua_State *L) {
   int on = lua_toboolean(L, 2), r;
   luaL_checkany(L, 2);
   if (box->s == NULL) return closed_result(L, "EBADF");
-  if (box->s->h->type != UV_TCP) return sp_net_error(L, UV_ENOTSUP);
+  if (box->s->h->type != UV_TCP) return sp_io_fail(L, UV_ENOTSUP);
   r = uv_tcp_nodelay((uv_tcp_t *)box->s->h, on);
-  if (r < 0) return sp_net_error(L, r);
+  if (r < 0) return sp_io_fail(L, r);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -857,9 +784,9 @@ static int s_set_keepalive(lua_State *L) {
     delay = (lua_Integer)d;
   }
   if (box->s == NULL) return closed_result(L, "EBADF");
-  if (box->s->h->type != UV_TCP) return sp_net_error(L, UV_ENOTSUP);
+  if (box->s->h->type != UV_TCP) return sp_io_fail(L, UV_ENOTSUP);
   r = uv_tcp_keepalive((uv_tcp_t *)box->s->h, on, (unsigned)delay);
-  if (r < 0) return sp_net_error(L, r);
+  if (r < 0) return sp_io_fail(L, r);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -892,25 +819,23 @@ int sp_stream_open(lua_State *L) {
       {"set_nodelay", s_set_nodelay},
       {"set_keepalive", s_set_keepalive},
       {NULL, NULL}};
-  if (luaL_newmetatable(L, SP_STREAM_MT)) {
-    static const luaL_Reg one[] = {{"f", s_close}, {NULL, NULL}};
-    lua_newtable(L); /* methods */
-    lua_newtable(L); /* fetch the module box: upvalue 1 of sp_setfuncs */
-    sp_setfuncs(L, one);
-    lua_getfield(L, -1, "f");
-    lua_getupvalue(L, -1, 1);
-    lua_replace(L, -3); /* [mt, methods, box, f] */
-    lua_pop(L, 1);
-    lua_pushvalue(L, -3); /* the metatable */
-    luaL_setfuncs(L, methods, 2);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, s_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, s_close);
-    lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, s_tostring);
-    lua_setfield(L, -2, "__tostring");
-  }
+  static const luaL_Reg meta[] = {{"__gc", s_gc},
+                                  {"__close", s_close},
+                                  {"__tostring", s_tostring},
+                                  {NULL, NULL}};
+  static const luaL_Reg one[] = {{"f", s_close}, {NULL, NULL}};
+  sp_newclass(L, SP_STREAM_MT, NULL, meta); /* [mt] */
+  /* the methods get upvalue 2 = the metatable (see check_box) */
+  lua_newtable(L); /* methods */
+  lua_newtable(L); /* fetch the module box: upvalue 1 of sp_setfuncs */
+  sp_setfuncs(L, one);
+  lua_getfield(L, -1, "f");
+  lua_getupvalue(L, -1, 1);
+  lua_replace(L, -3); /* [mt, methods, box, f] */
+  lua_pop(L, 1);
+  lua_pushvalue(L, -3); /* the metatable */
+  luaL_setfuncs(L, methods, 2);
+  lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
   return 0;
 }
@@ -918,8 +843,8 @@ int sp_stream_open(lua_State *L) {
 /* spindle.dump(): "tcp read 127.0.0.1:4000", "unix write /tmp/s",
 ** "pipe read".  Runs no Lua. */
 static void describe_stream(sp_task *t, char *buf, size_t size) {
-  sp_stream *s = (sp_stream *)t->u.w.obj;
-  const char *op = t->wkind == SP_W_NET_READ ? "read" : "write";
+  sp_stream *s = (sp_stream *)t->w.obj;
+  const char *op = t->wait->name;
   char addr[128];
   addr[0] = '\0';
   if (s->h->type == UV_TCP) {
@@ -941,18 +866,15 @@ static void describe_stream(sp_task *t, char *buf, size_t size) {
 /* Creates the stream and listener metatables and sets spindle.net in the
 ** module table at -1.  Called from luaopen_spindle.  [-0, +0, m] */
 int sp_net_open(lua_State *L) {
+  sp_io_ignore_sigpipe();
+  lua_newtable(L);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, "net");
   sp_stream_open(L);
-  sp_describe_register(SP_W_NET_READ, describe_stream);
-  sp_describe_register(SP_W_NET_WRITE, describe_stream);
-  if (lua_getfield(L, -1, "net") != LUA_TTABLE) { /* udp.c may have made it */
-    lua_pop(L, 1);
-    lua_newtable(L);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, -3, "net");
-  }
   sp_tcp_open(L);
   sp_pipe_open(L);
   sp_dns_open(L);
+  sp_udp_open(L);
   lua_pop(L, 1);
   return 0;
 }

@@ -1,8 +1,8 @@
 /*
-** sync.c -- channels, semaphores, mutexes and events (api.md section 4).
+** sync.c -- channels, semaphores, mutexes and events (docs/sync.md).
 **
 ** Every primitive keeps its waiters in sp_wlists threaded through the
-** waiting tasks themselves (t->u.w), so a wait allocates nothing, and every
+** waiting tasks themselves (t->w), so a wait allocates nothing, and every
 ** list is FIFO: first come, first served.
 **
 ** Hand-off.  Nothing is ever "woken to retry": whoever makes progress
@@ -20,8 +20,8 @@
 ** wait's undo (removal from the list) only while the task is WAITING; a
 ** task that was served and is READY when the abort comes keeps what it was
 ** given: its await returns normally (the value, `true`, the permit) and
-** the cancellation is raised at its next await (api.md section 3, "ready
-** or running").  Therefore a value is never both delivered and reported
+** the cancellation is raised at its next await (docs/cancellation.md#aborting-a-task,
+** ready or running tasks).  Therefore a value is never both delivered and reported
 ** unsent, and a permit or lock is never lost: a permit handed to a task
 ** reaches its code, and `local p <close> = sem:acquire()` releases it as
 ** the cancellation unwinds.
@@ -33,7 +33,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "sync.h"
+#include "internal.h"
 
 #define CHAN_MT "spindle.channel"
 #define SEM_MT "spindle.semaphore"
@@ -46,7 +46,6 @@
 static sp_task *serve_first(sp_wlist *l) {
   sp_task *w = l->head;
   sp_wlist_remove(l, w);
-  w->undo = NULL;
   sp_wake(w, SP_WAKE_OK);
   return w;
 }
@@ -68,7 +67,7 @@ typedef struct sp_chan {
 #define chan_full(c) ((c)->cap >= 0 && (c)->count >= (c)->cap)
 
 static sp_chan *check_chan(lua_State *L, int idx) {
-  return (sp_chan *)luaL_checkudata(L, idx, CHAN_MT);
+  return (sp_chan *)sp_checkclass(L, idx, CHAN_MT);
 }
 
 /* Copies the queue into a fresh table of `size` slots (oldest at 1) and
@@ -153,12 +152,15 @@ static void refill(lua_State *L, sp_chan *c, int chidx) {
 }
 
 static void send_undo(sp_task *t) {
-  sp_wlist_remove(&((sp_chan *)t->u.w.obj)->sendq, t);
+  sp_wlist_remove(&((sp_chan *)t->w.obj)->sendq, t);
 }
 
 static void recv_undo(sp_task *t) {
-  sp_wlist_remove(&((sp_chan *)t->u.w.obj)->recvq, t);
+  sp_wlist_remove(&((sp_chan *)t->w.obj)->recvq, t);
 }
+
+static const sp_waitops send_wait = {"channel send", send_undo, NULL};
+static const sp_waitops recv_wait = {"channel recv", recv_undo, NULL};
 
 /* Stack [ch, v] and `true` on top once the value was sent. */
 static int send_k(lua_State *L, int status, lua_KContext ctx) {
@@ -194,7 +196,7 @@ static int ch_send(lua_State *L) {
       lua_pushboolean(L, 1);
     } else {
       sp_wlist_push(&c->sendq, t);
-      return sp_await_block(L, t, SP_W_CHAN_SEND, send_undo, c, send_k,
+      return sp_await_block(L, t, &send_wait, c, send_k,
                             (lua_KContext)t);
     }
   }
@@ -227,7 +229,7 @@ static int recv_common(lua_State *L, int iter) {
     take_from_sender(L, c);
   } else if (!c->closed) {
     sp_wlist_push(&c->recvq, t);
-    return sp_await_block(L, t, SP_W_CHAN_RECV, recv_undo, c, recv_k, ctx);
+    return sp_await_block(L, t, &recv_wait, c, recv_k, ctx);
   }
   return sp_await_fast(L, t, recv_k, ctx);
 }
@@ -365,8 +367,11 @@ typedef struct sp_permit {
 } sp_permit;
 
 static void sem_undo(sp_task *t) {
-  sp_wlist_remove(&((sp_sem *)t->u.w.obj)->waiters, t);
+  sp_wlist_remove(&((sp_sem *)t->w.obj)->waiters, t);
 }
+
+static const sp_waitops sem_wait_ops = {"semaphore acquire", sem_undo, NULL};
+static const sp_waitops mutex_wait = {"mutex lock", sem_undo, NULL};
 
 /* One permit comes back: straight to the first waiter if any.  C only. */
 static void sem_release(sp_sem *s) {
@@ -390,7 +395,7 @@ static sp_permit *new_permit(lua_State *L, sp_sem *s) {
 }
 
 static sp_sem *check_sem(lua_State *L, int mutex) {
-  return (sp_sem *)luaL_checkudata(L, 1, mutex ? MUTEX_MT : SEM_MT);
+  return (sp_sem *)sp_checkclass(L, 1, mutex ? MUTEX_MT : SEM_MT);
 }
 
 /* Stack [sem, permit]: the permit is held unless the wait raised. */
@@ -414,7 +419,7 @@ static int acquire_common(lua_State *L, int mutex) {
     return sp_await_fast(L, t, acquire_k, (lua_KContext)t);
   }
   sp_wlist_push(&s->waiters, t);
-  return sp_await_block(L, t, mutex ? SP_W_MUTEX : SP_W_SEM, sem_undo, s, acquire_k,
+  return sp_await_block(L, t, mutex ? &mutex_wait : &sem_wait_ops, s, acquire_k,
                         (lua_KContext)t);
 }
 
@@ -448,7 +453,8 @@ static int mutex_is_locked(lua_State *L) {
 }
 
 static int sem_tostring(lua_State *L) {
-  sp_sem *s = (sp_sem *)lua_touserdata(L, 1);
+  sp_sem *s = (sp_sem *)sp_testclass(L, 1, SEM_MT);
+  if (s == NULL) s = (sp_sem *)sp_checkclass(L, 1, MUTEX_MT);
   if (s->mutex)
     lua_pushfstring(L, "spindle.mutex (%s)",
                     s->avail ? "unlocked" : "locked");
@@ -480,8 +486,8 @@ static int l_mutex(lua_State *L) {
 }
 
 static sp_permit *check_permit(lua_State *L) {
-  sp_permit *p = (sp_permit *)luaL_testudata(L, 1, PERMIT_MT);
-  if (p == NULL) p = (sp_permit *)luaL_checkudata(L, 1, GUARD_MT);
+  sp_permit *p = (sp_permit *)sp_testclass(L, 1, PERMIT_MT);
+  if (p == NULL) p = (sp_permit *)sp_checkclass(L, 1, GUARD_MT);
   return p;
 }
 
@@ -513,12 +519,14 @@ typedef struct sp_event {
 } sp_event;
 
 static sp_event *check_event(lua_State *L) {
-  return (sp_event *)luaL_checkudata(L, 1, EVENT_MT);
+  return (sp_event *)sp_checkclass(L, 1, EVENT_MT);
 }
 
 static void event_undo(sp_task *t) {
-  sp_wlist_remove(&((sp_event *)t->u.w.obj)->waiters, t);
+  sp_wlist_remove(&((sp_event *)t->w.obj)->waiters, t);
 }
+
+static const sp_waitops event_wait_ops = {"event wait", event_undo, NULL};
 
 static int event_wait_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
@@ -535,7 +543,7 @@ static int event_wait(lua_State *L) {
   t = sp_await_check(L, "wait");
   if (e->set) return sp_await_fast(L, t, event_wait_k, (lua_KContext)t);
   sp_wlist_push(&e->waiters, t);
-  return sp_await_block(L, t, SP_W_EVENT, event_undo, e, event_wait_k,
+  return sp_await_block(L, t, &event_wait_ops, e, event_wait_k,
                         (lua_KContext)t);
 }
 
@@ -575,26 +583,10 @@ static int l_event(lua_State *L) {
 /* describers and registration                                            */
 /* ====================================================================== */
 
-static void describe_fixed(sp_task *t, char *buf, size_t size) {
-  const char *s = "waiting";
-  switch (t->wkind) {
-    case SP_W_CHAN_RECV: s = "channel recv"; break;
-    case SP_W_CHAN_SEND: s = "channel send"; break;
-    case SP_W_SEM: s = "semaphore acquire"; break;
-    case SP_W_MUTEX: s = "mutex lock"; break;
-    case SP_W_EVENT: s = "event wait"; break;
-  }
-  snprintf(buf, size, "%s", s);
-}
-
-/* A metatable named mt with methods, __index, __name and extras. */
+/* A class of this file: the metatable, then popped.  [-0, +0, m] */
 static void new_class(lua_State *L, const char *mt, const luaL_Reg *methods,
                       const luaL_Reg *meta) {
-  luaL_newmetatable(L, mt);
-  luaL_setfuncs(L, meta, 0);
-  lua_newtable(L);
-  sp_setfuncs(L, methods);
-  lua_setfield(L, -2, "__index");
+  sp_newclass(L, mt, methods, meta);
   lua_pop(L, 1);
 }
 
@@ -656,11 +648,6 @@ int sp_sync_open(lua_State *L) {
   new_class(L, PERMIT_MT, permit_methods, permit_meta);
   new_class(L, GUARD_MT, guard_methods, permit_meta);
   new_class(L, EVENT_MT, event_methods, event_meta);
-  sp_describe_register(SP_W_CHAN_RECV, describe_fixed);
-  sp_describe_register(SP_W_CHAN_SEND, describe_fixed);
-  sp_describe_register(SP_W_SEM, describe_fixed);
-  sp_describe_register(SP_W_MUTEX, describe_fixed);
-  sp_describe_register(SP_W_EVENT, describe_fixed);
   sp_setfuncs(L, fns);
   return 0;
 }

@@ -30,8 +30,8 @@
 
 #include "internal.h"
 
-static char unobserved_key; /* registry: weak set of failed, unseen handles */
-static char names_key;      /* registry: weak {[handle] = name} */
+static const char unobserved_key = 0; /* registry: weak set of failed, unseen handles */
+static const char names_key = 0;      /* registry: weak {[handle] = name} */
 
 /* Pushes the name of the handle at idx, or nil.  [-0, +1, -] */
 int sp_push_name(lua_State *L, int idx) {
@@ -55,7 +55,7 @@ const char *sp_status_name(int state) {
   }
 }
 
-static char task_mt_key; /* registry: the handle metatable, by address */
+static const char task_mt_key = 0; /* registry: the handle metatable, by address */
 
 /* A handle at idx, or NULL.  Compares metatables by address (kept in the
 ** box) instead of looking them up by name.  [-0, +0, -] */
@@ -141,6 +141,7 @@ sp_task *sp_spawn(lua_State *L, sp_runtime *rt, int nargs) {
                      : (int64_t)uv_now(rt->loop) - (int64_t)(rt->t0 / 1000000);
     t->born = ms > 0 ? (uint32_t)ms : 0;
   }
+  if (rt->live == 0) sp_runtime_pin(L, rt, 1); /* tasks keep it alive */
   rt->live++;
   rt->spawned++;
   sp_set_hooks(rt, co);
@@ -156,8 +157,7 @@ sp_task *sp_spawn(lua_State *L, sp_runtime *rt, int nargs) {
 /* ---- abort ----------------------------------------------------------- */
 
 void sp_interrupt(sp_task *t) {
-  if (t->undo != NULL) t->undo(t);
-  t->undo = NULL;
+  if (t->wait != NULL && t->wait->undo != NULL) t->wait->undo(t);
   sp_wake(t, SP_WAKE_INTERRUPT);
 }
 
@@ -247,6 +247,26 @@ static void report(lua_State *L, int idx, sp_task *t) {
   lua_settop(L, top);
 }
 
+void sp_warning(lua_State *L, sp_runtime *rt, int hidx) {
+  int top = lua_gettop(L);
+  hidx = lua_absindex(L, hidx);
+  if (rt != NULL && !rt->closed && rt->on_warning_ref != LUA_NOREF &&
+      lua_checkstack(L, 3)) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->on_warning_ref);
+    lua_pushvalue(L, top);
+    lua_pushvalue(L, hidx);
+    if (lua_pcall(L, 2, 0, 0) == LUA_OK) {
+      lua_settop(L, top - 1);
+      return;
+    }
+    fprintf(stderr, "spindle: on_warning failed: %s\n",
+            lua_isstring(L, -1) ? lua_tostring(L, -1) : "(no message)");
+  }
+  fprintf(stderr, "%s\n", lua_isstring(L, top) ? lua_tostring(L, top) : "?");
+  fflush(stderr);
+  lua_settop(L, top - 1);
+}
+
 /* At the end of a runtime: reports every failure still unobserved, in
 ** task id order.  [-0, +0, m] */
 typedef struct unobs {
@@ -297,7 +317,7 @@ void sp_report_unobserved(lua_State *L, sp_runtime *rt) {
 
 /* __gc of a failed handle nobody observed. */
 static int task_gc(lua_State *L) {
-  sp_task *t = (sp_task *)lua_touserdata(L, 1);
+  sp_task *t = sp_task_test(L, 1);
   if (t != NULL && t->state == SP_T_FAILED && !t->observed &&
       t->rt != NULL && !t->rt->closed)
     report(L, 1, t);
@@ -309,9 +329,20 @@ static int task_gc(lua_State *L) {
 enum { JOIN = 0, RESULT = 1 };
 
 static void join_undo(sp_task *t) {
-  sp_task *target = (sp_task *)t->u.w.obj;
-  sp_wlist_remove(&target->joiners, t);
+  sp_fhook_remove((sp_task *)t->w.obj, &t->w.hook);
 }
+
+/* The target ended: wake the joiner (its hook is in its own wait). */
+static void join_hook(sp_fhook *h, sp_task *target) {
+  (void)target;
+  sp_wake(sp_container_of(h, sp_task, w.hook), SP_WAKE_OK);
+}
+
+static void describe_join(sp_task *t, char *buf, size_t size) {
+  snprintf(buf, size, "join task %lld", (long long)((sp_task *)t->w.obj)->id);
+}
+
+static const sp_waitops join_wait = {"join", join_undo, describe_join};
 
 /* The finished target at index 1: push (join) or return (result) what it
 ** ended with. */
@@ -359,8 +390,8 @@ static int join_common(lua_State *L, int mode, const char *name) {
     luaL_error(L, "%s: the task belongs to another runtime", name);
   if (sp_task_finished(target))
     return sp_await_fast(L, t, join_k, (lua_KContext)t | mode);
-  sp_wlist_push(&target->joiners, t);
-  return sp_await_block(L, t, SP_W_JOIN, join_undo, target, join_k,
+  sp_fhook_add(target, &t->w.hook, join_hook);
+  return sp_await_block(L, t, &join_wait, target, join_k,
                         (lua_KContext)t | mode);
 }
 
@@ -449,7 +480,20 @@ static int l_yield(lua_State *L) {
   return sp_await_yield(L, t, yield_k, (lua_KContext)t);
 }
 
-static void sleep_undo(sp_task *t) { sp_timer_remove(t->rt, &t->u.timer); }
+static void sleep_undo(sp_task *t) { sp_timer_remove(t->rt, &t->w.timer); }
+
+static void sleep_fire(sp_runtime *rt, sp_timer *tm) {
+  (void)rt;
+  sp_wake(sp_container_of(tm, sp_task, w.timer), SP_WAKE_OK);
+}
+
+static void describe_sleep(sp_task *t, char *buf, size_t size) {
+  uint64_t d = sp_timer_deadline(t->rt, &t->w.timer), now = sp_now(t->rt);
+  snprintf(buf, size, "sleep %.1f s left",
+           d > now ? (double)(d - now) / 1e9 : 0.0);
+}
+
+static const sp_waitops sleep_wait = {"sleep", sleep_undo, describe_sleep};
 
 static int l_sleep(lua_State *L) {
   double s = sp_check_seconds(L, 1);
@@ -460,12 +504,9 @@ static int l_sleep(lua_State *L) {
     return sp_await_yield(L, t, yield_k, (lua_KContext)t);
   }
   sp_timer_reserve(L, rt);
-  t->u.timer.kind = SP_TM_SLEEP;
-  sp_timer_add(rt, &t->u.timer, sp_now(rt) + (uint64_t)ceil(s * 1e9));
-  t->wkind = SP_W_SLEEP;
-  t->undo = sleep_undo;
-  t->state = SP_T_WAITING;
-  return sp_await_yield(L, t, yield_k, (lua_KContext)t);
+  sp_timer_init(&t->w.timer, sleep_fire);
+  sp_timer_add(rt, &t->w.timer, sp_now(rt) + (uint64_t)ceil(s * 1e9));
+  return sp_await_block(L, t, &sleep_wait, NULL, yield_k, (lua_KContext)t);
 }
 
 static int l_now(lua_State *L) {

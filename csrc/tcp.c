@@ -29,7 +29,7 @@
 #include <fcntl.h>
 #include <sys/socket.h>
 
-#include "net.h"
+#include "io.h"
 
 #define SP_LISTENER_MT "spindle.listener"
 #define ACCEPT_BACKOFF_MS 50
@@ -42,55 +42,8 @@ static int pass_k(lua_State *L, int status, lua_KContext ctx) {
   return (int)ctx;
 }
 
-/* ---- addresses --------------------------------------------------------- */
-
-void sp_format_sockaddr(const struct sockaddr *sa, char *buf, size_t size) {
-  char ip[64];
-  if (sa->sa_family == AF_INET) {
-    const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-    uv_ip4_name(in, ip, sizeof ip);
-    snprintf(buf, size, "%s:%d", ip, ntohs(in->sin_port));
-  } else if (sa->sa_family == AF_INET6) {
-    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-    uv_ip6_name(in6, ip, sizeof ip);
-    snprintf(buf, size, "[%s]:%d", ip, ntohs(in6->sin6_port));
-  } else if (size > 0)
-    buf[0] = '\0';
-}
-
-int sp_push_sockaddr(lua_State *L, const struct sockaddr *sa) {
-  char buf[64];
-  if (sa->sa_family == AF_INET) {
-    const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-    uv_ip4_name(in, buf, sizeof buf);
-    lua_pushstring(L, buf);
-    lua_pushinteger(L, ntohs(in->sin_port));
-    return 2;
-  }
-  if (sa->sa_family == AF_INET6) {
-    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-    uv_ip6_name(in6, buf, sizeof buf);
-    lua_pushstring(L, buf);
-    lua_pushinteger(L, ntohs(in6->sin6_port));
-    return 2;
-  }
-  return 0;
-}
-
-/* A numeric IPv4 or IPv6 address.  0, or -1 if host is a name. */
-static int parse_numeric(const char *host, int port,
-                         struct sockaddr_storage *ss) {
-  memset(ss, 0, sizeof *ss);
-  if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss) == 0) return 0;
-  if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss) == 0) return 0;
-  return -1;
-}
-
-static int check_port(lua_State *L, int arg) {
-  lua_Integer p = luaL_checkinteger(L, arg);
-  luaL_argcheck(L, p >= 0 && p <= 65535, arg, "port must be 0..65535");
-  return (int)p;
-}
+#define parse_numeric sp_addr_parse
+#define check_port sp_io_checkport
 
 /* opts.timeout in seconds, > 0; 0 when absent (no limit).  opts is at arg
 ** (may be nil). */
@@ -120,7 +73,7 @@ typedef struct sp_lbox {
 } sp_lbox;
 
 struct sp_listener {
-  sp_nethandle node;
+  sp_ionode node;
   union {
     uv_tcp_t tcp;
     uv_pipe_t pipe;
@@ -140,6 +93,7 @@ struct sp_listener {
 static void listener_closed(uv_handle_t *h) {
   sp_listener *l = (sp_listener *)h->data;
   if (--l->nopen == 0) {
+    sp_io_untrack(&l->node);
     free(l->path);
     free(l);
   }
@@ -156,18 +110,16 @@ static void listener_close(sp_listener *l) {
   t = l->acceptor;
   l->acceptor = NULL;
   if (t != NULL && t->state == SP_T_WAITING) {
-    t->undo = NULL;
     sp_wake(t, SP_WAKE_OK); /* it finds the box closed */
   }
-  sp_net_untrack(&l->node);
   if (l->path != NULL) unlink(l->path);
   if (l->has_poll) uv_close((uv_handle_t *)&l->poll, listener_closed);
   if (l->has_timer) uv_close((uv_handle_t *)&l->timer, listener_closed);
   uv_close((uv_handle_t *)&l->u, listener_closed);
 }
 
-static void listener_node_close(sp_nethandle *n) {
-  listener_close(sp_container_of(n, sp_listener, node));
+static void listener_node_close(sp_owned *o) {
+  listener_close(sp_container_of(o, sp_listener, node.own));
 }
 
 static int lbox_new(lua_State *L) {
@@ -203,14 +155,14 @@ int sp_listen_bind(lua_State *L, sp_runtime *rt, const struct sockaddr *sa,
     free(l->path);
     free(l);
     lua_pop(L, 1);
-    return sp_net_error(L, r);
+    return sp_io_fail(L, r);
   }
   l->u.tcp.data = l;
   l->nopen = 1;
   l->box = box;
   box->l = l;
-  sp_net_ignore_sigpipe();
-  sp_net_track(&l->node, rt, listener_node_close);
+
+  sp_io_track(&l->node, rt, listener_node_close);
   if (path != NULL)
     r = uv_pipe_bind(&l->u.pipe, path);
   else
@@ -249,24 +201,41 @@ int sp_listen_bind(lua_State *L, sp_runtime *rt, const struct sockaddr *sa,
 fail:
   listener_close(l);
   lua_pop(L, 1);
-  return sp_net_error(L, r);
+  return sp_io_fail(L, r);
 }
 
 static sp_lbox *check_lbox(lua_State *L) {
-  return (sp_lbox *)luaL_checkudata(L, 1, SP_LISTENER_MT);
+  return (sp_lbox *)sp_checkclass(L, 1, SP_LISTENER_MT);
 }
 
 static void accept_undo(sp_task *t) {
-  sp_listener *l = (sp_listener *)t->u.w.obj;
+  sp_listener *l = (sp_listener *)t->w.obj;
   if (l->acceptor == t) l->acceptor = NULL;
   uv_poll_stop(&l->poll);
   uv_timer_stop(&l->timer);
 }
 
+/* spindle.dump(): "tcp accept 127.0.0.1:4000", "unix accept /tmp/s". */
+static void describe_accept(sp_task *t, char *buf, size_t size) {
+  sp_listener *l = (sp_listener *)t->w.obj;
+  char addr[128] = "";
+  if (l->is_pipe)
+    snprintf(addr, sizeof addr, "%s", l->path ? l->path : "");
+  else {
+    struct sockaddr_storage ss;
+    int len = (int)sizeof ss;
+    if (uv_tcp_getsockname(&l->u.tcp, (struct sockaddr *)&ss, &len) == 0)
+      sp_format_sockaddr((struct sockaddr *)&ss, addr, sizeof addr);
+  }
+  snprintf(buf, size, "%s accept %s", l->is_pipe ? "unix" : "tcp", addr);
+}
+
+static const sp_waitops accept_wait = {"accept", accept_undo,
+                                       describe_accept};
+
 static void accept_wake(sp_listener *l) {
   sp_task *t = l->acceptor;
   if (t != NULL && t->state == SP_T_WAITING) {
-    t->undo = NULL;
     sp_wake(t, SP_WAKE_OK);
   }
 }
@@ -308,20 +277,22 @@ static int push_accepted(lua_State *L, sp_listener *l, int fd) {
   int r;
   if (s == NULL) {
     close(fd);
-    return sp_net_error(L, UV_ENOMEM);
+    return sp_io_fail(L, UV_ENOMEM);
   }
-  if (l->is_pipe) {
-    uv_pipe_init(rt->loop, &s->u.pipe, 0);
-    r = uv_pipe_open(&s->u.pipe, fd);
-  } else {
-    uv_tcp_init(rt->loop, &s->u.tcp);
-    r = uv_tcp_open(&s->u.tcp, fd);
+  r = l->is_pipe ? uv_pipe_init(rt->loop, &s->u.pipe, 0)
+                 : uv_tcp_init(rt->loop, &s->u.tcp);
+  if (r < 0) {
+    close(fd);
+    free(s);
+    return sp_io_fail(L, r);
   }
+  r = l->is_pipe ? uv_pipe_open(&s->u.pipe, fd)
+                 : uv_tcp_open(&s->u.tcp, fd);
   sp_stream_opened(s, rt);
   if (r < 0) {
     close(fd);
     sp_stream_close(s);
-    return sp_net_error(L, r);
+    return sp_io_fail(L, r);
   }
   sp_stream_push(L, s);
   return 1;
@@ -333,7 +304,7 @@ static int accept_k(lua_State *L, int status, lua_KContext ctx);
 static int accept_try(lua_State *L, sp_listener *l, sp_task *t, int fast) {
   uint64_t now = uv_hrtime();
   int fd, n;
-  if (l->perr) return sp_net_error(L, l->perr);
+  if (l->perr) return sp_io_fail(L, l->perr);
   if (l->retry_at > now) { /* just ran out of descriptors: back off */
     uv_timer_start(&l->timer, backoff_cb,
                    (l->retry_at - now + 999999) / 1000000, 0);
@@ -349,14 +320,14 @@ static int accept_try(lua_State *L, sp_listener *l, sp_task *t, int fast) {
     if (fd == UV_EMFILE || fd == UV_ENFILE || fd == UV_ENOBUFS ||
         fd == UV_ENOMEM)
       l->retry_at = now + (uint64_t)ACCEPT_BACKOFF_MS * 1000000;
-    n = sp_net_error(L, fd);
+    n = sp_io_fail(L, fd);
     return fast ? sp_await_fast(L, t, pass_k, n) : n;
   }
   if ((n = uv_poll_start(&l->poll, UV_READABLE, poll_cb)) < 0)
-    return sp_net_error(L, n);
+    return sp_io_fail(L, n);
 wait:
   l->acceptor = t;
-  return sp_await_block(L, t, SP_W_NET_ACCEPT, accept_undo, l, accept_k,
+  return sp_await_block(L, t, &accept_wait, l, accept_k,
                         (lua_KContext)t);
 }
 
@@ -367,7 +338,7 @@ static int accept_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   sp_resumed(L, t);
   l = box->l;
-  if (l == NULL) return sp_net_fail(L, "closed", "ECANCELED");
+  if (l == NULL) return sp_io_fail_msg(L, "closed", "ECANCELED");
   if (l->acceptor == t) l->acceptor = NULL;
   return accept_try(L, l, t, 0);
 }
@@ -377,7 +348,7 @@ static int lst_accept(lua_State *L) {
   sp_listener *l = box->l;
   sp_task *t = sp_await_check(L, "accept");
   lua_settop(L, 1);
-  if (l == NULL) return sp_net_fail(L, "closed", "EBADF");
+  if (l == NULL) return sp_io_fail_msg(L, "closed", "EBADF");
   if (l->node.rt != t->rt)
     luaL_error(L, "accept: the listener belongs to another runtime");
   if (l->acceptor != NULL)
@@ -391,15 +362,15 @@ static int lst_local_addr(lua_State *L) {
   sp_listener *l = box->l;
   struct sockaddr_storage ss;
   int len = (int)sizeof ss, r;
-  if (l == NULL) return sp_net_fail(L, "closed", "EBADF");
+  if (l == NULL) return sp_io_fail_msg(L, "closed", "EBADF");
   if (l->is_pipe) {
     lua_pushstring(L, l->path ? l->path : "");
     return 1;
   }
   r = uv_tcp_getsockname(&l->u.tcp, (struct sockaddr *)&ss, &len);
-  if (r < 0) return sp_net_error(L, r);
+  if (r < 0) return sp_io_fail(L, r);
   if (sp_push_sockaddr(L, (struct sockaddr *)&ss) == 0)
-    return sp_net_error(L, UV_EAFNOSUPPORT);
+    return sp_io_fail(L, UV_EAFNOSUPPORT);
   return 2;
 }
 
@@ -411,7 +382,7 @@ static int lst_close(lua_State *L) {
 }
 
 static int lst_gc(lua_State *L) {
-  sp_lbox *box = (sp_lbox *)lua_touserdata(L, 1);
+  sp_lbox *box = (sp_lbox *)sp_testclass(L, 1, SP_LISTENER_MT);
   if (box != NULL && box->l != NULL) {
     box->l->box = NULL;
     listener_close(box->l);
@@ -450,8 +421,6 @@ int sp_opt_backlog(lua_State *L, int arg) {
 
 /* ---- spindle.net.listen(host, port, [opts]) --------------------------- */
 
-static void listen_undo(sp_task *t) { sp_gai_detach((sp_gai *)t->u.w.obj); }
-
 /* Stack: [host, port, opts, g]; ctx: the task. */
 static int listen_k(lua_State *L, int status, lua_KContext ctx) {
   sp_task *t = (sp_task *)ctx;
@@ -466,7 +435,7 @@ static int listen_k(lua_State *L, int status, lua_KContext ctx) {
   if (g->status < 0) {
     n = g->status;
     sp_gai_free(g);
-    return sp_net_error(L, n);
+    return sp_io_fail(L, n);
   }
   backlog = sp_opt_backlog(L, 3);
   for (ai = g->res; ai != NULL; ai = ai->ai_next) {
@@ -476,7 +445,7 @@ static int listen_k(lua_State *L, int status, lua_KContext ctx) {
     if (ai->ai_next != NULL) lua_pop(L, 3);
   }
   sp_gai_free(g);
-  if (n == 0) return sp_net_error(L, UV_EAI_NONAME);
+  if (n == 0) return sp_io_fail(L, UV_EAI_NONAME);
   return n;
 }
 
@@ -495,28 +464,22 @@ static int l_listen(lua_State *L) {
   if (parse_numeric(host, port, &ss) == 0)
     return sp_listen_bind(L, rt, (struct sockaddr *)&ss, NULL, backlog);
   t = sp_await_check(L, "listen");
-  g = calloc(1, sizeof *g);
-  if (g == NULL) luaL_error(L, "not enough memory");
-  g->task = t;
   snprintf(pbuf, sizeof pbuf, "%d", port);
-  snprintf(g->name, sizeof g->name, "%s", host);
-  r = sp_gai_start(t->rt, g, host, pbuf);
-  if (r < 0) {
-    free(g);
-    return sp_net_error(L, r);
-  }
+  g = sp_gai_start(t->rt, host, pbuf, SOCK_STREAM, &r);
+  if (g == NULL) return sp_io_fail(L, r);
+  g->task = t;
   lua_pushlightuserdata(L, g);
-  return sp_await_block(L, t, SP_W_NET_RESOLVE, listen_undo, g, listen_k,
+  return sp_await_block(L, t, &sp_gai_wait, g, listen_k,
                         (lua_KContext)t);
 }
 
 /* ---- connect ------------------------------------------------------------ */
 
 typedef struct net_connect {
-  sp_nethandle node;
+  sp_ionode node;
   sp_task *task; /* NULL once detached */
   int refs;      /* task + pending resolver, connect and timer */
-  uv_getaddrinfo_t gai;
+  sp_gai *gai;   /* the name being resolved, while resolving */
   struct addrinfo *ai, *cur;
   uv_timer_t timer;
   uv_connect_t creq;
@@ -524,12 +487,12 @@ typedef struct net_connect {
   char *path;   /* Unix socket path */
   char what[96]; /* "127.0.0.1:80" or the path, for spindle.dump() */
   int status, last_err;
-  unsigned done : 1, resolving : 1, has_timer : 1, orphan : 1;
+  unsigned done : 1, resolving : 1, has_timer : 1;
 } net_connect;
 
 static void op_unref(net_connect *op) {
   if (--op->refs > 0) return;
-  sp_net_untrack(&op->node);
+  sp_io_untrack(&op->node);
   if (op->ai != NULL) uv_freeaddrinfo(op->ai);
   free(op->path);
   free(op);
@@ -545,7 +508,12 @@ static void op_stop(net_connect *op) {
     op->has_timer = 0;
     uv_close((uv_handle_t *)&op->timer, op_timer_closed);
   }
-  if (op->resolving) uv_cancel((uv_req_t *)&op->gai);
+  if (op->resolving) { /* the caller holds another reference */
+    op->resolving = 0;
+    sp_gai_detach(op->gai);
+    op->gai = NULL;
+    op->refs--;
+  }
   if (op->status != 0 && op->s != NULL) {
     sp_stream_close(op->s); /* its connect_cb comes with ECANCELED */
     op->s = NULL;
@@ -559,7 +527,6 @@ static void op_finish(net_connect *op, int status) {
   op->status = status;
   op_stop(op);
   if (t != NULL && t->state == SP_T_WAITING) {
-    t->undo = NULL;
     sp_wake(t, SP_WAKE_OK);
   }
 }
@@ -627,18 +594,18 @@ static void connect_cb(uv_connect_t *req, int status) {
   op_unref(op);
 }
 
-static void op_gai_cb(uv_getaddrinfo_t *req, int status,
-                      struct addrinfo *res) {
-  net_connect *op = sp_container_of(req, net_connect, gai);
+static void op_gai_done(sp_gai *g) {
+  net_connect *op = (net_connect *)g->data;
   op->resolving = 0;
-  if (!op->orphan) op->node.rt->inflight--;
-  if (op->done) {
-    if (res != NULL) uv_freeaddrinfo(res);
-  } else if (status < 0)
-    op_finish(op, status);
-  else {
-    op->ai = op->cur = res;
-    op_next(op);
+  op->gai = NULL;
+  if (!op->done) {
+    if (g->status < 0)
+      op_finish(op, g->status);
+    else {
+      op->ai = op->cur = g->res;
+      g->res = NULL; /* ours now */
+      op_next(op);
+    }
   }
   op_unref(op);
 }
@@ -649,7 +616,7 @@ static void op_timer_cb(uv_timer_t *h) {
 
 /* Abort or timeout of the waiting task. */
 static void connect_undo(sp_task *t) {
-  net_connect *op = (net_connect *)t->u.w.obj;
+  net_connect *op = (net_connect *)t->w.obj;
   op->task = NULL;
   if (!op->done) {
     op->done = 1;
@@ -659,13 +626,11 @@ static void connect_undo(sp_task *t) {
   op_unref(op);
 }
 
-/* Closing the runtime: detach everything; nothing may touch rt later. */
-static void connect_node_close(sp_nethandle *n) {
-  net_connect *op = sp_container_of(n, net_connect, node);
-  if (op->resolving && !op->orphan) n->rt->inflight--;
-  op->orphan = 1;
+/* Closing the runtime: detach everything. */
+static void connect_node_close(sp_owned *o) {
+  net_connect *op = sp_container_of(o, net_connect, node.own);
   if (op->task != NULL) {
-    op->task->undo = NULL;
+    op->task->wait = NULL;
     op->task = NULL;
     op->refs--; /* the task never resumes into this request */
   }
@@ -677,6 +642,14 @@ static void connect_node_close(sp_nethandle *n) {
   op_stop(op);
   op_unref(op);
 }
+
+static void describe_connect(sp_task *t, char *buf, size_t size) {
+  net_connect *op = (net_connect *)t->w.obj;
+  snprintf(buf, size, "%s connect %s", op->path ? "unix" : "tcp", op->what);
+}
+
+static const sp_waitops connect_wait = {"connect", connect_undo,
+                                        describe_connect};
 
 /* Stack: [..., op]; ctx: the task. */
 static int connect_k(lua_State *L, int status, lua_KContext ctx) {
@@ -694,7 +667,7 @@ static int connect_k(lua_State *L, int status, lua_KContext ctx) {
   op_unref(op);
   if (status < 0) {
     if (s != NULL) sp_stream_close(s);
-    return sp_net_error(L, status);
+    return sp_io_fail(L, status);
   }
   sp_stream_push(L, s);
   return 1;
@@ -724,32 +697,31 @@ int sp_connect_start(lua_State *L, const char *host, int port,
     snprintf(op->what, sizeof op->what, "%s", path);
   else
     snprintf(op->what, sizeof op->what, "%s:%d", host, port);
-  sp_net_ignore_sigpipe();
-  sp_net_track(&op->node, rt, connect_node_close);
-  if (timeout > 0) {
-    uv_timer_init(rt->loop, &op->timer);
+  sp_io_track(&op->node, rt, connect_node_close);
+  r = 0;
+  if (timeout > 0 && (r = uv_timer_init(rt->loop, &op->timer)) == 0) {
     op->timer.data = op;
     op->has_timer = 1;
     op->refs++;
     uv_timer_start(&op->timer, op_timer_cb,
                    (uint64_t)(timeout * 1000 + 0.999), 0);
   }
-  if (path != NULL)
+  if (r < 0)
+    ; /* reported below */
+  else if (path != NULL)
     r = op_attempt(op, NULL);
   else if (parse_numeric(host, port, &ss) == 0)
     r = op_attempt(op, (struct sockaddr *)&ss);
   else {
     char pbuf[16];
-    struct addrinfo hints;
-    memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
     snprintf(pbuf, sizeof pbuf, "%d", port);
-    r = uv_getaddrinfo(rt->loop, &op->gai, op_gai_cb, host, pbuf, &hints);
-    if (r == 0) {
+    op->gai = sp_gai_start(rt, host, pbuf, SOCK_STREAM, &r);
+    if (op->gai != NULL) {
+      op->gai->done_cb = op_gai_done;
+      op->gai->data = op;
       op->resolving = 1;
       op->refs++;
-      rt->inflight++;
+      r = 0;
     }
   }
   if (r < 0) op_finish(op, r);
@@ -757,10 +729,10 @@ int sp_connect_start(lua_State *L, const char *host, int port,
     r = op->status;
     op->task = NULL;
     op_unref(op);
-    return sp_net_error(L, r);
+    return sp_io_fail(L, r);
   }
   lua_pushlightuserdata(L, op);
-  return sp_await_block(L, t, SP_W_NET_CONNECT, connect_undo, op, connect_k,
+  return sp_await_block(L, t, &connect_wait, op, connect_k,
                         (lua_KContext)t);
 }
 
@@ -772,29 +744,6 @@ static int l_connect(lua_State *L) {
   return sp_connect_start(L, host, port, NULL, timeout);
 }
 
-/* spindle.dump(): "tcp accept 127.0.0.1:4000", "tcp connect
-** example.org:80", "unix connect /tmp/s", "resolve localhost".  No Lua. */
-static void describe_tcp(sp_task *t, char *buf, size_t size) {
-  if (t->wkind == SP_W_NET_ACCEPT) {
-    sp_listener *l = (sp_listener *)t->u.w.obj;
-    char addr[128] = "";
-    if (l->is_pipe)
-      snprintf(addr, sizeof addr, "%s", l->path ? l->path : "");
-    else {
-      struct sockaddr_storage ss;
-      int len = (int)sizeof ss;
-      if (uv_tcp_getsockname(&l->u.tcp, (struct sockaddr *)&ss, &len) == 0)
-        sp_format_sockaddr((struct sockaddr *)&ss, addr, sizeof addr);
-    }
-    snprintf(buf, size, "%s accept %s", l->is_pipe ? "unix" : "tcp", addr);
-  } else if (t->wkind == SP_W_NET_CONNECT) {
-    net_connect *op = (net_connect *)t->u.w.obj;
-    snprintf(buf, size, "%s connect %s", op->path ? "unix" : "tcp",
-             op->what);
-  } else
-    snprintf(buf, size, "resolve %s", ((sp_gai *)t->u.w.obj)->name);
-}
-
 /* Adds listen and connect to the net table at -1 and creates the listener
 ** metatable.  [-0, +0, m] */
 int sp_tcp_open(lua_State *L) {
@@ -804,21 +753,12 @@ int sp_tcp_open(lua_State *L) {
                                      {NULL, NULL}};
   static const luaL_Reg fns[] = {
       {"listen", l_listen}, {"connect", l_connect}, {NULL, NULL}};
-  if (luaL_newmetatable(L, SP_LISTENER_MT)) {
-    lua_newtable(L);
-    sp_setfuncs(L, methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, lst_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, lst_close);
-    lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, lst_tostring);
-    lua_setfield(L, -2, "__tostring");
-  }
+  static const luaL_Reg meta[] = {{"__gc", lst_gc},
+                                  {"__close", lst_close},
+                                  {"__tostring", lst_tostring},
+                                  {NULL, NULL}};
+  sp_newclass(L, SP_LISTENER_MT, methods, meta);
   lua_pop(L, 1);
   sp_setfuncs(L, fns);
-  sp_describe_register(SP_W_NET_ACCEPT, describe_tcp);
-  sp_describe_register(SP_W_NET_CONNECT, describe_tcp);
-  sp_describe_register(SP_W_NET_RESOLVE, describe_tcp);
   return 0;
 }

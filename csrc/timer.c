@@ -4,7 +4,9 @@
 ** A sleeping task costs a heap slot, not a libuv handle: the runtime owns a
 ** single uv_timer_t, armed to the earliest deadline only while the loop
 ** blocks.  Entries are ordered by (deadline, seq): equal deadlines fire in
-** insertion order.  Deadlines come from a fresh clock (uv_hrtime), never
+** insertion order.  Each entry carries the function that fires it (a
+** sleeping task, a spindle.timeout scope), so the heap knows nothing of its
+** owners.  Deadlines come from a fresh clock (uv_hrtime), never
 ** from libuv's cached loop time, and an entry fires only once the fresh
 ** clock has reached it, so nothing wakes early.
 */
@@ -53,11 +55,20 @@ static void sift_down(sp_runtime *rt, int i, sp_heapent e) {
   place(rt, i, e);
 }
 
+void sp_timer_init(sp_timer *tm, void (*fire)(sp_runtime *, sp_timer *)) {
+  tm->seq = 0;
+  tm->fire = fire;
+  tm->index = -1;
+}
+
+uint64_t sp_timer_deadline(sp_runtime *rt, const sp_timer *tm) {
+  return tm->index >= 0 ? rt->heap[tm->index].deadline : 0;
+}
+
 /* Adds tm (not armed) with the given deadline.  The caller has made room
 ** with sp_timer_reserve, so this never fails. */
 void sp_timer_add(sp_runtime *rt, sp_timer *tm, uint64_t deadline) {
   sp_heapent e;
-  tm->deadline = deadline;
   tm->seq = rt->tseq++;
   e.deadline = deadline;
   e.tm = tm;
@@ -94,16 +105,6 @@ void sp_timer_reserve(lua_State *L, sp_runtime *rt) {
   }
 }
 
-static void fire(sp_runtime *rt, sp_timer *tm) {
-  if (tm->kind == SP_TM_SLEEP) {
-    sp_task *t = sp_container_of(tm, sp_task, u.timer);
-    t->undo = NULL;
-    sp_wake(t, SP_WAKE_OK);
-  } else {
-    sp_tscope_fire(rt, sp_container_of(tm, sp_tscope, timer));
-  }
-}
-
 int sp_timers_fire(sp_runtime *rt) {
   int n = 0;
   uint64_t now;
@@ -112,7 +113,7 @@ int sp_timers_fire(sp_runtime *rt) {
   while (rt->nheap > 0 && rt->heap[0].deadline <= now) {
     sp_timer *tm = rt->heap[0].tm;
     sp_timer_remove(rt, tm);
-    fire(rt, tm);
+    tm->fire(rt, tm);
     n++;
   }
   return n;

@@ -24,17 +24,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io2.h"
+#include "io.h"
 
 #define UDP_MT "spindle.net.udp"
 #define UDP_BUF 65536
 
 typedef struct udp_obj {
-  sp_io2_obj obj;      /* in the runtime's list until the close callback */
+  sp_ionode node;      /* owned until the close callback */
   uv_udp_t h;
   sp_runtime *rt;
   struct udp_obj **ud; /* the userdata's pointer, NULL once collected */
-  sp_wlist readers;    /* t->u.w.obj = the reader's udp_rd */
+  sp_wlist readers;    /* t->w.obj = the reader's udp_rd */
   int receiving;
   char buf[UDP_BUF];
 } udp_obj;
@@ -74,12 +74,7 @@ static int parse_addr(lua_State *L, int hidx, int pidx,
   return UV_EINVAL; /* a name: resolve it */
 }
 
-static void set_port(struct sockaddr_storage *ss, int port) {
-  if (ss->ss_family == AF_INET6)
-    ((struct sockaddr_in6 *)ss)->sin6_port = htons((unsigned short)port);
-  else
-    ((struct sockaddr_in *)ss)->sin_port = htons((unsigned short)port);
-}
+#define set_port sp_addr_set_port
 
 /* Pushes host, port.  [-0, +2, m] */
 static int push_addr(lua_State *L, const struct sockaddr *sa) {
@@ -101,94 +96,36 @@ static int push_addr(lua_State *L, const struct sockaddr *sa) {
 
 /* ---- resolving names ---------------------------------------------------- */
 
-/* A uv_getaddrinfo request a task waits on before bind or send_to; the
-** first address returned is used.  Abort detaches it (r->task = NULL) and
-** the callback, which always comes, frees it. */
-typedef struct udp_gai {
-  sp_io2_obj obj; /* in the runtime's list while pending */
-  uv_getaddrinfo_t req;
-  sp_runtime *rt;
-  sp_task *task;
-  int status;
-  struct sockaddr_storage addr;
-} udp_gai;
-
-static void gai_rtclose(sp_io2_obj *o) {
-  sp_container_of(o, udp_gai, obj)->task = NULL;
-}
-
-static void gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
-  udp_gai *g = sp_container_of(req, udp_gai, req);
-  g->rt->inflight--;
-  g->status = status;
-  if (status == 0) {
-    struct addrinfo *ai;
-    g->status = UV_EAI_NONAME;
-    for (ai = res; ai != NULL; ai = ai->ai_next)
-      if (ai->ai_family == AF_INET || ai->ai_family == AF_INET6) {
-        memcpy(&g->addr, ai->ai_addr, ai->ai_addrlen);
-        g->status = 0;
-        break;
-      }
-  }
-  if (res != NULL) uv_freeaddrinfo(res);
-  if (g->task == NULL) {
-    sp_io2_del(&g->obj);
-    free(g);
-    return;
-  }
-  sp_io2_del(&g->obj); /* done: the runtime need not wait for it */
-  g->task->undo = NULL;
-  sp_wake(g->task, SP_WAKE_OK);
-}
-
-static void gai_undo(sp_task *t) {
-  udp_gai *g = (udp_gai *)t->u.w.obj;
-  g->task = NULL;
-  uv_cancel((uv_req_t *)&g->req);
-}
-
-/* Starts resolving the name at hidx for t, which then waits with
-** continuation k; a failure to start returns nil, msg, code at once. */
+/* Starts resolving the name at hidx for t (the library's one getaddrinfo
+** path, dns.c), which then waits with continuation k; a failure to start
+** returns nil, msg, code at once.  The first address returned is used. */
 static int resolve_then(lua_State *L, sp_task *t, int hidx, lua_KFunction k) {
-  struct addrinfo hints;
-  sp_io2_rt *io = sp_io2_get(L, t->rt);
-  udp_gai *g = calloc(1, sizeof *g);
   int r;
-  if (g == NULL) return luaL_error(L, "not enough memory");
-  memset(&hints, 0, sizeof hints);
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_DGRAM;
-  g->rt = t->rt;
-  g->obj.rtclose = gai_rtclose;
-  r = uv_getaddrinfo(t->rt->loop, &g->req, gai_cb, lua_tostring(L, hidx),
-                     NULL, &hints);
-  if (r < 0) {
-    free(g);
-    return sp_io2_fail(L, r);
-  }
-  t->rt->inflight++;
-  sp_io2_add(io, &g->obj);
+  sp_gai *g = sp_gai_start(t->rt, lua_tostring(L, hidx), NULL, SOCK_DGRAM, &r);
+  if (g == NULL) return sp_io_fail(L, r);
   g->task = t;
-  t->u.w.obj = g;
-  t->wkind = SP_W_IO2_UDP_NAME;
-  t->undo = gai_undo;
-  t->state = SP_T_WAITING;
-  return sp_await_yield(L, t, k, (lua_KContext)t);
+  return sp_await_block(L, t, &sp_gai_wait, g, k, (lua_KContext)t);
 }
 
 /* In a continuation: the finished request's address (port pidx applied)
 ** or its error; frees it. */
 static int resolved(lua_State *L, sp_task *t, int pidx,
                     struct sockaddr_storage *ss) {
-  udp_gai *g = (udp_gai *)t->u.w.obj;
+  sp_gai *g = (sp_gai *)t->w.obj;
   int st = g->status;
   if (st == 0) {
-    *ss = g->addr;
-    set_port(ss, (int)lua_tointeger(L, pidx));
+    struct addrinfo *ai;
+    st = UV_EAI_NONAME;
+    for (ai = g->res; ai != NULL; ai = ai->ai_next)
+      if (ai->ai_family == AF_INET || ai->ai_family == AF_INET6) {
+        memset(ss, 0, sizeof *ss);
+        memcpy(ss, ai->ai_addr, ai->ai_addrlen);
+        set_port(ss, (int)lua_tointeger(L, pidx));
+        st = 0;
+        break;
+      }
   }
-  sp_io2_del(&g->obj);
-  free(g);
+  sp_gai_free(g);
   return st;
 }
 
@@ -196,13 +133,12 @@ static int resolved(lua_State *L, sp_task *t, int pidx,
 
 static void udp_closed(uv_handle_t *h) {
   udp_obj *u = (udp_obj *)h->data;
-  sp_io2_del(&u->obj);
+  sp_io_untrack(&u->node);
   free(u);
 }
 
 static void wake_reader(udp_obj *u, sp_task *t) {
   sp_wlist_remove(&u->readers, t);
-  t->undo = NULL;
   sp_wake(t, SP_WAKE_OK);
 }
 
@@ -211,20 +147,20 @@ static void udp_close(udp_obj *u) {
   if (u->ud != NULL) *u->ud = NULL;
   u->ud = NULL;
   while ((t = u->readers.head) != NULL) {
-    ((udp_rd *)t->u.w.obj)->err = UV_ECANCELED;
+    ((udp_rd *)t->w.obj)->err = UV_ECANCELED;
     wake_reader(u, t);
   }
   /* pending sends complete with UV_ECANCELED before the close callback */
   uv_close((uv_handle_t *)&u->h, udp_closed);
 }
 
-static void udp_rtclose(sp_io2_obj *o) {
-  udp_obj *u = sp_container_of(o, udp_obj, obj);
+static void udp_rtclose(sp_owned *o) {
+  udp_obj *u = sp_container_of(o, udp_obj, node.own);
   if (!uv_is_closing((uv_handle_t *)&u->h)) udp_close(u);
 }
 
 static udp_obj *udp_get(lua_State *L) {
-  return *(udp_obj **)luaL_checkudata(L, 1, UDP_MT);
+  return *(udp_obj **)sp_checkclass(L, 1, UDP_MT);
 }
 
 /* The open socket at 1 for an await, checked against the running task. */
@@ -238,8 +174,7 @@ static udp_obj *udp_for(lua_State *L, sp_task *t, const char *name) {
 /* ---- spindle.net.udp() and the plain methods ---------------------------- */
 
 static int l_udp(lua_State *L) {
-  sp_runtime *rt = sp_io2_runtime(L, "spindle.net.udp");
-  sp_io2_rt *io = sp_io2_get(L, rt);
+  sp_runtime *rt = sp_io_runtime(L, "spindle.net.udp");
   udp_obj **ud = lua_newuserdatauv(L, sizeof *ud, 0);
   udp_obj *u;
   int r;
@@ -249,12 +184,11 @@ static int l_udp(lua_State *L) {
     return luaL_error(L, "not enough memory");
   if ((r = uv_udp_init(rt->loop, &u->h)) < 0) {
     free(u);
-    return sp_io2_fail(L, r);
+    return sp_io_fail(L, r);
   }
   u->h.data = u;
   u->rt = rt;
-  u->obj.rtclose = udp_rtclose;
-  sp_io2_add(io, &u->obj);
+  sp_io_track(&u->node, rt, udp_rtclose);
   u->ud = ud;
   *ud = u;
   return 1;
@@ -262,9 +196,9 @@ static int l_udp(lua_State *L) {
 
 static int bind_now(lua_State *L, udp_obj *u, struct sockaddr_storage *ss) {
   int r;
-  if (u == NULL) return sp_io2_closed(L);
+  if (u == NULL) return sp_io_closed(L, "ECANCELED");
   if ((r = uv_udp_bind(&u->h, (struct sockaddr *)ss, 0)) < 0)
-    return sp_io2_fail(L, r);
+    return sp_io_fail(L, r);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -275,7 +209,7 @@ static int bind_k(lua_State *L, int status, lua_KContext ctx) {
   int r;
   (void)status;
   sp_resumed(L, t);
-  if ((r = resolved(L, t, 3, &ss)) < 0) return sp_io2_fail(L, r);
+  if ((r = resolved(L, t, 3, &ss)) < 0) return sp_io_fail(L, r);
   return bind_now(L, udp_get(L), &ss); /* closed meanwhile: "closed" */
 }
 
@@ -286,7 +220,7 @@ static int udp_bind(lua_State *L) {
   struct sockaddr_storage ss;
   int r = parse_addr(L, 2, 3, &ss);
   sp_task *t;
-  if (u == NULL) return sp_io2_closed(L);
+  if (u == NULL) return sp_io_closed(L, "ECANCELED");
   if (r == 0) return bind_now(L, u, &ss);
   t = sp_await_check(L, "bind");
   lua_settop(L, 3);
@@ -297,9 +231,9 @@ static int udp_local_addr(lua_State *L) {
   udp_obj *u = udp_get(L);
   struct sockaddr_storage ss;
   int len = (int)sizeof ss, r;
-  if (u == NULL) return sp_io2_closed(L);
+  if (u == NULL) return sp_io_closed(L, "ECANCELED");
   if ((r = uv_udp_getsockname(&u->h, (struct sockaddr *)&ss, &len)) < 0)
-    return sp_io2_fail(L, r);
+    return sp_io_fail(L, r);
   return push_addr(L, (struct sockaddr *)&ss);
 }
 
@@ -311,8 +245,8 @@ static int udp_close_m(lua_State *L) {
 }
 
 static int udp_gc(lua_State *L) {
-  udp_obj *u = udp_get(L);
-  if (u != NULL) udp_close(u);
+  udp_obj **ud = (udp_obj **)sp_testclass(L, 1, UDP_MT);
+  if (ud != NULL && *ud != NULL) udp_close(*ud);
   return 0;
 }
 
@@ -347,7 +281,7 @@ static void udp_recv_cb(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
   if (nread == 0 && addr == NULL) return; /* nothing more to read now */
   if (t == NULL) return; /* not reached: reading stops with the last reader */
   {
-    udp_rd *rd = (udp_rd *)t->u.w.obj;
+    udp_rd *rd = (udp_rd *)t->w.obj;
     if (nread < 0)
       rd->err = (int)nread;
     else {
@@ -370,20 +304,25 @@ static void udp_recv_cb(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
 }
 
 static void recv_undo(sp_task *t) {
-  udp_rd *rd = (udp_rd *)t->u.w.obj;
+  udp_rd *rd = (udp_rd *)t->w.obj;
   udp_obj *u = rd->u;
   sp_wlist_remove(&u->readers, t);
   if (u->readers.head == NULL) recv_stop(u);
 }
+
+static void udp_describe(sp_task *t, char *buf, size_t size);
+
+static const sp_waitops recv_wait = {"udp recv_from", recv_undo,
+                                     udp_describe};
 
 static int recv_k(lua_State *L, int status, lua_KContext ctx) {
   sp_task *t = (sp_task *)ctx;
   udp_rd *rd;
   (void)status;
   sp_resumed(L, t);
-  rd = (udp_rd *)t->u.w.obj;
-  if (rd->err == UV_ECANCELED) return sp_io2_closed(L);
-  if (rd->err < 0) return sp_io2_fail(L, rd->err);
+  rd = (udp_rd *)t->w.obj;
+  if (rd->err == UV_ECANCELED) return sp_io_closed(L, "ECANCELED");
+  if (rd->err < 0) return sp_io_fail(L, rd->err);
   lua_pushlstring(L, rd->data, rd->len);
   free(rd->data);
   rd->data = NULL;
@@ -398,22 +337,18 @@ static int udp_recv_from(lua_State *L) {
   udp_rd *rd;
   luaL_argcheck(L, max >= 1 && max <= 0x7fffffff, 2, "max out of range");
   t = sp_await_check(L, "recv_from");
-  if ((u = udp_for(L, t, "recv_from")) == NULL) return sp_io2_closed(L);
+  if ((u = udp_for(L, t, "recv_from")) == NULL) return sp_io_closed(L, "ECANCELED");
   rd = lua_newuserdatauv(L, sizeof *rd, 0); /* lives on this stack */
   memset(rd, 0, sizeof *rd);
   rd->u = u;
   rd->max = (size_t)max;
   if (!u->receiving) {
     int r = uv_udp_recv_start(&u->h, udp_alloc, udp_recv_cb);
-    if (r < 0) return sp_io2_fail(L, r);
+    if (r < 0) return sp_io_fail(L, r);
     u->receiving = 1;
   }
   sp_wlist_push(&u->readers, t);
-  t->u.w.obj = rd;
-  t->wkind = SP_W_IO2_UDP_RECV;
-  t->undo = recv_undo;
-  t->state = SP_T_WAITING;
-  return sp_await_yield(L, t, recv_k, (lua_KContext)t);
+  return sp_await_block(L, t, &recv_wait, rd, recv_k, (lua_KContext)t);
 }
 
 /* ---- send_to ------------------------------------------------------------ */
@@ -427,14 +362,15 @@ static void send_cb(uv_udp_send_t *req, int status) {
   }
   s->status = status;
   s->done = 1;
-  t->undo = NULL;
   sp_wake(t, SP_WAKE_OK); /* the continuation frees s */
 }
 
 static void send_undo(sp_task *t) {
-  udp_sreq *s = (udp_sreq *)t->u.w.obj;
+  udp_sreq *s = (udp_sreq *)t->w.obj;
   s->task = NULL; /* the datagram may still go out; send_cb frees s */
 }
+
+static const sp_waitops send_wait = {"udp send_to", send_undo, NULL};
 
 static int send_k(lua_State *L, int status, lua_KContext ctx) {
   sp_task *t = (sp_task *)ctx;
@@ -442,11 +378,11 @@ static int send_k(lua_State *L, int status, lua_KContext ctx) {
   int st;
   (void)status;
   sp_resumed(L, t);
-  s = (udp_sreq *)t->u.w.obj;
+  s = (udp_sreq *)t->w.obj;
   st = s->status;
   free(s);
-  if (st == UV_ECANCELED) return sp_io2_closed(L);
-  if (st < 0) return sp_io2_fail(L, st);
+  if (st == UV_ECANCELED) return sp_io_closed(L, "ECANCELED");
+  if (st < 0) return sp_io_fail(L, st);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -468,12 +404,12 @@ static int send_now(lua_State *L, sp_task *t, udp_obj *u,
   udp_sreq *s;
   uv_buf_t b;
   int r;
-  if (u == NULL) return sp_io2_closed(L);
-  if (len > 0x7fffffff) return sp_io2_fail(L, UV_EMSGSIZE);
+  if (u == NULL) return sp_io_closed(L, "ECANCELED");
+  if (len > 0x7fffffff) return sp_io_fail(L, UV_EMSGSIZE);
   b = uv_buf_init((char *)data, (unsigned int)len);
   r = uv_udp_try_send(&u->h, &b, 1, (struct sockaddr *)ss);
   if (r >= 0) return sp_await_fast(L, t, sent_k, (lua_KContext)t);
-  if (r != UV_EAGAIN && r != UV_ENOSYS) return sp_io2_fail(L, r);
+  if (r != UV_EAGAIN && r != UV_ENOSYS) return sp_io_fail(L, r);
   if ((s = malloc(sizeof *s + len)) == NULL)
     return luaL_error(L, "not enough memory");
   memcpy(s->data, data, len);
@@ -484,13 +420,9 @@ static int send_now(lua_State *L, sp_task *t, udp_obj *u,
   if ((r = uv_udp_send(&s->req, &u->h, &b, 1, (struct sockaddr *)ss,
                        send_cb)) < 0) {
     free(s);
-    return sp_io2_fail(L, r);
+    return sp_io_fail(L, r);
   }
-  t->u.w.obj = s;
-  t->wkind = SP_W_IO2_UDP_SEND;
-  t->undo = send_undo;
-  t->state = SP_T_WAITING;
-  return sp_await_yield(L, t, send_k, (lua_KContext)t);
+  return sp_await_block(L, t, &send_wait, s, send_k, (lua_KContext)t);
 }
 
 static int send_resolved_k(lua_State *L, int status, lua_KContext ctx) {
@@ -499,7 +431,7 @@ static int send_resolved_k(lua_State *L, int status, lua_KContext ctx) {
   int r;
   (void)status;
   sp_resumed(L, t);
-  if ((r = resolved(L, t, 4, &ss)) < 0) return sp_io2_fail(L, r);
+  if ((r = resolved(L, t, 4, &ss)) < 0) return sp_io_fail(L, r);
   return send_now(L, t, udp_get(L), &ss); /* closed meanwhile: "closed" */
 }
 
@@ -514,16 +446,15 @@ static int udp_send_to(lua_State *L) {
   t = sp_await_check(L, "send_to");
   u = udp_for(L, t, "send_to");
   lua_settop(L, 4);
-  if (u == NULL) return sp_io2_closed(L);
+  if (u == NULL) return sp_io_closed(L, "ECANCELED");
   if (r == 0) return send_now(L, t, u, &ss);
   return resolve_then(L, t, 3, send_resolved_k);
 }
 
-/* spindle.dump: "udp recv_from 127.0.0.1:5000", "udp send_to",
-** "udp resolve". */
+/* spindle.dump: "udp recv_from 127.0.0.1:5000". */
 static void udp_describe(sp_task *t, char *buf, size_t size) {
-  if (t->wkind == SP_W_IO2_UDP_RECV) {
-    udp_rd *rd = (udp_rd *)t->u.w.obj;
+  {
+    udp_rd *rd = (udp_rd *)t->w.obj;
     struct sockaddr_storage ss;
     int len = (int)sizeof ss, port = 0;
     char ip[64] = "?";
@@ -537,10 +468,7 @@ static void udp_describe(sp_task *t, char *buf, size_t size) {
       }
     }
     snprintf(buf, size, "udp recv_from %s:%d", ip, port);
-  } else if (t->wkind == SP_W_IO2_UDP_SEND)
-    snprintf(buf, size, "udp send_to");
-  else
-    snprintf(buf, size, "udp resolve");
+  }
 }
 
 int sp_udp_open(lua_State *L) {
@@ -549,27 +477,12 @@ int sp_udp_open(lua_State *L) {
       {"recv_from", udp_recv_from}, {"local_addr", udp_local_addr},
       {"close", udp_close_m},       {NULL, NULL}};
   static const luaL_Reg fns[] = {{"udp", l_udp}, {NULL, NULL}};
-  sp_describe_register(SP_W_IO2_UDP_RECV, udp_describe);
-  sp_describe_register(SP_W_IO2_UDP_SEND, udp_describe);
-  sp_describe_register(SP_W_IO2_UDP_NAME, udp_describe);
-  luaL_newmetatable(L, UDP_MT);
-  lua_newtable(L);
-  sp_setfuncs(L, methods);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, udp_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, udp_gc);
-  lua_setfield(L, -2, "__close");
-  lua_pushcfunction(L, udp_tostring);
-  lua_setfield(L, -2, "__tostring");
+  static const luaL_Reg meta[] = {{"__gc", udp_gc},
+                                  {"__close", udp_gc},
+                                  {"__tostring", udp_tostring},
+                                  {NULL, NULL}};
+  sp_newclass(L, UDP_MT, methods, meta);
   lua_pop(L, 1);
-  if (lua_getfield(L, -1, "net") != LUA_TTABLE) { /* shared with tcp.c */
-    lua_pop(L, 1);
-    lua_newtable(L);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, -3, "net");
-  }
-  sp_setfuncs(L, fns);
-  lua_pop(L, 1);
+  sp_setfuncs(L, fns); /* into the net table at -1 */
   return 0;
 }

@@ -7,8 +7,9 @@
 **      an expired timeout raises at once: cancellation is level-triggered);
 **   2. completes at once when it can (sp_await_fast, which still yields
 **      after SP_FAST_BUDGET immediate completions in a row);
-**   3. otherwise records t->wait (kind, undo, object), sets the task
-**      WAITING and yields with a continuation (sp_await_yield).
+**   3. otherwise records the wait -- its const sp_waitops record (name,
+**      undo, describe) and the object waited on -- sets the task WAITING
+**      and yields with a continuation (sp_await_block).
 ** The continuation first calls sp_resumed(): if the task was interrupted
 ** (abort or timeout), the wait has already been undone and the error is
 ** raised here, inside the task, so pcall, <close> and error handlers run
@@ -19,8 +20,13 @@
 
 #include "internal.h"
 
-static char cancel_key;  /* registry: the cancellation error singleton */
-static char tbstash_key; /* registry: weak {[thread] = {err, traceback}} */
+static const char cancel_key = 0;  /* registry: the cancellation error singleton */
+static const char tbstash_key = 0; /* registry: weak {[thread] = {err, traceback}} */
+
+/* The traceback stash is keyed by the thread object itself, weakly, so an
+** entry lives no longer than the coroutine it describes (an error caught
+** by the task's own pcall is not retained past the task), and sp_finish
+** clears it when a task ends. */
 
 /* [-0, +1, -] */
 void sp_push_cancel_error(lua_State *L) {
@@ -119,14 +125,12 @@ int sp_await_yield(lua_State *L, sp_task *t, lua_KFunction k,
   return lua_yieldk(L, 0, ctx, k);
 }
 
-/* Suspends t at an await: it waits for `obj` (what dump describes with
-** wkind); undo detaches it if the task is aborted.  [-0, +0, y] */
-int sp_await_block(lua_State *L, sp_task *t, int wkind,
-                   void (*undo)(sp_task *t), void *obj, lua_KFunction k,
-                   lua_KContext ctx) {
-  t->wkind = (unsigned char)wkind;
-  t->undo = undo;
-  t->u.w.obj = obj;
+/* Suspends t at an await: it waits for `obj`, as ops says (dump reads
+** its name and description, abort runs its undo).  [-0, +0, y] */
+int sp_await_block(lua_State *L, sp_task *t, const sp_waitops *ops,
+                   void *obj, lua_KFunction k, lua_KContext ctx) {
+  t->wait = ops;
+  t->w.obj = obj;
   t->state = SP_T_WAITING;
   return sp_await_yield(L, t, k, ctx);
 }
@@ -162,7 +166,8 @@ int sp_msgh(lua_State *L) {
   if (t != NULL && t->cancel) return 1;
   lua_settop(L, 1);
   lua_rawgetp(L, LUA_REGISTRYINDEX, &tbstash_key); /* 2 */
-  if (lua_rawgetp(L, 2, L) == LUA_TTABLE) {        /* 3 */
+  lua_pushthread(L);
+  if (lua_rawget(L, 2) == LUA_TTABLE) { /* 3 */
     lua_rawgeti(L, 3, 1);
     if (lua_rawequal(L, 1, -1)) {
       lua_settop(L, 1);
@@ -184,9 +189,21 @@ int sp_msgh(lua_State *L) {
   lua_rawseti(L, -2, 1);
   lua_pushvalue(L, -2);
   lua_rawseti(L, -2, 2);
-  lua_rawsetp(L, 2, L);
+  lua_pushthread(L);
+  lua_insert(L, -2);
+  lua_rawset(L, 2);
   lua_settop(L, 1);
   return 1;
+}
+
+/* Forgets the traceback recorded on co, if any.  [-0, +0, m] */
+void sp_forget_traceback(lua_State *L, lua_State *co) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &tbstash_key);
+  lua_pushthread(co);
+  lua_xmove(co, L, 1);
+  lua_pushnil(L);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
 }
 
 /* Pushes the traceback recorded on co for the error at idx, or nil, and
@@ -197,14 +214,16 @@ void sp_take_traceback(lua_State *co, int idx) {
   lua_rawgetp(co, LUA_REGISTRYINDEX, &tbstash_key);
   top = lua_gettop(co);
   lua_pushnil(co);
-  if (lua_rawgetp(co, top, co) == LUA_TTABLE) {
+  lua_pushthread(co);
+  if (lua_rawget(co, top) == LUA_TTABLE) {
     lua_rawgeti(co, top + 2, 1);
     if (lua_rawequal(co, -1, idx)) {
       lua_rawgeti(co, top + 2, 2);
       lua_replace(co, top + 1);
     }
+    lua_pushthread(co);
     lua_pushnil(co);
-    lua_rawsetp(co, top, co);
+    lua_rawset(co, top);
   }
   lua_settop(co, top + 1);
   lua_remove(co, top);
@@ -295,12 +314,11 @@ int sp_wait_open(lua_State *L) {
   static const luaL_Reg fns[] = {{"is_cancelled", is_cancelled},
                                  {"is_timeout", is_timeout},
                                  {NULL, NULL}};
-  if (luaL_newmetatable(L, SP_CANCEL_MT)) {
-    lua_pushcfunction(L, cancel_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pushliteral(L, "locked");
-    lua_setfield(L, -2, "__metatable");
-  }
+  static const luaL_Reg meta[] = {{"__tostring", cancel_tostring},
+                                  {NULL, NULL}};
+  sp_newclass(L, SP_CANCEL_MT, NULL, meta);
+  lua_pushliteral(L, "locked");
+  lua_setfield(L, -2, "__metatable");
   lua_pop(L, 1);
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &cancel_key) == LUA_TNIL) {
     lua_newuserdatauv(L, 0, 0);

@@ -29,6 +29,14 @@
 -- SPINDLE_CPATH (default ./build/?.so), BUSTED (default busted) -- e.g. to
 -- run against build-asan/.
 --
+-- Unless a name is given, it also checks that the pages can be cited:
+-- every Markdown link to a page (`[x](io.md#streams)`, `[x](#udp)`) in
+-- README.md and docs/*.md, and every citation `docs/<page>.md#<anchor>`
+-- in the sources (csrc, lua, spec, examples, bench, scripts, rockspec),
+-- must name an existing page and one of its headings (anchors as GitHub
+-- makes them: lower case, punctuation dropped, spaces to hyphens). Each
+-- broken one counts as a failure.
+--
 -- Prints `N passed, M failed` last; exits 1 if anything failed or no
 -- example was found.
 
@@ -110,14 +118,39 @@ end
 
 local docs = shell_lines("cd " .. q(root) ..
                          " && ls docs/*.md README.md 2>/dev/null")
+local anchors, links = {}, {} -- page -> set of anchors; links to check
+
+-- GitHub's anchor for a heading: lower case, drop everything but letters,
+-- digits, spaces, '-' and '_', spaces to hyphens; repeats get -1, -2 ...
+local function slug(title, seen_in_page)
+  local s = title:gsub("%[([^%]]*)%]%b()", "%1") -- links: keep their text
+  s = s:lower():gsub("[^%w _-]", ""):gsub(" ", "-")
+  local n = seen_in_page[s]
+  seen_in_page[s] = (n or -1) + 1
+  return n and (s .. "-" .. (n + 1)) or s
+end
+
 for _, doc in ipairs(docs) do
   local text = assert(read(root .. "/" .. doc))
   local lineno, lang, block, start = 0, nil, nil, 0
+  local set, seen_in_page = {}, {}
+  anchors[doc] = set
   for line in (text .. "\n"):gmatch("(.-)\r?\n") do
     lineno = lineno + 1
     if not block then
       local fence = line:match("^```(%S*)%s*$")
-      if fence then lang, block, start = fence, {}, lineno end
+      if fence then
+        lang, block, start = fence, {}, lineno
+      else
+        local title = line:match("^#+%s+(.-)%s*$")
+        if title then set[slug(title, seen_in_page)] = true end
+        for target in line:gmatch("%]%(([^)%s]+)%)") do
+          if not target:match("^%a[%w+.-]*:") then -- not http: or mailto:
+            links[#links + 1] = {from = doc, where = doc .. ":" .. lineno,
+                                 target = target}
+          end
+        end
+      end
     elseif line:match("^```%s*$") then
       if lang == "lua" then add_block(block, doc .. ":" .. start) end
       block = nil
@@ -126,6 +159,47 @@ for _, doc in ipairs(docs) do
     end
   end
   if block then problem("%s:%d: unterminated code block", doc, start) end
+end
+
+-- Check links and citations. --------------------------------------------
+
+local function normalize(path) -- "docs/../README.md" -> "README.md"
+  local parts = {}
+  for part in path:gmatch("[^/]+") do
+    if part == ".." and #parts > 0 and parts[#parts] ~= ".." then
+      parts[#parts] = nil
+    elseif part ~= "." then
+      parts[#parts + 1] = part
+    end
+  end
+  return table.concat(parts, "/")
+end
+
+local function check_target(where, page, anchor, text)
+  if not anchors[page] then
+    if page:match("%.md$") and not read(root .. "/" .. page) then
+      problem("%s: %s: no such page", where, text)
+    end
+  elseif anchor and not anchors[page][anchor] then
+    problem("%s: %s: no heading with that anchor in %s", where, text, page)
+  end
+end
+
+if not only then
+  for _, l in ipairs(links) do
+    local file, anchor = l.target:match("^([^#]*)#?(.*)$")
+    local dir = l.from:match("^(.*)/[^/]*$")
+    local page = file == "" and l.from
+                 or normalize((dir and dir .. "/" or "") .. file)
+    check_target(l.where, page, anchor ~= "" and anchor or nil, l.target)
+  end
+  local cites = shell_lines("cd " .. q(root) .. " && grep -rIno " ..
+    "'docs/[A-Za-z0-9_.-]*\\.md#[A-Za-z0-9_-]*' csrc lua spec examples " ..
+    "bench scripts rockspec 2>/dev/null")
+  for _, c in ipairs(cites) do
+    local where, page, anchor = c:match("^(.-:%d+):(docs/[^#]+)#(.*)$")
+    if where then check_target(where, page, anchor, page .. "#" .. anchor) end
+  end
 end
 
 -- Run them. -------------------------------------------------------------

@@ -1,10 +1,10 @@
--- spec/01-run_spec.lua -- api.md §1 (running): spindle.run, spindle.runtime,
+-- spec/01-run_spec.lua -- docs/tasks.md: spindle.run, spindle.runtime,
 -- rt:run / rt:spawn / rt:step / rt:close and the runtime options.
 local H = require "spec.helpers"
 local spindle = H.spindle
 
 describe("§1 spindle.run", function()
-  it("returns main's result (the api.md example)", function()
+  it("returns main's result (the docs/tasks.md example)", function()
     local r = table.pack(spindle.run(function(a, b)
       spindle.sleep(0.01)
       return a + b

@@ -1,4 +1,4 @@
--- spec/02-tasks_spec.lua -- api.md §2 (tasks and handles): spawn, yield,
+-- spec/02-tasks_spec.lua -- docs/tasks.md (tasks and handles): spawn, yield,
 -- sleep, now, current, the handle methods, detach, and the report of
 -- failed tasks nobody observed.
 local H = require "spec.helpers"

@@ -1,7 +1,7 @@
--- spec/03-cancel_spec.lua -- api.md §3 (h:abort, level-triggering, abort
--- wins, is_cancelled, shield) and the shutdown sentences of §1/§2 (when main
--- ends every task still alive is aborted and unwound before run returns; no
--- unfinished task is collected while suspended).
+-- spec/03-cancel_spec.lua -- docs/cancellation.md: h:abort, level-triggering,
+-- abort wins, is_cancelled, shield, and its section At runtime shutdown (when
+-- main ends every task still alive is aborted and unwound before run returns;
+-- no unfinished task is collected while suspended).
 --
 -- Everything runs on the virtual clock, so every time assertion is exact and
 -- independent of machine speed.

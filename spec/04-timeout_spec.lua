@@ -1,6 +1,6 @@
--- spec/04-timeout_spec.lua -- api.md §3: spindle.timeout, is_timeout,
--- level-triggered deadlines, scoped nesting, and how timeouts meet abort and
--- shield.  Virtual clock throughout: every time below is exact.
+-- spec/04-timeout_spec.lua -- docs/cancellation.md#timeouts: spindle.timeout,
+-- is_timeout, level-triggered deadlines, scoped nesting, and how timeouts
+-- meet abort and shield.  Virtual clock throughout: every time below is exact.
 
 local spindle = require "spindle"
 

@@ -9,11 +9,11 @@
 --                        a second await after it)}
 --
 -- Each case is its own `it`.  Every case checks: exactly one terminal status
--- consistent with api.md §3 (abort wins if requested before the task
--- finished; aborting a finished task returns false and changes nothing),
--- what join/result report (results with nil holes via select('#'), error
--- identity), and that every __close ran exactly once, innermost first, and
--- before join returned.
+-- consistent with docs/cancellation.md#abort-wins (abort wins if requested
+-- before the task finished; aborting a finished task returns false and changes
+-- nothing), what join/result report (results with nil holes via select('#'),
+-- error identity), and that every __close ran exactly once, innermost first,
+-- and before join returned.
 --
 -- "self" means the task aborts itself: as its very first statement (never
 -- started), right before it yields (ready), sleeps (sleeping) or joins

@@ -1,8 +1,9 @@
--- spec/06-timers_spec.lua -- api.md §2 timers and the ready queue: sleep
--- never ends early, timers fire in deadline order and FIFO among equal
--- deadlines, a sleeping task costs no libuv handle of its own (checked
--- indirectly with 10,000 concurrent sleeps), sleep(0) is a yield, and the
--- virtual clock (§9) only moves when nothing is ready.
+-- spec/06-timers_spec.lua -- docs/tasks.md#awaiting-time, timers and the
+-- ready queue: sleep never ends early, timers fire in deadline order and FIFO
+-- among equal deadlines, a sleeping task costs no libuv handle of its own
+-- (checked indirectly with 10,000 concurrent sleeps), sleep(0) is a yield,
+-- and the virtual clock (docs/testing.md#the-virtual-clock) only moves when
+-- nothing is ready.
 
 local spindle = require "spindle"
 

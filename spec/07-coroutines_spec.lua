@@ -1,10 +1,10 @@
 -- spec/07-coroutines_spec.lua -- a user's own coroutines inside tasks
--- (api.md §11, issue 2 §3): coroutine.create/resume/wrap/yield work as plain
--- Lua; an await inside such a coroutine raises a clear error ("nested
--- coroutine" and the await's name) instead of hanging; a bare
--- coroutine.yield at task level acts like spindle.yield; awaits work across
--- everything Lua 5.4 can yield across, and raise a clear error where it
--- cannot (C-call boundary).
+-- (docs/errors.md#your-own-coroutines-inside-a-task, issue 2 §3):
+-- coroutine.create/resume/wrap/yield work as plain Lua; an await inside such a
+-- coroutine raises a clear error ("nested coroutine" and the await's name)
+-- instead of hanging; a bare coroutine.yield at task level acts like
+-- spindle.yield; awaits work across everything Lua 5.4 can yield across, and
+-- raise a clear error where it cannot (C-call boundary).
 
 local spindle = require "spindle"
 

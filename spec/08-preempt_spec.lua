@@ -1,4 +1,4 @@
--- spec/08-preempt_spec.lua -- api.md section 6: preempt and warn_blocking.
+-- spec/08-preempt_spec.lua -- docs/blocking.md: preempt and warn_blocking.
 local H = require "spec.helpers"
 local spindle = H.spindle
 

@@ -1,5 +1,5 @@
--- spec/10-cli_spec.lua -- api.md §10: the `spindle` command, run as a child
--- process (./build/spindle, or $SPINDLE_CLI).
+-- spec/10-cli_spec.lua -- docs/tasks.md#the-command-line: the `spindle`
+-- command, run as a child process (./build/spindle, or $SPINDLE_CLI).
 local H = require "spec.helpers"
 
 local function cli(args, script, o)

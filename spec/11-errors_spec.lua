@@ -1,4 +1,4 @@
--- spec/11-errors_spec.lua -- api.md §11 (errors and bad input): argument
+-- spec/11-errors_spec.lua -- docs/errors.md (errors and bad input): argument
 -- errors name the function, awaits outside a task, awaits from a user's own
 -- coroutine, awaits across a C-call boundary, memory exhaustion, lua_close
 -- with a runtime still open.  (The full argument sweep: 12-badargs_spec.)

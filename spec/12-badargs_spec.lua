@@ -1,6 +1,6 @@
 -- spec/12-badargs_spec.lua -- the bad-argument sweep (issue 2 §4) over
--- every public function and method of api.md §1-§3, and api.md §12
--- (compatibility).
+-- every public function and method of docs/tasks.md and
+-- docs/cancellation.md, and docs/README.md#compatibility.
 --
 -- Sweep: each public function gets, at each argument position, the values
 -- below (missing, nil, each wrong type, NaN, +-inf, negative, huge, ...).

@@ -2,7 +2,8 @@
 -- (issue 3, docs/io.md): aborting or timing out a task blocked in read_*
 -- loses no buffered byte and leaves the stream usable; an aborted write
 -- finishes in the background, in order, and the next write waits for it;
--- I/O that completes at once still yields to others (api.md §6 fairness).
+-- I/O that completes at once still yields to others
+-- (docs/blocking.md#io-fairness).
 
 local N = require "spec.helpers.net"
 local spindle, net = N.spindle, N.net

@@ -170,8 +170,12 @@ describe("peers that misbehave", function()
                 local line, msg, code = s:read_line()
                 if not line then results[#results + 1] = code; return end
                 n = n + 1
-                local ok, _, wcode = s:write(line, "\n")
-                if not ok then results[#results + 1] = wcode; return end
+                -- the unterminated "half a li" before a reset comes as a
+                -- last line (as at end of file); the reset comes next
+                if line:sub(1, 4) == "msg " then
+                  local ok, _, wcode = s:write(line, "\n")
+                  if not ok then results[#results + 1] = wcode; return end
+                end
               end
             end)
           end
@@ -231,6 +235,8 @@ end)
 
 describe("a reset that arrives together with the last data", function()
   it("is reported as ECONNRESET after the data, not as end of file", function()
+    -- the bytes that came before the reset are delivered first (as a last
+    -- line, as at end of file), then the error, every time after
     run(function()
       local c, s = pair()
       local r = spindle.spawn(function()
@@ -241,11 +247,10 @@ describe("a reset that arrives together with the last data", function()
       c:write("no newline")
       c:close_reset()
       local res = r:join()
-      assert.is_nil(res[1])
-      assert.equal("ECONNRESET", res[3])
-      -- the bytes that came before the reset are still there for read_some
-      assert.equal("no newline", s:read_some())
+      assert.equal("no newline", res[1])
+      assert.equal("ECONNRESET", select(3, s:read_line()))
       assert.equal("ECONNRESET", select(3, s:read_some()))
+      assert.equal("ECONNRESET", select(3, s:read_line()))
       s:close()
     end)
   end)

@@ -1,4 +1,4 @@
--- spec/20-net-tcp_spec.lua -- api.md §5, TCP: listen, accept, connect,
+-- spec/20-net-tcp_spec.lua -- docs/io.md, TCP: listen, accept, connect,
 -- resolve and every stream method, sentence by sentence.  Loopback only;
 -- after every test the process has exactly the descriptors it had before.
 
@@ -11,7 +11,7 @@ N.check_fds(_ENV)
 -- ------------------------------------------------------------ listen
 
 describe("spindle.net.listen", function()
-  it("binds, reports host and port, and accepts (the api.md example)", function()
+  it("binds, reports host and port, and accepts (the docs/io.md example)", function()
     run(function()
       local srv = assert(net.listen("127.0.0.1", 0))
       local host, port = srv:local_addr()

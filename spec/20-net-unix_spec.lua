@@ -1,4 +1,4 @@
--- spec/20-net-unix_spec.lua -- api.md §5: Unix domain sockets give the
+-- spec/20-net-unix_spec.lua -- docs/io.md#streams: Unix domain sockets give the
 -- same stream object as TCP (spindle.net.listen_unix / connect_unix).
 
 local N = require "spec.helpers.net"

@@ -1,4 +1,4 @@
--- spec/21-udp_spec.lua -- api.md §5 UDP: spindle.net.udp(), u:bind,
+-- spec/21-udp_spec.lua -- docs/io.md#udp: spindle.net.udp(), u:bind,
 -- u:send_to, u:recv_from([max]) -> data, host, port, u:local_addr,
 -- u:close (and <close>, __gc, runtime close).  Loopback only (127.0.0.1
 -- and ::1), bounded in count and time.  Receiving is bounded: datagrams

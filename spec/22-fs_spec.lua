@@ -1,4 +1,4 @@
--- spec/22-fs_spec.lua -- api.md §5 files: spindle.fs.read_file,
+-- spec/22-fs_spec.lua -- docs/fs.md: spindle.fs.read_file,
 -- write_file, open (read, write, close, <close>, __gc), stat, remove,
 -- rename, mkdir, list_dir -- all on the thread pool, never blocking the
 -- loop; I/O failures as nil, message, code; abort and timeout while a

@@ -1,4 +1,4 @@
--- spec/23-process_spec.lua -- api.md §5 processes: spindle.process.spawn
+-- spec/23-process_spec.lua -- docs/process.md: spindle.process.spawn
 -- (PATH lookup, args after the program name, stdin/stdout/stderr =
 -- "pipe" | "inherit" | "ignore", env, cwd) -> p with p.stdin, p.stdout,
 -- p.stderr streams, p:wait(), p:kill(); spindle.process.run -> code,

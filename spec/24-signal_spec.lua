@@ -1,4 +1,4 @@
--- spec/24-signal_spec.lua -- api.md §5 signals: spindle.signal(name)
+-- spec/24-signal_spec.lua -- docs/process.md#signals: spindle.signal(name)
 -- installs the handler at once; sig:wait() returns once per delivery and
 -- deliveries before a wait are counted, not lost; sig:close(), <close>,
 -- __gc.  Signals are sent to this process by a child (`kill`), after

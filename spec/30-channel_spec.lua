@@ -1,4 +1,4 @@
--- spec/30-channel_spec.lua -- api.md §4: spindle.channel, and its
+-- spec/30-channel_spec.lua -- docs/sync.md#channels: spindle.channel, and its
 -- cancellation safety (docs/sync.md).
 local H = require "spec.helpers"
 local spindle = H.spindle

@@ -1,4 +1,4 @@
--- spec/31-sync_spec.lua -- api.md §4: semaphore, mutex, event; waiters
+-- spec/31-sync_spec.lua -- docs/sync.md: semaphore, mutex, event; waiters
 -- first come, first served; no permit or lock leaked by an abort.
 local H = require "spec.helpers"
 local spindle = H.spindle

@@ -1,5 +1,5 @@
--- spec/32-scope_spec.lua -- api.md §4: spindle.scope (structured
--- concurrency): results, fail-fast, aborting the owner, nesting.
+-- spec/32-scope_spec.lua -- docs/structured.md#scopes: spindle.scope
+-- (structured concurrency): results, fail-fast, aborting the owner, nesting.
 local H = require "spec.helpers"
 local spindle = H.spindle
 local T = H.vtest

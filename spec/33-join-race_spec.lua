@@ -1,5 +1,5 @@
--- spec/33-join-race_spec.lua -- api.md §4: spindle.join_all and
--- spindle.race.
+-- spec/33-join-race_spec.lua -- spindle.join_all and spindle.race
+-- (docs/structured.md#waiting-for-several-tasks).
 local H = require "spec.helpers"
 local spindle = H.spindle
 local T = H.vtest

@@ -1,4 +1,4 @@
--- spec/34-test_spec.lua -- api.md §9: spindle.test and the virtual clock.
+-- spec/34-test_spec.lua -- docs/testing.md: spindle.test and the virtual clock.
 local H = require "spec.helpers"
 local spindle = H.spindle
 

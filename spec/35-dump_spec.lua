@@ -1,5 +1,6 @@
--- spec/35-dump_spec.lua -- api.md §8: spindle.tasks(), spindle.dump(),
--- stats, and the `spindle` command's dump on SIGQUIT.
+-- spec/35-dump_spec.lua -- docs/structured.md#seeing-what-tasks-do:
+-- spindle.tasks(), spindle.dump(), stats, and the `spindle` command's dump on
+-- SIGQUIT.
 local H = require "spec.helpers"
 local spindle = H.spindle
 local T = H.vtest

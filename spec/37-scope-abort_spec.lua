@@ -1,5 +1,5 @@
--- spec/37-scope-abort_spec.lua -- api.md section 4: "If the task running
--- the scope is aborted, the children are aborted first."
+-- spec/37-scope-abort_spec.lua -- docs/structured.md#scopes: "Aborting the
+-- owner aborts the children first."
 local spindle = require "spindle"
 
 local function closer(log, tag)

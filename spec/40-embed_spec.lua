@@ -1,4 +1,4 @@
--- spec/40-embed_spec.lua -- api.md section 7 from Lua: rt:step, next_step,
+-- spec/40-embed_spec.lua -- docs/embedding.md from Lua: rt:step, next_step,
 -- backend_fd, next_timeout, loop = "luv" and spindle.await.
 local spindle = require "spindle"
 local uv = require "luv"

@@ -1,4 +1,4 @@
--- spec/41-blocking_spec.lua -- api.md section 6: spindle.blocking.
+-- spec/41-blocking_spec.lua -- docs/blocking.md: spindle.blocking.
 local H = require "spec.helpers"
 local spindle = H.spindle
 

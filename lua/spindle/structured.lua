@@ -1,22 +1,21 @@
--- spindle.structured -- spindle.join_all and spindle.race (api.md §4).
+-- spindle.structured -- spindle.join_all and spindle.race
+-- (docs/structured.md#waiting-for-several-tasks).
 --
--- Both wait for whichever of several tasks ends first.  A task waits on
--- one thing at a time, so each unfinished handle gets a small watcher
--- task (named "join_all" or "race") that waits in h:result() and then
--- reports the handle's index on a channel; the caller receives from that
--- channel.  Watchers are aborted and have unwound before either function
--- returns or raises, so they never outlive the call.
+-- Both wait for whichever of several tasks ends first, through a watch
+-- set (spindle._watch, csrc/scope.c): one finish hook per unfinished
+-- handle, and w:next() returns the index of the next handle to end.  No
+-- helper task and no channel is involved, so nothing the caller cannot
+-- see can be aborted or fail on its behalf.
 --
 -- Waiting for tasks to unwind happens under spindle.shield: an abort of
 -- the caller during that wait is delivered right after it, so "have
 -- unwound before it is raised" holds even then.  Aborting the caller while
 -- it waits for the first result leaves the handles alone (they are not
--- owned by join_all/race; use spindle.scope for ownership): only the
--- watchers are stopped.
+-- owned by join_all/race; use spindle.scope for ownership).
 local spindle = require "spindle"
 
-local spawn, channel, shield = spindle.spawn, spindle.channel, spindle.shield
-local pack, unpack = table.pack, table.unpack
+local shield, watch = spindle.shield, spindle._watch
+local pack = table.pack
 
 local M = {}
 
@@ -41,26 +40,6 @@ local function check_handles(handles, name)
   return n
 end
 
-local function watch(h, i, ch)
-  h:result()
-  ch:send(i)
-end
-
--- Starts a watcher for every unfinished handle.  Returns the channel the
--- watchers report to, the array of watchers and how many there are.
-local function start_watchers(handles, n, name)
-  local ch, watchers, k = channel(), {}, 0
-  for i = 1, n do
-    if not FINISHED[handles[i]:status()] then
-      k = k + 1
-      local w = spawn(watch, handles[i], i, ch)
-      w:name(name)
-      watchers[k] = w
-    end
-  end
-  return ch, watchers, k
-end
-
 -- Aborts the given tasks and waits (shielded) until each has ended.
 local function abort_and_wait(list, except)
   for i = 1, #list do
@@ -82,15 +61,11 @@ function M.join_all(handles)
     if st == "failed" or st == "cancelled" then failed = i break end
   end
   if not failed then
-    local ch, watchers, k = start_watchers(handles, n, "join_all")
-    local ok, err = pcall(function()
-      for _ = 1, k do
-        local i = ch:recv()
-        if handles[i]:status() ~= "done" then failed = i return end
-      end
-    end)
-    abort_and_wait(watchers)
-    if not ok then error(err, 0) end -- the caller's own cancellation
+    local w <close> = watch(handles)
+    for _ = 1, n do
+      local i = w:next()
+      if handles[i]:status() ~= "done" then failed = i break end
+    end
   end
   if failed then
     local h = handles[failed]
@@ -114,10 +89,8 @@ function M.race(handles)
     if FINISHED[handles[i]:status()] then first = i break end
   end
   if not first then
-    local ch, watchers = start_watchers(handles, n, "race")
-    local ok, err = pcall(function() first = ch:recv() end)
-    abort_and_wait(watchers)
-    if not ok then error(err, 0) end
+    local w <close> = watch(handles)
+    first = w:next()
   end
   local h = handles[first]
   abort_and_wait(handles, h)

@@ -1,5 +1,5 @@
 -- spindle.test -- turns an async test body into a function for busted's
--- `it` (api.md §9).
+-- `it` (docs/testing.md#the-test-wrapper).
 --
 --   it("works", spindle.test(function() ... end, {timeout = 5,
 --      clock = "real" | "virtual", allow_leaks = false}))
