@@ -160,8 +160,8 @@ ctest_stage() {
 
   rm -rf "$results"
   mkdir -p "$results"
-  ctest --test-dir "$dir" -L "^$label\$" -j "$JOBS" --output-on-failure \
-    --no-tests=error "${CTEST_EXTRA[@]}" 2>&1 | tee "$out" ||
+  (cd "$dir" && ctest -L "^$label\$" -j "$JOBS" --output-on-failure \
+    --no-tests=error "${CTEST_EXTRA[@]}") 2>&1 | tee "$out" ||
     rc=${PIPESTATUS[0]}
   # ctest's own log of every test's full output.
   cp "$dir/Testing/Temporary/LastTest.log" "$log" 2>/dev/null || true
@@ -202,7 +202,7 @@ ctest_stage() {
       ok=1
       fail_check "$name: passed but recorded no counts"
     fi
-  done < <(ctest --test-dir "$dir" -N -L "^$label\$" "${CTEST_EXTRA[@]}" |
+  done < <(cd "$dir" && ctest -N -L "^$label\$" "${CTEST_EXTRA[@]}" |
     sed -n 's/^ *Test *#[0-9]*: //p')
 
   if ((rc != 0 && ok == 0)); then
