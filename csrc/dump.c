@@ -55,23 +55,24 @@ static void describe(sp_task *t, char *buf, size_t size) {
 }
 
 /* source:line of the innermost Lua frame of t, or of its function if it
-** never ran.  [-0, +0, -] */
-static void where(sp_task *t, char *buf, size_t size) {
+** never ran (the function waits in the handle at idx).  [-0, +0, m] */
+static void where(lua_State *L, int idx, sp_task *t, char *buf, size_t size) {
   lua_State *co = t->co;
   lua_Debug ar;
-  int level, i, top;
-  for (level = 0; lua_getstack(co, level, &ar); level++) {
+  int level, i;
+  for (level = 0; co != NULL && lua_getstack(co, level, &ar); level++) {
     if (lua_getinfo(co, "Sl", &ar) && ar.currentline > 0) {
       snprintf(buf, size, "%s:%d", ar.short_src, ar.currentline);
       return;
     }
   }
-  if (t->state == SP_T_NEW && lua_checkstack(co, 1)) {
-    top = lua_gettop(co); /* [task_body, t, fn, args...] */
-    for (i = 3; i <= top; i++) {
-      if (lua_type(co, i) != LUA_TFUNCTION) continue;
-      lua_pushvalue(co, i);
-      if (lua_getinfo(co, ">S", &ar) && ar.linedefined > 0) {
+  if (co == NULL && t->state == SP_T_NEW) { /* fn and its arguments */
+    for (i = 1; i <= t->nuv; i++) {
+      if (lua_getiuservalue(L, idx, i) != LUA_TFUNCTION) {
+        lua_pop(L, 1);
+        continue;
+      }
+      if (lua_getinfo(L, ">S", &ar) && ar.linedefined > 0) {
         snprintf(buf, size, "%s:%d", ar.short_src, ar.linedefined);
         return;
       }
@@ -95,7 +96,7 @@ static void push_line(lua_State *L, int idx, sp_task *t) {
   uint32_t now = clock_ms(t->rt);
   uint32_t age = now > t->born ? now - t->born : 0;
   describe(t, what, sizeof what);
-  where(t, at, sizeof at);
+  where(L, idx, t, at, sizeof at);
   if (sp_push_name(L, idx) == LUA_TSTRING)
     lua_pushfstring(L, "task %I (%s)", (lua_Integer)t->id,
                     lua_tostring(L, -1));

@@ -264,6 +264,12 @@ static int fs_results(lua_State *L, fs_req *r) {
     int err = r->err;
     if (r->op == FS_LISTDIR) uv_fs_req_cleanup(&r->req);
     fs_free(r);
+    if (lua_type(L, 1) == LUA_TSTRING) { /* as io.open: "path: message" */
+      lua_pushnil(L);
+      lua_pushfstring(L, "%s: %s", lua_tostring(L, 1), uv_strerror(err));
+      lua_pushstring(L, uv_err_name(err)); /* the code stays bare */
+      return 3;
+    }
     return sp_io_fail(L, err);
   }
   switch (r->op) {

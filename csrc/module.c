@@ -3,6 +3,8 @@
 ** parts (every *_open, in order, as Lua's linit.c does) and the class
 ** helper every userdata class is made with.
 */
+#include <string.h>
+
 #include "internal.h"
 
 static const char box_key = 0; /* registry: the sp_box userdata of this Lua state */
@@ -44,6 +46,28 @@ void *sp_checkclass(lua_State *L, int idx, const char *name) {
 /* [-0, +0, -] */
 void *sp_testclass(lua_State *L, int idx, const char *name) {
   return luaL_testudata(L, idx, name);
+}
+
+/* ---- options tables ----------------------------------------------------- */
+
+/* [-0, +0, v] */
+void sp_check_options(lua_State *L, int arg, const char *const known[]) {
+  arg = lua_absindex(L, arg);
+  if (lua_isnoneornil(L, arg)) return;
+  luaL_checktype(L, arg, LUA_TTABLE);
+  lua_pushnil(L);
+  while (lua_next(L, arg)) {
+    int i;
+    const char *k;
+    lua_pop(L, 1);
+    if (lua_type(L, -1) != LUA_TSTRING)
+      luaL_argerror(L, arg, "option names must be strings");
+    k = lua_tostring(L, -1);
+    for (i = 0; known[i] != NULL; i++)
+      if (strcmp(k, known[i]) == 0) break;
+    if (known[i] == NULL)
+      luaL_argerror(L, arg, lua_pushfstring(L, "unknown option '%s'", k));
+  }
 }
 
 /* ---- the library parts -------------------------------------------------- */

@@ -325,6 +325,10 @@ static int spawn_fail(lua_State *L, const char *file, int err) {
 
 /* ---- spawn and the process object --------------------------------------- */
 
+static const char *const spawn_options_known[] = {
+    "stdin", "stdout", "stderr", "env", "cwd", "detached", NULL};
+static const char *const run_options_known[] = {"env", "cwd", NULL};
+
 /* spindle.process.spawn(file, args, [opts]) */
 static int l_spawn(lua_State *L) {
   const char *file = sp_io_checkpath(L, 1);
@@ -337,7 +341,7 @@ static int l_spawn(lua_State *L) {
   int modes[3], i, r, boxidx;
   proc_box *box;
   proc_obj *p;
-  if (opts) luaL_checktype(L, 3, LUA_TTABLE);
+  sp_check_options(L, 3, spawn_options_known);
   rt = sp_io_runtime(L, "spindle.process.spawn");
   lua_settop(L, 3);
   for (i = 0; i < 3; i++) modes[i] = stdio_opt(L, opts, names[i]);
@@ -615,7 +619,7 @@ static int l_run(lua_State *L) {
   uv_stdio_container_t stdio[3];
   proc_obj *p;
   int i, r;
-  if (opts) luaL_checktype(L, 3, LUA_TTABLE);
+  sp_check_options(L, 3, run_options_known);
   lua_settop(L, 3);
   build_args(L, 1, 2, opts, &sa);
   t = sp_await_check(L, "spindle.process.run");

@@ -53,7 +53,7 @@ enum { BODY = 0, WAIT, DRAIN, CLOSED };
 typedef struct scope_link scope_link;
 
 /* User values: 1 the array of child links, 2 the first error, 3 the
-** marker.  The userdata sits at stack index 1 of the owner's frame while
+** marker, 4 the traceback of the first error when a child raised it.  The userdata sits at stack index 1 of the owner's frame while
 ** the scope is open, which keeps tsc alive while it is linked. */
 typedef struct sp_scope {
   sp_tscope tsc;  /* fail-fast: "expires" when a child fails */
@@ -227,6 +227,8 @@ static int wait_children(lua_State *L, sp_scope *s) {
   s->phase = CLOSED;
   if (s->failed) {
     lua_getiuservalue(L, 1, 2);
+    lua_getiuservalue(L, 1, 4); /* a child's traceback, or nil */
+    sp_reraise_traceback(L, -2, "(raised again by spindle.scope)");
     return lua_error(L);
   }
   return lua_gettop(L) - 2;
@@ -273,7 +275,7 @@ static int l_scope(lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
   lua_settop(L, 1);
   t = sp_await_check(L, "spindle.scope");
-  s = lua_newuserdatauv(L, sizeof *s, 3); /* [fn, S] */
+  s = lua_newuserdatauv(L, sizeof *s, 4); /* [fn, S] */
   memset(s, 0, sizeof *s);
   luaL_setmetatable(L, SCOPE_MT);
   lua_newtable(L);
@@ -310,6 +312,8 @@ static int l_scope(lua_State *L) {
 static void child_failed(lua_State *L, sp_scope *s, int sidx, sp_task *me) {
   if (s->failed || s->phase == CLOSED) return;
   record_error(L, s, sidx, -1);
+  sp_stashed_traceback(L, -1); /* the child's, from its message handler */
+  lua_setiuservalue(L, sidx, 4);
   abort_children(L, s, sidx, me);
   if (s->tsc.open)
     sp_tscope_fire(s->owner->rt, &s->tsc); /* interrupts a waiting body */
