@@ -11,6 +11,11 @@
 #   make asan    the same with -DSPINDLE_SANITIZE=ON into build-asan/
 #   make bench   deps + build + the benchmarks in bench/ (not part of CI);
 #                BENCH_ARGS=--quick for a smoke run
+#   make fuzz    build the libFuzzer harnesses (fuzz/*_fuzz.c) with clang into
+#                build-fuzz/ and run each for FUZZ_SECONDS (default 60) from
+#                the committed corpus; new inputs go to build-fuzz/corpus/
+#   make fuzz-merge  minimize the committed corpus plus build-fuzz/corpus/
+#                into fuzz/corpus/<name>-min/ (what CI replays)
 #   make format  clang-format -i on the C sources (FORMAT_FILES)
 #   make format-check  the same as a check: fails on any file it would change
 #   make clean   remove the build trees
@@ -23,15 +28,21 @@ MAKEFLAGS += --no-print-directory
 
 DEB_PACKAGES := lua5.4 liblua5.4-dev libuv1-dev lua-busted luarocks cmake \
                 pkg-config gcc libc6-dev make valgrind lua-luv lua-cqueues \
-                lua-socket clang-format
+                lua-socket libhttp-parser-dev clang-format
+# Only `make fuzz` needs these (libFuzzer comes with clang's runtime).
+FUZZ_DEB_PACKAGES := clang libclang-rt-14-dev
 
-# Every C source of the project: the library, the C tests, the host example
-# and the C benchmark programs.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := $(patsubst fuzz/%_fuzz.c,%,$(wildcard fuzz/*_fuzz.c))
+
+# Every C source of the project: the library, the C tests, the fuzz
+# harnesses, the host example and the C benchmark programs.
 FORMAT_FILES = $(wildcard csrc/*.c csrc/*.h spec/capi/*.c spec/capi/*.h \
-                          examples/host/*.c examples/host/*.h bench/*/*.c \
-                          bench/*/*.h)
+                          fuzz/*.c fuzz/*.h examples/host/*.c \
+                          examples/host/*.h bench/*/*.c bench/*/*.h)
 
-.PHONY: all deps build asan demo test bench format format-check clean
+.PHONY: all deps build asan demo test bench fuzz fuzz-build fuzz-merge format \
+        format-check clean
 
 all: build
 
@@ -70,6 +81,41 @@ bench:
 	  echo "make bench: no bench/run.lua or bench/run yet"; \
 	fi
 
+fuzz-build:
+	@bash scripts/deps.sh $(DEB_PACKAGES) $(FUZZ_DEB_PACKAGES)
+	@$(CMAKE) -S . -B build-fuzz -DCMAKE_C_COMPILER=clang \
+	  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSPINDLE_FUZZ=ON \
+	  -DSPINDLE_BUILD_TESTS=OFF -DSPINDLE_BUILD_CLI=OFF >/dev/null
+	@$(CMAKE) --build build-fuzz -j $(JOBS) --target fuzz_targets
+
+# Each harness runs from the committed seeds and minimized corpus (read
+# only) and writes what it finds to build-fuzz/corpus/<name>; a crash or a
+# disagreement stops the run, with the input in build-fuzz/artifacts/.
+fuzz: fuzz-build
+	@set -e; mkdir -p build-fuzz/artifacts; \
+	for t in $(FUZZ_TARGETS); do \
+	  mkdir -p build-fuzz/corpus/$$t fuzz/corpus/$$t-min; \
+	  echo "==> fuzz_$$t for $(FUZZ_SECONDS) s"; \
+	  ./build-fuzz/fuzz_$$t build-fuzz/corpus/$$t fuzz/corpus/$$t \
+	    fuzz/corpus/$$t-min -max_total_time=$(FUZZ_SECONDS) \
+	    -artifact_prefix=build-fuzz/artifacts/$$t- -print_final_stats=1; \
+	done
+
+# The seeds are placed in the output first, so only inputs that add
+# coverage beyond them are kept; -use_counters=0 keeps one input per edge,
+# not per hit count (a corpus CI replays in a second).
+fuzz-merge: fuzz-build
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  m=build-fuzz/merged-$$t; \
+	  rm -rf $$m && mkdir -p $$m build-fuzz/corpus/$$t fuzz/corpus/$$t-min; \
+	  cp fuzz/corpus/$$t/* $$m/; \
+	  ./build-fuzz/fuzz_$$t -merge=1 -use_counters=0 $$m \
+	    fuzz/corpus/$$t-min build-fuzz/corpus/$$t; \
+	  (cd fuzz/corpus/$$t && for f in *; do rm -f "../../../$$m/$$f"; done); \
+	  rm -rf fuzz/corpus/$$t-min && mv $$m fuzz/corpus/$$t-min; \
+	  echo "fuzz/corpus/$$t-min: $$(ls fuzz/corpus/$$t-min | wc -l) files"; \
+	done
+
 format:
 	@command -v clang-format >/dev/null || { echo "clang-format not installed (make deps)"; exit 1; }
 	clang-format -i $(FORMAT_FILES)
@@ -79,4 +125,4 @@ format-check:
 	clang-format --dry-run -Werror $(FORMAT_FILES)
 
 clean:
-	rm -rf build build-asan build.luarocks
+	rm -rf build build-asan build-fuzz build.luarocks

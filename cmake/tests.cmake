@@ -1,12 +1,13 @@
 # cmake/tests.cmake -- every test of the project as a CTest test. Included
-# by CMakeLists.txt when SPINDLE_BUILD_TESTS is on; scripts/test.sh runs
+# (last) by CMakeLists.txt when SPINDLE_BUILD_TESTS is on; scripts/test.sh runs
 # them by label (see there for the stages and how the results are added
 # up). All tests run from the source directory.
 #
 # A build tree configured without SPINDLE_SANITIZE (build/) registers
 #   plain     every spec file (spec/**/*_spec.lua, one test each, busted on
-#             this tree's spindle.so), every C test (spec/capi/*.c), every
-#             examples/*.lua (run by this tree's `spindle`, with the words of
+#             this tree's spindle.so), every C test (each capi_* target:
+#             spec/capi/*.c, the fuzz corpus replay), every examples/*.lua
+#             (run by this tree's `spindle`, with the words of
 #             examples/<name>.args as arguments), examples/host and
 #             docs/run-examples.lua
 #   valgrind  memcheck on every spec file and every C test
@@ -118,6 +119,14 @@ endmacro()
 file(GLOB_RECURSE _sp_specs CONFIGURE_DEPENDS RELATIVE "${_sp_src}"
      "${_sp_src}/spec/*_spec.lua")
 list(SORT _sp_specs)
+get_property(_sp_targets DIRECTORY "${_sp_src}" PROPERTY BUILDSYSTEM_TARGETS)
+set(_sp_capi_targets)
+foreach(_sp_target ${_sp_targets})
+  if(_sp_target MATCHES "^capi_")
+    list(APPEND _sp_capi_targets ${_sp_target})
+  endif()
+endforeach()
+list(SORT _sp_capi_targets)
 file(GLOB _sp_examples CONFIGURE_DEPENDS RELATIVE "${_sp_src}"
      "${_sp_src}/examples/*.lua")
 list(SORT _sp_examples)
@@ -163,9 +172,10 @@ foreach(_sp_label ${_sp_labels})
       ENV ${_sp_env})
   endforeach()
 
-  # --- C tests
-  foreach(_sp_capi ${SPINDLE_CAPI_TESTS})
-    get_filename_component(_sp_name "${_sp_capi}" NAME_WE)
+  # --- C tests: every capi_<name> target (spec/capi/<name>.c, the fuzz
+  # corpus replay of cmake/fuzz.cmake)
+  foreach(_sp_target ${_sp_capi_targets})
+    string(REGEX REPLACE "^capi_" "" _sp_name "${_sp_target}")
     spindle_test_files(${_sp_label} "capi/${_sp_name}")
     set(_sp_prefix)
     set(_sp_env)

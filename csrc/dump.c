@@ -305,6 +305,46 @@ static void lazy_require(lua_State *L, const char *name) {
   lua_call(L, 1, 1);
 }
 
+/* A package.searchers entry, after the file searchers: "spindle.x"
+** modules of lua/spindle/ from the copy embedded in the library, so a C
+** host or the command finds them without LUA_PATH (a file on the path, an
+** installed copy, still wins).  [-1, +(1|2), m] */
+static int embedded_searcher(lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  int i;
+  for (i = 0; sp_embedded_lua[i].name != NULL; i++)
+    if (strcmp(sp_embedded_lua[i].name, name) == 0) {
+      lua_pushfstring(L, "=[spindle] %s", name);
+      if (luaL_loadbuffer(L, (const char *)sp_embedded_lua[i].src,
+                          sp_embedded_lua[i].len,
+                          lua_tostring(L, -1)) != LUA_OK)
+        return lua_error(L);
+      lua_pushliteral(L, ":embedded:");
+      return 2;
+    }
+  lua_pushfstring(L, "\n\tno embedded module '%s'", name);
+  return 1;
+}
+
+/* Appends embedded_searcher to package.searchers, once per state. */
+static void add_searcher(lua_State *L) {
+  static const char searcher_key = 0;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &searcher_key) != LUA_TNIL) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_pop(L, 1);
+  int top = lua_gettop(L);
+  if (lua_getglobal(L, "package") == LUA_TTABLE &&
+      lua_getfield(L, -1, "searchers") == LUA_TTABLE) {
+    lua_pushcfunction(L, embedded_searcher);
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    lua_pushboolean(L, 1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &searcher_key);
+  }
+  lua_settop(L, top);
+}
+
 /* __index of the module table: (module, key) */
 static int module_index(lua_State *L) {
   const char *k = lua_tostring(L, 2);
@@ -346,6 +386,7 @@ int sp_dump_open(lua_State *L) {
   lua_pop(L, 2);
   sp_setfuncs(L, fns);
   if (lua_getmetatable(L, -1) == 0) lua_newtable(L);
+  add_searcher(L);
   lua_pushcfunction(L, module_index);
   lua_setfield(L, -2, "__index");
   lua_setmetatable(L, -2);

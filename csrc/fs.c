@@ -257,45 +257,41 @@ static const sp_waitops file_wait = {"file", fs_undo, fs_describe};
 static void push_stat(lua_State *L, const uv_stat_t *s);
 static int file_new(lua_State *L, sp_runtime *rt, uv_file fd);
 
-/* The results of a finished request; frees it.  [-0, +n, m] */
-static int fs_results(lua_State *L, fs_req *r) {
-  int n = 1;
+/* Pushes the results of a finished request r; its path (or nil) at 2.
+** Runs protected: the request is freed by fs_results whatever happens. */
+static int results_p(lua_State *L) {
+  fs_req *r = (fs_req *)lua_touserdata(L, 1);
   if (r->err < 0 && r->op != FS_READ) {
-    int err = r->err;
-    if (r->op == FS_LISTDIR) uv_fs_req_cleanup(&r->req);
-    fs_free(r);
-    if (lua_type(L, 1) == LUA_TSTRING) { /* as io.open: "path: message" */
+    if (lua_type(L, 2) == LUA_TSTRING) { /* as io.open: "path: message" */
       lua_pushnil(L);
-      lua_pushfstring(L, "%s: %s", lua_tostring(L, 1), uv_strerror(err));
-      lua_pushstring(L, uv_err_name(err)); /* the code stays bare */
+      lua_pushfstring(L, "%s: %s", lua_tostring(L, 2), uv_strerror(r->err));
+      lua_pushstring(L, uv_err_name(r->err)); /* the code stays bare */
       return 3;
     }
-    return sp_io_fail(L, err);
+    return sp_io_fail(L, r->err);
   }
   switch (r->op) {
     case FS_READFILE:
       lua_pushlstring(L, r->buf ? r->buf : "", r->len);
-      break;
+      return 1;
     case FS_READ:
       if (r->len > 0)
         lua_pushlstring(L, r->buf, r->len); /* an error after data: data */
-      else if (r->err < 0) {
-        int err = r->err;
-        fs_free(r);
-        return sp_io_fail(L, err);
-      } else if (r->want == 0)
+      else if (r->err < 0)
+        return sp_io_fail(L, r->err);
+      else if (r->want == 0)
         lua_pushliteral(L, "");
       else {
         lua_pushnil(L);
         lua_pushliteral(L, "eof");
         lua_pushliteral(L, "EOF");
-        n = 3;
+        return 3;
       }
-      break;
+      return 1;
     case FS_STAT:
     case FS_LSTAT:
       push_stat(L, &r->st);
-      break;
+      return 1;
     case FS_LISTDIR: {
       uv_dirent_t ent;
       lua_Integer i = 0;
@@ -304,15 +300,40 @@ static int fs_results(lua_State *L, fs_req *r) {
         lua_pushstring(L, ent.name);
         lua_rawseti(L, -2, ++i);
       }
-      uv_fs_req_cleanup(&r->req);
-      break;
+      return 1;
     }
+    case FS_OPEN: /* a file object for the descriptor (taken on success) */
+      file_new(L, r->rt, r->fd);
+      r->fd = -1;
+      return 1;
     default:
       lua_pushboolean(L, 1);
-      break;
+      return 1;
+  }
+}
+
+/* The results of a finished request; frees it (and closes a descriptor
+** it still holds), even when pushing them fails for lack of memory.
+** [-0, +n, m] */
+static int fs_results(lua_State *L, fs_req *r) {
+  int top = lua_gettop(L), st;
+  lua_pushcfunction(L, results_p);
+  lua_pushlightuserdata(L, r);
+  if (lua_type(L, 1) == LUA_TSTRING)
+    lua_pushvalue(L, 1);
+  else
+    lua_pushnil(L);
+  st = lua_pcall(L, 2, LUA_MULTRET, 0);
+  if (r->op == FS_LISTDIR) uv_fs_req_cleanup(&r->req);
+  if (r->fd >= 0) { /* an open() whose file object could not be made */
+    uv_fs_t req;
+    uv_fs_close(NULL, &req, r->fd, NULL);
+    uv_fs_req_cleanup(&req);
+    r->fd = -1;
   }
   fs_free(r);
-  return n;
+  if (st != LUA_OK) return lua_error(L);
+  return lua_gettop(L) - top;
 }
 
 static int fs_k(lua_State *L, int status, lua_KContext ctx) {
@@ -321,13 +342,6 @@ static int fs_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   sp_resumed(L, t);
   r = (fs_req *)t->w.obj;
-  if (r->op == FS_OPEN && r->err == 0) {
-    sp_runtime *rt = r->rt;
-    uv_file fd = r->fd;
-    r->fd = -1;
-    fs_free(r);
-    return file_new(L, rt, fd);
-  }
   return fs_results(L, r);
 }
 

@@ -376,6 +376,7 @@ int sp_fs_open(lua_State *L);       /* fs */
 int sp_process_open(lua_State *L);  /* process */
 int sp_signal_open(lua_State *L);   /* signal */
 int sp_net_open(lua_State *L);      /* net: streams, tcp, unix, dns, udp */
+int sp_http_server_open(lua_State *L); /* _http_head, _http_chunked */
 
 /* dump.c: pushes the text of spindle.dump() for rt.  [-0, +1, m] */
 void sp_dump_push(lua_State *L, sp_runtime *rt);

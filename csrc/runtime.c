@@ -159,36 +159,69 @@ static void turn(lua_State *L, sp_runtime *rt, int may_block,
   after_poll(L, rt);
 }
 
-/* Every task is waiting and nothing can wake them: abort everything. */
-static void on_deadlock(lua_State *L, sp_runtime *rt) {
+static int push_live_p(lua_State *L) {
+  sp_push_live(L, (sp_runtime *)lua_touserdata(L, 1));
+  return 1;
+}
+
+/* Aborts every live task (dropping their shields if asked): in id order
+** when the list can be made, else -- out of memory -- straight from the
+** anchors table, which allocates nothing.  [-0, +0, m] */
+static void abort_all(lua_State *L, sp_runtime *rt, int drop_shields) {
   int i, n;
-  /* what every task waits for, before they are aborted: for the error */
-  luaL_unref(L, LUA_REGISTRYINDEX, rt->deadlock_ref);
-  sp_dump_push(L, rt);
-  rt->deadlock_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  n = sp_push_live(L, rt);
-  rt->deadlock = 0;
-  rt->deadlocked = 1;
-  for (i = 1; i <= n; i++) {
-    sp_task *t = (sp_task *)(lua_rawgeti(L, -1, i), lua_touserdata(L, -1));
+  lua_pushcfunction(L, push_live_p);
+  lua_pushlightuserdata(L, rt);
+  if (lua_pcall(L, 1, 1, 0) == LUA_OK) {
+    n = (int)lua_rawlen(L, -1);
+    for (i = 1; i <= n; i++) {
+      sp_task *t = (sp_task *)(lua_rawgeti(L, -1, i), lua_touserdata(L, -1));
+      lua_pop(L, 1);
+      if (drop_shields) t->shield = 0;
+      sp_task_abort(L, t);
+    }
     lua_pop(L, 1);
-    t->shield = 0; /* a shielded wait that nothing can end */
-    sp_task_abort(L, t);
+    return;
   }
   lua_pop(L, 1);
+  sp_push_anchors(L, rt);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) { /* assigning nil to visited slots is allowed */
+    if (lua_type(L, -2) == LUA_TNUMBER && lua_tointeger(L, -2) > 0) {
+      sp_task *t = (sp_task *)lua_touserdata(L, -1);
+      if (drop_shields) t->shield = 0;
+      sp_task_abort(L, t);
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
+static int dump_p(lua_State *L) {
+  sp_dump_push(L, (sp_runtime *)lua_touserdata(L, 1));
+  return 1;
+}
+
+/* Every task is waiting and nothing can wake them: abort everything. */
+static void on_deadlock(lua_State *L, sp_runtime *rt) {
+  /* what every task waits for, before they are aborted: for the error */
+  luaL_unref(L, LUA_REGISTRYINDEX, rt->deadlock_ref);
+  rt->deadlock_ref = LUA_NOREF;
+  lua_pushcfunction(L, dump_p);
+  lua_pushlightuserdata(L, rt);
+  if (lua_pcall(L, 1, 1, 0) == LUA_OK)
+    rt->deadlock_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  else
+    lua_pop(L, 1);
+  rt->deadlock = 0;
+  rt->deadlocked = 1;
+  abort_all(L, rt, 1); /* a shielded wait that nothing can end */
 }
 
 /* Aborts every live task and runs until all have unwound.  New tasks
 ** spawned meanwhile (say, from a <close> handler) start cancelled. */
 void sp_shutdown(lua_State *L, sp_runtime *rt) {
-  int i, n = sp_push_live(L, rt);
   rt->shutting_down = 1;
-  for (i = 1; i <= n; i++) {
-    sp_task *t = (sp_task *)(lua_rawgeti(L, -1, i), lua_touserdata(L, -1));
-    lua_pop(L, 1);
-    sp_task_abort(L, t);
-  }
-  lua_pop(L, 1);
+  abort_all(L, rt, 0);
   while (rt->live > 0) {
     turn(L, rt, 1, 0, NULL);
     if (rt->deadlock) on_deadlock(L, rt);
@@ -518,10 +551,14 @@ void sp_runtime_close(lua_State *L, sp_runtime *rt) {
                   "inside another runtime");
   rt->closing = 1;
   if (rt->live > 0) { /* protected: a memory error still closes it */
+    int tries;
     rt->box->cur = rt;
-    lua_pushcfunction(L, shutdown_p);
-    lua_pushlightuserdata(L, rt);
-    if (lua_pcall(L, 1, 0, 0) != LUA_OK) lua_pop(L, 1);
+    for (tries = 0; tries < 3 && rt->live > 0; tries++) {
+      if (tries > 0) lua_gc(L, LUA_GCCOLLECT); /* make room, try again */
+      lua_pushcfunction(L, shutdown_p);
+      lua_pushlightuserdata(L, rt);
+      if (lua_pcall(L, 1, 0, 0) != LUA_OK) lua_pop(L, 1);
+    }
     rt->shutting_down = 0;
     rt->box->cur = NULL;
   }

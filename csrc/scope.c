@@ -59,6 +59,8 @@ typedef struct sp_scope {
   sp_tscope tsc;  /* fail-fast: "expires" when a child fails */
   sp_task *owner;
   scope_link *live; /* unfinished children, spawn order (circular) */
+  scope_link *lost; /* a child that failed before its code ran (memory):
+                       child_body never saw it; the owner takes it */
   int nchildren;
   int nlive;
   int failed;      /* the first error is recorded */
@@ -71,6 +73,7 @@ struct scope_link {
   sp_fhook hook;
   sp_scope *s;
   sp_task *child; /* NULL if spawning it failed */
+  int idx;        /* in the children table */
   scope_link *next, *prev;
 };
 
@@ -185,7 +188,38 @@ static void child_ended(sp_fhook *h, sp_task *child) {
     if (s->live == k) s->live = k->next;
   }
   k->next = k->prev = NULL;
-  if (--s->nlive == 0 && owner_waits(s)) sp_wake(s->owner, SP_WAKE_OK);
+  --s->nlive;
+  if (child->state == SP_T_FAILED && !child->observed && !s->failed &&
+      s->lost == NULL && s->phase != CLOSED) {
+    /* it failed where child_body could not see it (a memory error before
+    ** the child's function ran): the owner records it (take_lost) */
+    s->lost = k;
+    if (s->tsc.open)
+      sp_tscope_fire(s->owner->rt, &s->tsc); /* interrupts a waiting body */
+    else if (owner_waits(s))
+      sp_wake(s->owner, SP_WAKE_OK);
+    return;
+  }
+  if (s->nlive == 0 && owner_waits(s)) sp_wake(s->owner, SP_WAKE_OK);
+}
+
+/* The owner records the failure of a child lost to child_body, as
+** child_failed would have.  S at 1.  [-0, +0, m] */
+static void take_lost(lua_State *L, sp_scope *s) {
+  scope_link *k = s->lost;
+  int top = lua_gettop(L);
+  if (k == NULL) return;
+  s->lost = NULL;
+  if (s->failed) return;
+  k->child->observed = 1; /* the scope reports it */
+  lua_getiuservalue(L, 1, 1);
+  lua_rawgeti(L, -1, k->idx);  /* the link */
+  lua_getiuservalue(L, -1, 1); /* the child's handle */
+  sp_task_push_error(L, -1, k->child);
+  record_error(L, s, 1, -1);
+  sp_task_push_traceback(L, top + 3, k->child);
+  lua_setiuservalue(L, 1, 4);
+  lua_settop(L, top);
 }
 
 /* __gc of a link: a scope that ends has no linked child, but a link can
@@ -210,6 +244,7 @@ static int scope_k(lua_State *L, int status, lua_KContext ctx);
 static int wait_children(lua_State *L, sp_scope *s) {
   sp_task *t = s->owner;
   for (;;) {
+    take_lost(L, s);
     if (s->phase == WAIT && s->failed) start_drain(L, s);
     if (s->nlive == 0) break;
     if (s->phase == WAIT && pending_cancel(L, t)) {
@@ -257,6 +292,7 @@ static int scope_k(lua_State *L, int status, lua_KContext ctx) {
 static int body_k(lua_State *L, int status, lua_KContext ctx) {
   sp_scope *s = (sp_scope *)ctx;
   close_body_scope(L, s);
+  take_lost(L, s);
   if (status != LUA_OK && status != LUA_YIELD) {
     lua_getiuservalue(L, 1, 3);
     if (!lua_rawequal(L, -1, -2)) record_error(L, s, 1, -2);
@@ -366,6 +402,7 @@ static int scope_spawn(lua_State *L) {
   lua_pushvalue(L, -2);
   lua_rawseti(L, -2, s->nchildren + 1);
   s->nchildren++;
+  k->idx = s->nchildren;
   lua_pop(L, 2); /* the table keeps the link */
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_pushcclosure(L, child_body, 1);
