@@ -19,6 +19,7 @@
 #   make format  clang-format -i on the C sources (FORMAT_FILES)
 #   make format-check  the same as a check: fails on any file it would change
 #   make clean   remove the build trees
+#   make fuzz, make check-deep: the reliability harness (mk/harness.mk)
 
 SHELL := /bin/bash
 BUILD_TYPE ?= RelWithDebInfo
@@ -28,7 +29,8 @@ MAKEFLAGS += --no-print-directory
 
 DEB_PACKAGES := lua5.4 liblua5.4-dev libuv1-dev lua-busted luarocks cmake \
                 pkg-config gcc libc6-dev make valgrind lua-luv lua-cqueues \
-                lua-socket libhttp-parser-dev clang-format
+                lua-socket libhttp-parser-dev libssl-dev openssl curl python3 \
+                clang-format
 # Only `make fuzz` needs these (libFuzzer comes with clang's runtime).
 FUZZ_DEB_PACKAGES := clang libclang-rt-14-dev
 
@@ -126,3 +128,5 @@ format-check:
 
 clean:
 	rm -rf build build-asan build-fuzz build.luarocks
+
+include mk/harness.mk

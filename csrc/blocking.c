@@ -425,12 +425,14 @@ call:
       const char *s = luaL_tolstring(L, -2, NULL);
       lua_pushstring(L, s);
       w->out.n = 0;
+      w->out.oom = 0;
       encode_values(L, -1, 1, &w->out, "error");
     }
   } else if (!encode_values(L, top + 1, lua_gettop(L) - top, &w->out,
                             "result")) {
     w->failed = 1; /* the message about the bad result is on top */
     w->out.n = 0;
+    w->out.oom = 0; /* "not enough memory" itself may fit */
     encode_values(L, -1, 1, &w->out, "error");
   }
   return 0;
@@ -488,53 +490,64 @@ static void work_undo(sp_task *t) {
 static const sp_waitops blocking_wait = {"blocking (worker thread)",
                                          work_undo, NULL};
 
+/* [w] -> the decoded values; a bad encoding raises.  [-1, +n, e] */
+static int decode_p(lua_State *L) {
+  work *w = (work *)lua_touserdata(L, 1);
+  int n;
+  lua_settop(L, 0);
+  n = decode_values(L, w->out.p, w->out.n);
+  if (n < 0) return luaL_error(L, "spindle.blocking: bad result encoding");
+  return n;
+}
+
 static int blocking_k(lua_State *L, int status, lua_KContext ctx) {
   sp_task *t = (sp_task *)ctx;
   work *w;
   int n;
-  (void)status;
   sp_resumed(L, t);
   w = (work *)t->w.obj;
   t->w.obj = NULL;
   if (w->status < 0) {
-    lua_pushfstring(L, "spindle.blocking: %s", uv_strerror(w->status));
+    const char *why = uv_strerror(w->status); /* static: w can go first */
     work_free(w);
-    return lua_error(L);
+    return luaL_error(L, "spindle.blocking: %s", why);
   }
   if (w->failed < 0) {
     work_free(w);
     return luaL_error(L, "spindle.blocking: cannot create a Lua state");
   }
   lua_settop(L, 0);
-  n = decode_values(L, w->out.p, w->out.n);
-  if (n < 0 || w->failed) {
-    int failed = w->failed;
+  if (w->out.oom) { /* not even the error fitted */
     work_free(w);
-    if (n < 0) return luaL_error(L, "spindle.blocking: bad result encoding");
-    if (failed) return lua_error(L);
+    return luaL_error(L, "spindle.blocking: not enough memory");
+  }
+  /* decoding allocates: protected, so that w is freed whatever happens */
+  lua_pushcfunction(L, decode_p);
+  lua_pushlightuserdata(L, w);
+  status = lua_pcall(L, 1, LUA_MULTRET, 0);
+  n = lua_gettop(L);
+  if (status != LUA_OK || w->failed) {
+    work_free(w);
+    return lua_error(L);
   }
   work_free(w);
   return n;
 }
 
-/* Queues the job: fn (a function, or "mod.fn") at 1, nargs arguments
-** after it; waits.  [-0, +?, e] */
-static int blocking_start(lua_State *L, int nargs) {
-  sp_task *t = sp_await_check(L, "spindle.blocking");
-  work *w;
-  int r;
-  if ((w = calloc(1, sizeof *w)) == NULL)
-    return luaL_error(L, "not enough memory");
-  if (lua_type(L, 1) == LUA_TSTRING) {
-    if ((w->fname = strdup(lua_tostring(L, 1))) == NULL) {
-      work_free(w);
+/* [w, fn, args...]: fn (its name "mod.fn", or its bytecode), the caller's
+** module paths and the arguments into w.  Run protected by blocking_start,
+** which frees w if anything here raises.  [-n, +0, e] */
+static int prepare_p(lua_State *L) {
+  work *w = (work *)lua_touserdata(L, 1);
+  int nargs = lua_gettop(L) - 2;
+  if (lua_type(L, 2) == LUA_TSTRING) {
+    if ((w->fname = strdup(lua_tostring(L, 2))) == NULL)
       return luaL_error(L, "not enough memory");
-    }
   } else {
     /* fn's bytecode: dumped once per function object, then copied from a
     ** cache (weak keys: it goes with the function) */
     lua_rawgetp(L, LUA_REGISTRYINDEX, &code_key);
-    lua_pushvalue(L, 1);
+    lua_pushvalue(L, 2);
     if (lua_rawget(L, -2) == LUA_TSTRING) {
       size_t len;
       const char *code = lua_tolstring(L, -1, &len);
@@ -542,21 +555,18 @@ static int blocking_start(lua_State *L, int nargs) {
       lua_pop(L, 2);
     } else {
       lua_pop(L, 1);
-      lua_pushvalue(L, 1);
-      if (lua_dump(L, dump_writer, &w->code, 0) != 0 || w->code.oom) {
-        work_free(w);
-        return luaL_error(L, "spindle.blocking: cannot dump the function");
-      }
+      lua_pushvalue(L, 2);
+      if (lua_dump(L, dump_writer, &w->code, 0) != 0 || w->code.oom)
+        return luaL_error(L, "spindle.blocking: %s",
+                          w->code.oom ? "not enough memory"
+                                      : "cannot dump the function");
       lua_pop(L, 1);
-      lua_pushvalue(L, 1);
+      lua_pushvalue(L, 2);
       lua_pushlstring(L, w->code.p, w->code.n);
       lua_rawset(L, -3);
       lua_pop(L, 1);
     }
-    if (w->code.oom) {
-      work_free(w);
-      return luaL_error(L, "not enough memory");
-    }
+    if (w->code.oom) return luaL_error(L, "not enough memory");
   }
   /* the caller's module paths travel with the job */
   if (lua_getglobal(L, "package") == LUA_TTABLE) {
@@ -568,7 +578,24 @@ static int blocking_start(lua_State *L, int nargs) {
     lua_pop(L, 1);
   }
   lua_pop(L, 1);
-  if (!encode_values(L, 2, nargs, &w->in, "argument")) {
+  if (!encode_values(L, 3, nargs, &w->in, "argument")) return lua_error(L);
+  return 0;
+}
+
+/* Queues the job: fn (a function, or "mod.fn") at 1, nargs arguments
+** after it; waits.  [-0, +?, e] */
+static int blocking_start(lua_State *L, int nargs) {
+  sp_task *t = sp_await_check(L, "spindle.blocking");
+  work *w;
+  int r;
+  luaL_checkstack(L, 2, "spindle.blocking: too many arguments");
+  if ((w = calloc(1, sizeof *w)) == NULL)
+    return luaL_error(L, "not enough memory");
+  lua_pushcfunction(L, prepare_p);
+  lua_insert(L, 1);
+  lua_pushlightuserdata(L, w);
+  lua_insert(L, 2); /* [prepare_p, w, fn, args...] */
+  if (lua_pcall(L, nargs + 2, 0, 0) != LUA_OK) {
     work_free(w);
     return lua_error(L);
   }

@@ -324,7 +324,14 @@ static int fs_results(lua_State *L, fs_req *r) {
   else
     lua_pushnil(L);
   st = lua_pcall(L, 2, LUA_MULTRET, 0);
-  if (r->op == FS_LISTDIR) uv_fs_req_cleanup(&r->req);
+  if (r->op == FS_LISTDIR) {
+    if (st != LUA_OK && r->err == 0) { /* stopped half-way: libuv frees */
+      uv_dirent_t ent;                 /* an entry as the next is asked */
+      while (uv_fs_scandir_next(&r->req, &ent) == 0) {
+      }
+    }
+    uv_fs_req_cleanup(&r->req);
+  }
   if (r->fd >= 0) { /* an open() whose file object could not be made */
     uv_fs_t req;
     uv_fs_close(NULL, &req, r->fd, NULL);

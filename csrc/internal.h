@@ -392,6 +392,17 @@ void sp_newclass(lua_State *L, const char *name, const luaL_Reg *methods,
 void *sp_checkclass(lua_State *L, int idx, const char *name); /* [-0,+0,v] */
 void *sp_testclass(lua_State *L, int idx, const char *name);  /* [-0,+0,-] */
 
+/* The one close pattern: a class whose userdata starts with a pointer to
+** its C object (NULL once closed) gets close(), __close and __gc from
+** sp_setcloser (after sp_newclass): each calls close(obj) once and clears
+** the pointer; __gc ignores anything not of the class.  close runs no Lua.
+** [-0, +0, m] */
+typedef struct sp_closer {
+  const char *name;            /* the class (metatable name) */
+  void (*close)(void *obj);
+} sp_closer;
+void sp_setcloser(lua_State *L, const sp_closer *c);
+
 /* Checks that the options table at arg (nil or none: nothing to check)
 ** has only string keys listed in known (NULL-terminated): a misspelt
 ** option raises "bad argument #arg to 'f' (unknown option 'timout')".

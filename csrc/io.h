@@ -119,6 +119,7 @@ struct sp_stream {
     uv_pipe_t pipe;
   } u;
   sp_sbox *box;     /* the Lua object, NULL when none (yet) */
+  struct sp_tls *tls; /* TLS state (tls.c), NULL for a plain stream */
   const char *kind; /* "tcp", "unix", "pipe" */
   /* read side: bytes [roff, roff + rlen) of rbuf are buffered */
   char *rbuf;
@@ -165,6 +166,23 @@ sp_stream *sp_stream_test(lua_State *L, int idx);
 /* Closes the stream: idempotent, runs no Lua, never raises.  A task
 ** blocked on it is woken with nil, "closed", "ECANCELED". */
 void sp_stream_close(sp_stream *s);
+
+/* For the TLS engine (tls.c): the parts of the read and write machinery
+** that it drives.  No Lua. */
+/* Room for up to min(rlimit - rlen, max) more plaintext bytes at
+** rbuf + roff + rlen (max <= SP_STREAM_CHUNK): *len is set; NULL when out
+** of memory. */
+char *sp_stream_rreserve(sp_stream *s, size_t max, size_t *len);
+void sp_stream_read_start(sp_stream *s);
+void sp_stream_read_stop(sp_stream *s);
+/* Wakes the waiting reader if its read can complete now. */
+void sp_stream_wake_reader(sp_stream *s);
+/* The pending write ended with status (0 or an error): wake the writer. */
+void sp_stream_write_done(sp_stream *s, int status);
+/* Wakes a task waiting at an await on a stream (no-op for NULL). */
+void sp_stream_wake(sp_task *t);
+/* At end of file on a TCP socket: the reset that came with it, or 0. */
+int sp_stream_eof_error(uv_stream_t *h);
 
 /* ---- listeners and connects (tcp.c), also used by pipe.c -------------- */
 

@@ -48,6 +48,51 @@ void *sp_testclass(lua_State *L, int idx, const char *name) {
   return luaL_testudata(L, idx, name);
 }
 
+/* ---- the one close pattern ---------------------------------------------- */
+
+/* close(), __close and __gc of a class whose userdata's first field points
+** at the C object (NULL once closed).  Upvalue 1: the class's sp_closer. */
+static int closer_close(lua_State *L) {
+  const sp_closer *c = (const sp_closer *)lua_touserdata(L, lua_upvalueindex(1));
+  void **box = (void **)sp_checkclass(L, 1, c->name);
+  void *obj = *box;
+  if (obj != NULL) {
+    *box = NULL;
+    c->close(obj);
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int closer_gc(lua_State *L) {
+  const sp_closer *c = (const sp_closer *)lua_touserdata(L, lua_upvalueindex(1));
+  void **box = (void **)sp_testclass(L, 1, c->name);
+  if (box != NULL && *box != NULL) {
+    void *obj = *box;
+    *box = NULL;
+    c->close(obj);
+  }
+  return 0;
+}
+
+/* [-0, +0, m] */
+void sp_setcloser(lua_State *L, const sp_closer *c) {
+  luaL_getmetatable(L, c->name);
+  lua_pushlightuserdata(L, (void *)c);
+  lua_pushcclosure(L, closer_close, 1);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, "__close");
+  if (lua_getfield(L, -2, "__index") == LUA_TTABLE) {
+    lua_pushvalue(L, -2);
+    lua_setfield(L, -2, "close");
+  }
+  lua_pop(L, 2);
+  lua_pushlightuserdata(L, (void *)c);
+  lua_pushcclosure(L, closer_gc, 1);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+}
+
 /* ---- options tables ----------------------------------------------------- */
 
 /* [-0, +0, v] */

@@ -590,6 +590,10 @@ static int run_k(lua_State *L, int status, lua_KContext ctx) {
     sp_resumed(L, t); /* raises */
   }
   sp_resumed(L, t);
+  if (p->rerr != 0) { /* output was lost (ENOBUFS): never a silent cut */
+    proc_close_handles(p);
+    return sp_io_fail(L, p->rerr);
+  }
   if (p->termsig != 0)
     lua_pushnil(L);
   else

@@ -29,7 +29,7 @@
 #include <fcntl.h>
 #include <sys/socket.h>
 
-#include "io.h"
+#include "tls.h"
 
 #define SP_LISTENER_MT "spindle.listener"
 #define ACCEPT_BACKOFF_MS 50
@@ -83,6 +83,7 @@ struct sp_listener {
   uv_os_fd_t fd;
   char *path; /* Unix: the socket file, removed on close */
   sp_lbox *box;
+  sp_tlsctx *tls; /* {tls = ctx}: accepted streams are TLS servers */
   sp_task *acceptor;
   int perr;          /* poll error, sticky */
   uint64_t retry_at; /* uv_hrtime before which accept waits (EMFILE) */
@@ -94,6 +95,7 @@ static void listener_closed(uv_handle_t *h) {
   sp_listener *l = (sp_listener *)h->data;
   if (--l->nopen == 0) {
     sp_io_untrack(&l->node);
+    if (l->tls != NULL) sp_tlsctx_unref(l->tls);
     free(l->path);
     free(l);
   }
@@ -294,6 +296,10 @@ static int push_accepted(lua_State *L, sp_listener *l, int fd) {
     sp_stream_close(s);
     return sp_io_fail(L, r);
   }
+  if (l->tls != NULL && (r = sp_tls_attach_server(s, l->tls)) < 0) {
+    sp_stream_close(s);
+    return sp_io_fail(L, r);
+  }
   sp_stream_push(L, s);
   return 1;
 }
@@ -396,7 +402,8 @@ static int lst_tostring(lua_State *L) {
   if (box->l == NULL)
     lua_pushliteral(L, "spindle.listener (closed)");
   else
-    lua_pushfstring(L, "spindle.listener (%s: %p)",
+    lua_pushfstring(L, "spindle.listener (%s%s: %p)",
+                    box->l->tls ? "tls over " : "",
                     box->l->is_pipe ? "unix" : "tcp", (void *)box->l);
   return 1;
 }
@@ -421,11 +428,22 @@ int sp_opt_backlog(lua_State *L, int arg) {
 
 /* ---- spindle.net.listen(host, port, [opts]) --------------------------- */
 
+/* A listener just pushed (n == 1) gets the server context tc, if any. */
+static int listener_tls(lua_State *L, int n, sp_tlsctx *tc) {
+  if (n == 1 && tc != NULL) {
+    sp_lbox *box = (sp_lbox *)lua_touserdata(L, -1);
+    box->l->tls = tc;
+    sp_tlsctx_ref(tc);
+  }
+  return n;
+}
+
 /* Stack: [host, port, opts, g]; ctx: the task. */
 static int listen_k(lua_State *L, int status, lua_KContext ctx) {
   sp_task *t = (sp_task *)ctx;
   sp_gai *g;
   struct addrinfo *ai;
+  sp_tlsctx *tc;
   int n = 0, backlog;
   (void)status;
   sp_resumed(L, t);
@@ -438,6 +456,7 @@ static int listen_k(lua_State *L, int status, lua_KContext ctx) {
     return sp_io_fail(L, n);
   }
   backlog = sp_opt_backlog(L, 3);
+  tc = sp_tls_opt_server(L, 3);
   for (ai = g->res; ai != NULL; ai = ai->ai_next) {
     if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6) continue;
     n = sp_listen_bind(L, t->rt, ai->ai_addr, NULL, backlog);
@@ -446,13 +465,14 @@ static int listen_k(lua_State *L, int status, lua_KContext ctx) {
   }
   sp_gai_free(g);
   if (n == 0) return sp_io_fail(L, UV_EAI_NONAME);
-  return n;
+  return listener_tls(L, n, tc);
 }
 
 static int l_listen(lua_State *L) {
   const char *host = luaL_checkstring(L, 1);
   int port = check_port(L, 2);
   int backlog = sp_opt_backlog(L, 3);
+  sp_tlsctx *tc = sp_tls_opt_server(L, 3);
   sp_runtime *rt = sp_box_of(L)->cur;
   struct sockaddr_storage ss;
   sp_task *t;
@@ -462,7 +482,8 @@ static int l_listen(lua_State *L) {
   lua_settop(L, 3);
   if (rt == NULL) luaL_error(L, "listen: not inside a runtime");
   if (parse_numeric(host, port, &ss) == 0)
-    return sp_listen_bind(L, rt, (struct sockaddr *)&ss, NULL, backlog);
+    return listener_tls(
+        L, sp_listen_bind(L, rt, (struct sockaddr *)&ss, NULL, backlog), tc);
   t = sp_await_check(L, "listen");
   snprintf(pbuf, sizeof pbuf, "%d", port);
   g = sp_gai_start(t->rt, host, pbuf, SOCK_STREAM, &r);

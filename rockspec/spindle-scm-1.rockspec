@@ -11,7 +11,8 @@ description = {
   summary = "An async runtime for Lua 5.4, in C on libuv",
   detailed = [[
 Tasks are Lua coroutines scheduled by a C executor on libuv: spawn, join,
-abort with <close> unwinding, sleeps, timeouts, and non-blocking I/O.
+abort with <close> unwinding, sleeps, timeouts, and non-blocking I/O,
+TLS included (OpenSSL 3).
 Also installs the `spindle` command.]],
   license = "MIT",
   homepage = "https://github.com/spindle-lua/spindle",
@@ -25,6 +26,12 @@ external_dependencies = {
   LIBUV = {
     header = "uv.h",
     library = "uv",
+  },
+  -- spindle.tls: OpenSSL >= 3.0 (Debian libssl-dev); CMake finds it with
+  -- pkg-config.
+  OPENSSL = {
+    header = "openssl/ssl.h",
+    library = "ssl",
   },
 }
 

@@ -3,11 +3,12 @@
 -- A spec file starts with
 --
 --   local H = require "spec.helpers"         -- this file
---   local N = require "spec.helpers.net"     -- spec/helpers/net.lua
+--   local N = require "spec.helpers.net"     -- spec/helpers/net.lua (and
+--                                            -- so on for spec/helpers/*.lua)
 --
 -- `.busted` names this file as busted's helper (`-Xhelper preload`): run
--- that way, before any spec file is loaded, it only puts both modules into
--- package.preload, so they load whatever package.path says.  busted
+-- that way, before any spec file is loaded, it only adds a searcher that
+-- finds those modules in spec/helpers/, whatever package.path says.  busted
 -- restores package.loaded after every spec file, so each file gets its own
 -- H and its own `require "spindle"`.  Without the helper (busted run with
 -- another configuration, or plain lua5.4 from the repository root) the
@@ -53,11 +54,20 @@
 -- "signal", n).  Children run under `timeout`, so a hang is reported as exit
 -- code 124 instead of blocking the suite.
 
--- Run as busted's helper: register the modules, load nothing yet.
+-- Run as busted's helper: teach `require` where the helper modules are
+-- ("spec.helpers" is this file, "spec.helpers.<name>" spec/helpers/<name>.lua),
+-- load nothing yet.
 if select("#", ...) == 0 and type(arg) == "table" and arg[1] == "preload" then
   local dir = debug.getinfo(1, "S").source:match("^@(.-)[^/]*$")
-  package.preload["spec.helpers"] = assert(loadfile(dir .. "init.lua"))
-  package.preload["spec.helpers.net"] = assert(loadfile(dir .. "net.lua"))
+  table.insert(package.searchers, 2, function(name)
+    local base = name == "spec.helpers" and "init"
+                 or name:match("^spec%.helpers%.([%w_]+)$")
+    if not base then return nil end
+    local path = dir .. base .. ".lua"
+    local chunk, err = loadfile(path)
+    if not chunk then return "\n\t" .. err end
+    return chunk, path
+  end)
   return
 end
 
