@@ -3,7 +3,9 @@
 #
 #   make demo    install missing Debian packages, build, run examples/demo.lua
 #   make test    install missing Debian packages, build, run scripts/test.sh
-#                (C tests, specs, examples, rockspec, ASan+UBSan, valgrind)
+#                (the CTest tests of cmake/tests.cmake: specs, C tests,
+#                examples, doc examples -- plain, under ASan+UBSan and under
+#                valgrind -- plus the rockspec install and format-check)
 #   make deps    apt-get install whatever of DEB_PACKAGES is missing
 #   make build   configure + build into build/ (BUILD_TYPE=RelWithDebInfo)
 #   make asan    the same with -DSPINDLE_SANITIZE=ON into build-asan/
@@ -15,7 +17,8 @@
 #                the committed corpus; new inputs go to build-fuzz/corpus/
 #   make fuzz-merge  minimize the committed corpus plus build-fuzz/corpus/
 #                into fuzz/corpus/<name>-min/ (what CI replays)
-#   make format  clang-format -i on csrc/ and spec/capi/ (if installed)
+#   make format  clang-format -i on the C sources (FORMAT_FILES)
+#   make format-check  the same as a check: fails on any file it would change
 #   make clean   remove the build trees
 #   make fuzz, make check-deep: the reliability harness (mk/harness.mk)
 
@@ -27,14 +30,22 @@ MAKEFLAGS += --no-print-directory
 
 DEB_PACKAGES := lua5.4 liblua5.4-dev libuv1-dev lua-busted luarocks cmake \
                 pkg-config gcc libc6-dev make valgrind lua-luv lua-cqueues \
-                lua-socket libhttp-parser-dev libssl-dev openssl curl python3
+                lua-socket libhttp-parser-dev libssl-dev openssl curl python3 \
+                clang-format
 # Only `make fuzz` needs these (libFuzzer comes with clang's runtime).
 FUZZ_DEB_PACKAGES := clang libclang-rt-14-dev
 
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := $(patsubst fuzz/%_fuzz.c,%,$(wildcard fuzz/*_fuzz.c))
 
-.PHONY: all deps build asan demo test bench fuzz fuzz-build fuzz-merge format clean
+# Every C source of the project: the library, the C tests, the fuzz
+# harnesses, the host example and the C benchmark programs.
+FORMAT_FILES = $(wildcard csrc/*.c csrc/*.h spec/capi/*.c spec/capi/*.h \
+                          fuzz/*.c fuzz/*.h examples/host/*.c \
+                          examples/host/*.h bench/*/*.c bench/*/*.h)
+
+.PHONY: all deps build asan demo test bench fuzz fuzz-build fuzz-merge format \
+        format-check clean
 
 all: build
 
@@ -114,8 +125,12 @@ fuzz-merge: fuzz-build
 	done
 
 format:
-	@command -v clang-format >/dev/null || { echo "clang-format not installed"; exit 1; }
-	clang-format -i $(wildcard csrc/*.c csrc/*.h spec/capi/*.c spec/capi/*.h)
+	@command -v clang-format >/dev/null || { echo "clang-format not installed (make deps)"; exit 1; }
+	clang-format -i $(FORMAT_FILES)
+
+format-check:
+	@command -v clang-format >/dev/null || { echo "clang-format not installed (make deps)"; exit 1; }
+	clang-format --dry-run -Werror $(FORMAT_FILES)
 
 clean:
 	rm -rf build build-asan build-fuzz build.luarocks

@@ -5,8 +5,8 @@
 #                         fuzz/replay.c, built with the normal compiler, over
 #                         fuzz/corpus/http_parse (seeds) and
 #                         fuzz/corpus/http_parse-min (minimized from runs).
-#                         Named capi_* so scripts/test.sh runs it like every
-#                         C test (plain, ASan+UBSan, valgrind).
+#                         Named capi_* so cmake/tests.cmake registers it like
+#                         every C test (plain, ASan+UBSan, valgrind).
 #   fuzz_http_parse       (SPINDLE_FUZZ=ON, clang) the libFuzzer binary; built
 #                         and run by `make fuzz`
 #   http_parse_bench      (SPINDLE_BUILD_TESTS) bench/http/parse_bench.c: ns
@@ -53,7 +53,6 @@ if(SPINDLE_BUILD_TESTS)
     "SP_FUZZ_CORPUS=\"${_sp_fuzz_dir}/corpus/http_parse|${_sp_fuzz_dir}/corpus/http_parse-min\"")
   target_link_libraries(capi_fuzz_http_parse PRIVATE spindle_flags)
   spindle_fuzz_reference(capi_fuzz_http_parse)
-  add_test(NAME capi_fuzz_http_parse COMMAND capi_fuzz_http_parse)
 endif()
 
 if(SPINDLE_HAVE_HTTP_PARSER AND SPINDLE_BUILD_TESTS)

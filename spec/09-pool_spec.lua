@@ -2,7 +2,7 @@
 -- coroutine at its first slice, from a pool of coroutines that ended tasks
 -- gave back.  A reused coroutine must be indistinguishable from a new one,
 -- and nothing kept from an old task may see the new one.
-local H = dofile("spec/helpers/init.lua")
+local H = require "spec.helpers"
 local spindle = H.spindle
 
 local function stats() return spindle.stats() end

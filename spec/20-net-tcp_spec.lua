@@ -2,7 +2,7 @@
 -- resolve and every stream method, sentence by sentence.  Loopback only;
 -- after every test the process has exactly the descriptors it had before.
 
-local N = dofile("spec/helpers/net.lua")
+local N = require "spec.helpers.net"
 local spindle, net = N.spindle, N.net
 local run, pair, fd_count = N.run, N.pair, N.fd_count
 

@@ -7,7 +7,7 @@
 -- affects its own stream only, and nothing leaks (descriptors after every
 -- spec; memory under ASan).
 
-local T = dofile("spec/helpers/tls.lua")
+local T = require "spec.helpers.tls"
 local spindle, net, tls, H = T.spindle, T.net, T.tls, T.H
 local run, pair = T.run, T.pair
 

@@ -3,7 +3,7 @@
 -- Python's ssl module (spec/helpers/tls_peer.py).  Each peer is a child
 -- process bounded by `timeout`; loopback only.
 
-local T = dofile("spec/helpers/tls.lua")
+local T = require "spec.helpers.tls"
 local spindle, net, tls, H = T.spindle, T.net, T.tls, T.H
 local run = T.run
 

@@ -8,7 +8,7 @@
 -- test time (spec/helpers/mkcerts.sh); descriptors are back to where they
 -- were after every spec.
 
-local T = dofile("spec/helpers/tls.lua")
+local T = require "spec.helpers.tls"
 local spindle, net, tls, H = T.spindle, T.net, T.tls, T.H
 local run, pair = T.run, T.pair
 

@@ -1,5 +1,5 @@
 -- http.serve (docs/http.md#the-server), driven by curl and by raw sockets.
-local H = dofile("spec/helpers/init.lua")
+local H = require "spec.helpers"
 local spindle = H.spindle
 local net = spindle.net
 local serve = require("spindle.http_server").serve

@@ -1,5 +1,5 @@
 -- spec/41-blocking_spec.lua -- docs/blocking.md: spindle.blocking.
-local H = dofile("spec/helpers/init.lua")
+local H = require "spec.helpers"
 local spindle = H.spindle
 
 local function run(fn, opts) return H.run_with(opts, fn) end

@@ -12,7 +12,7 @@
 -- ENOMEM from epoll_ctl is not here: libuv 1.44 aborts the process on it
 -- (docs/reliability.md).  SPINDLE_DEEP=1 (make check-deep) runs more seeds
 -- and bigger loads.
-local H = dofile("spec/helpers/init.lua")
+local H = require "spec.helpers"
 
 local DEEP = os.getenv("SPINDLE_DEEP") == "1"
 local SEEDS = DEEP and {1, 2, 3, 4, 5, 6, 7, 8, 9, 10} or {1, 2}

@@ -1,6 +1,6 @@
 -- spec/helpers/tls.lua -- shared by the spec/25-tls*_spec.lua files.
 --
---   local T = dofile("spec/helpers/tls.lua")
+--   local T = require "spec.helpers.tls"
 --   T.spindle, T.net, T.tls, T.H (spec/helpers/init.lua)
 --   T.setup(_ENV)         makes the certificates (spec/helpers/mkcerts.sh)
 --                         in a temporary folder for the spec file, removes
@@ -19,8 +19,8 @@
 --   T.finish(p)           closes its pipes, kills it, reaps it
 --   T.wait_line(stream, pat, secs)  reads lines until one matches pat
 
-local H = dofile("spec/helpers/init.lua")
-local N = dofile("spec/helpers/net.lua")
+local H = require "spec.helpers"
+local N = require "spec.helpers.net"
 local T = {H = H, N = N, spindle = H.spindle, net = H.spindle.net,
            tls = H.spindle.tls}
 local spindle, net, tls = T.spindle, T.net, T.tls

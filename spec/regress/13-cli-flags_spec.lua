@@ -1,5 +1,5 @@
 -- Issue 13: the `spindle` command's flags (docs/tasks.md#the-command-line).
-local H = dofile("spec/helpers/init.lua")
+local H = require "spec.helpers"
 
 local function cli(args, o) return H.cli(args, o) end
 

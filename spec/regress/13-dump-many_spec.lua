@@ -1,7 +1,7 @@
 -- Issue 13: spindle.dump() with many tasks (it failed past ~16 tasks when
 -- a luaL_Buffer was disturbed below its stack slot), and hangs that name
 -- what every task waits for (docs/structured.md#seeing-what-tasks-do).
-local H = dofile("spec/helpers/init.lua")
+local H = require "spec.helpers"
 local spindle = H.spindle
 
 describe("spindle.dump", function()
