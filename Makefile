@@ -10,7 +10,8 @@
 #   make build   configure + build into build/ (BUILD_TYPE=RelWithDebInfo)
 #   make asan    the same with -DSPINDLE_SANITIZE=ON into build-asan/
 #   make bench   deps + build + the benchmarks in bench/ (not part of CI):
-#                bench/run.lua, then bench/tls/run.sh;
+#                bench/run.lua (with --data, then bench/plot.lua draws
+#                build/bench.svg), then bench/tls/run.sh;
 #                BENCH_ARGS=--quick for a smoke run of both
 #   make fuzz    build the libFuzzer harnesses (fuzz/*_fuzz.c) with clang into
 #                build-fuzz/ and run each for FUZZ_SECONDS (default 60) from
@@ -73,14 +74,15 @@ test:
 	@bash scripts/test.sh
 
 # bench/tls: the cqueues + luaossl peer, the certificate tool, OpenSSL headers
-DEB_PACKAGES += lua-luaossl openssl libssl-dev
+DEB_PACKAGES += lua-luaossl openssl libssl-dev gnuplot-nox
 
 bench:
 	@$(MAKE) deps
 	@$(MAKE) build
 	@if [ -f bench/run.lua ]; then \
 	  LUA_CPATH='./build/?.so;;' LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' \
-	    lua5.4 bench/run.lua $(BENCH_ARGS); \
+	    lua5.4 bench/run.lua --data build/bench.tsv $(BENCH_ARGS) && \
+	  lua5.4 bench/plot.lua build/bench.tsv build/bench.svg; \
 	elif [ -x bench/run ]; then \
 	  bench/run $(BENCH_ARGS); \
 	else \

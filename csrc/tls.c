@@ -79,6 +79,7 @@ typedef struct cache_ent {
 
 struct sp_tlsctx {
   SSL_CTX *ctx;
+  BIO_METHOD *bio; /* the BIO over a stream's buffers, for its SSLs */
   int refs;
   int server;
   unsigned char *alpn; /* server: protocols in preference order (wire) */
@@ -119,9 +120,6 @@ struct sp_tls {
 static void advance(sp_stream *s);
 
 /* ---- the BIO over cin and out ----------------------------------------- */
-
-static BIO_METHOD *bio_method;
-static uv_once_t bio_once = UV_ONCE_INIT;
 
 static int bio_read(BIO *b, char *buf, int len) {
   sp_tls *x = (sp_tls *)BIO_get_data(b);
@@ -177,15 +175,18 @@ static int bio_create(BIO *b) {
   return 1;
 }
 
-static void bio_init(void) {
-  BIO_METHOD *m =
-      BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "spindle");
-  if (m == NULL) return;
+/* One method per context, freed with it (every SSL made from the context
+** holds a reference to it): no process-wide state, nothing left behind
+** when spindle.so is unloaded.  The type is a plain source/sink: OpenSSL's
+** BIO_get_new_index hands out a few hundred indices per process. */
+static BIO_METHOD *bio_method_new(void) {
+  BIO_METHOD *m = BIO_meth_new(BIO_TYPE_SOURCE_SINK, "spindle");
+  if (m == NULL) return NULL;
   BIO_meth_set_read(m, bio_read);
   BIO_meth_set_write(m, bio_write);
   BIO_meth_set_ctrl(m, bio_ctrl);
   BIO_meth_set_create(m, bio_create);
-  bio_method = m;
+  return m;
 }
 
 /* ---- contexts --------------------------------------------------------- */
@@ -200,6 +201,7 @@ void sp_tlsctx_unref(sp_tlsctx *c) {
     SSL_SESSION_free(c->cache[i].sess);
   }
   SSL_CTX_free(c->ctx);
+  if (c->bio != NULL) BIO_meth_free(c->bio);
   free(c->alpn);
   free(c);
 }
@@ -438,6 +440,8 @@ static sp_tlsctx *ctx_build(lua_State *L, int arg, const char *fname,
   box->c = c; /* from here on, __gc frees whatever was built */
   c->ctx = ctx = SSL_CTX_new(TLS_method());
   if (ctx == NULL) load_error(L, fname, "OpenSSL", "context");
+  c->bio = bio_method_new();
+  if (c->bio == NULL) load_error(L, fname, "OpenSSL", "context");
   SSL_CTX_set_min_proto_version(ctx, minver);
   SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION |
                                SSL_OP_IGNORE_UNEXPECTED_EOF |
@@ -978,12 +982,10 @@ static void info_cb(const SSL *ssl, int where, int ret) {
 static sp_tls *tls_new(sp_stream *s, sp_tlsctx *c, int server) {
   sp_tls *x;
   BIO *bio;
-  uv_once(&bio_once, bio_init);
-  if (bio_method == NULL) return NULL;
   x = (sp_tls *)calloc(1, sizeof *x);
   if (x == NULL) return NULL;
   x->ssl = SSL_new(c->ctx);
-  bio = BIO_new(bio_method);
+  bio = BIO_new(c->bio);
   if (x->ssl == NULL || bio == NULL) {
     SSL_free(x->ssl);
     BIO_free(bio);
