@@ -557,6 +557,21 @@ local function account(group, c)
   for k, o in pairs(instances or {}) do close_obj(o); instances[k] = nil end
   collectgarbage(); collectgarbage()
   local n = fd_count()
+  -- An aborted call whose work is still on the thread pool (an open) gets
+  -- its descriptor, and closes it, when that work lands: on a loaded
+  -- machine that can be after the count.  Inside a task, wait in real time
+  -- (as probe does) up to 2 s for the count to come back.
+  if fd_target and n > fd_base and spindle.current() then
+    for _ = 1, 200 do
+      spindle.blocking(function()
+        local t = os.clock() + 0.01
+        while os.clock() < t do end
+      end)
+      collectgarbage(); collectgarbage()
+      n = fd_count()
+      if n <= fd_base then break end
+    end
+  end
   if fd_target and n > fd_base and #deferred == 0 then
     io.write("T ", n - fd_base, " ", fd_target, " (", fd_ctx, ")\n")
   end
