@@ -20,7 +20,8 @@ MAKEFLAGS += --no-print-directory
 
 DEB_PACKAGES := lua5.4 liblua5.4-dev libuv1-dev lua-busted luarocks cmake \
                 pkg-config gcc libc6-dev make valgrind lua-luv lua-cqueues \
-                lua-socket
+                lua-socket libcurl4-openssl-dev python3 openssl nginx-light \
+                lua-http
 
 .PHONY: all deps build asan demo test bench format clean
 

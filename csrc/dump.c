@@ -267,6 +267,7 @@ static const struct {
 } lazy[] = {{"test", "spindle.test", NULL},
             {"join_all", "spindle.structured", "join_all"},
             {"race", "spindle.structured", "race"},
+            {"http", "spindle.http", NULL},
             {NULL, NULL, NULL}};
 
 /* require(name); when package.path has no such file and nothing is

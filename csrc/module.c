@@ -62,6 +62,7 @@ static const lua_CFunction parts[] = {
     sp_process_open,  /* process */
     sp_signal_open,   /* signal */
     sp_net_open,      /* net: streams, TCP, Unix sockets, DNS, UDP */
+    sp_http_open,     /* the HTTP client under spindle.http */
     NULL};
 
 int luaopen_spindle(lua_State *L) {
