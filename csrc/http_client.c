@@ -71,6 +71,8 @@ static int l_stats(lua_State *L) {
 
 int sp_http_open(lua_State *L) {
   static const luaL_Reg fns[] = {{"_http_request", l_request},
+                                 {"_http_get", l_request},
+                                 {"_http_post", l_request},
                                  {"_http_stats", l_stats},
                                  {NULL, NULL}};
   (void)stats_key;
@@ -1339,8 +1341,9 @@ static int chunk_k(lua_State *L, int status, lua_KContext ctx) {
     x->nchunks++;
     x->want_chunk = x->clen == 0; /* "" is skipped: ask again */
   } else
-    luaL_error(L, "%s: the body function returned a %s (a string or nil "
-                  "expected)", lua_tostring(L, S_NAME), luaL_typename(L, -1));
+    luaL_error(L, "spindle.http.%s: the body function returned a %s (a "
+                  "string or nil expected)", lua_tostring(L, S_NAME),
+               luaL_typename(L, -1));
   lua_settop(L, S_XFER);
   if (!x->closed && !x->done) {
     if (!x->in_multi)
@@ -1387,17 +1390,16 @@ static int request_step(lua_State *L, hxfer *x, sp_task *t) {
   return xfer_wait(L, x, t, W_REQUEST, request_k);
 }
 
-/* spindle._http_request(opts, name, url, body): name is "request", "get"
+/* The request of stack [opts, name, url, body]: name is "request", "get"
 ** or "post"; url and body are the shorthands' arguments. */
-static int l_request(lua_State *L) {
+static int request_common(lua_State *L) {
   hopts o;
   char fname[32];
-  const char *name = luaL_checkstring(L, S_NAME);
+  const char *name = lua_tostring(L, S_NAME);
   int kind = name[0]; /* 'r', 'g', 'p' */
   sp_task *t;
   hxfer *x;
   hclient *c;
-  lua_settop(L, S_BODYARG);
   snprintf(fname, sizeof fname, "spindle.http.%s", name);
   memset(&o, 0, sizeof o);
   o.fname = fname;
@@ -1479,6 +1481,49 @@ static int l_request(lua_State *L) {
   return request_step(L, x, t);
 }
 
+/* spindle._http_request(opts) */
+static int l_request(lua_State *L) {
+  int none = lua_isnone(L, 1);
+  lua_settop(L, S_BODYARG);
+  lua_pushliteral(L, "request");
+  lua_replace(L, S_NAME);
+  if (none) /* "got no value", as luaL_checktype says */
+    return luaL_error(L, "bad argument #1 to 'request' (table expected, got "
+                         "no value)");
+  return request_common(L);
+}
+
+/* spindle._http_get(url, [opts]): [opts, "get", url, nil] */
+static int l_get(lua_State *L) {
+  int none = lua_isnone(L, 1);
+  lua_settop(L, S_BODYARG);
+  lua_copy(L, 1, 3);
+  lua_copy(L, 2, 1);
+  lua_pushliteral(L, "get");
+  lua_replace(L, S_NAME);
+  if (none)
+    return luaL_error(L, "bad argument #1 to 'get' (string expected, got no "
+                         "value)");
+  return request_common(L);
+}
+
+/* spindle._http_post(url, body, [opts]): [opts, "post", url, body] */
+static int l_post(lua_State *L) {
+  int nargs = lua_gettop(L);
+  lua_settop(L, S_BODYARG);
+  lua_copy(L, 2, 4);
+  lua_copy(L, 1, 2);
+  lua_copy(L, 3, 1);
+  lua_copy(L, 2, 3);
+  lua_pushliteral(L, "post");
+  lua_replace(L, S_NAME);
+  if (nargs < 2)
+    return luaL_error(L, "bad argument #%d to 'post' (%s expected, got no "
+                         "value)", nargs + 1,
+                      nargs == 0 ? "string" : "string or function");
+  return request_common(L);
+}
+
 /* spindle._http_stats() -> {clients, easy, socks, transfers} of this Lua
 ** state: runtimes with a client, easy handles (pooled or in use), poll
 ** handles, transfers holding an easy handle. */
@@ -1498,6 +1543,8 @@ static int l_stats(lua_State *L) {
 
 int sp_http_open(lua_State *L) {
   static const luaL_Reg fns[] = {{"_http_request", l_request},
+                                 {"_http_get", l_get},
+                                 {"_http_post", l_post},
                                  {"_http_stats", l_stats},
                                  {NULL, NULL}};
   static const luaL_Reg xmeta[] = {

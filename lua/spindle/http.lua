@@ -1,29 +1,21 @@
 -- spindle.http -- HTTP for spindle tasks (docs/http.md).
 --
 -- The client is C (csrc/http_client.c: libcurl's multi interface on the
--- runtime's loop); this module gives it its names:
+-- runtime's loop); this module gives its entry points their names:
 --
 --   http.request(opts)           -> response | nil, msg, code
 --   http.get(url, [opts])        the same with opts.url = url
---   http.post(url, body, [opts]) the same with opts.url, opts.body
+--   http.post(url, body, [opts]) the same with opts.url and opts.body
 --
--- Reached as `require "spindle.http"` or as the field `spindle.http`.
+-- They are the C functions themselves (no Lua frame in between), so an
+-- argument error points at the caller's line.  Reached as
+-- `require "spindle.http"` or as the field `spindle.http`.
 local spindle = require "spindle"
-
-local request = spindle._http_request
 
 local M = {}
 
-function M.request(opts)
-  return request(opts, "request")
-end
-
-function M.get(url, opts)
-  return request(opts, "get", url)
-end
-
-function M.post(url, body, opts)
-  return request(opts, "post", url, body)
-end
+M.request = spindle._http_request
+M.get = spindle._http_get
+M.post = spindle._http_post
 
 return M
