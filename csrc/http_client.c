@@ -56,6 +56,7 @@ static const char stats_key = 0; /* registry: this state's hstats */
 ** that every spec gives back what it took). */
 typedef struct hstats {
   lua_Integer clients, easy, socks, xfers;
+  lua_Integer buffered; /* bytes of body buffers of live transfers */
 } hstats;
 
 #ifndef SPINDLE_WITH_CURL
@@ -134,6 +135,7 @@ struct hsock {
 
 struct hxfer {
   hclient *c;   /* set while it holds an easy handle */
+  hstats *stats;
   CURL *easy;
   hxfer *next, *prev; /* in c->xfers */
   sp_runtime *rt;
@@ -218,6 +220,7 @@ static void xfer_detach(hxfer *x) {
 }
 
 static void xfer_free_bufs(hxfer *x) {
+  if (x->stats != NULL) x->stats->buffered -= (lua_Integer)x->bcap;
   free(x->buf);
   free(x->hbuf);
   free(x->url);
@@ -273,6 +276,7 @@ static int buf_reserve(hxfer *x, size_t n) {
   while (cap < x->blen + n) cap *= 2;
   p = realloc(x->buf, cap);
   if (p == NULL) return -1;
+  x->stats->buffered += (lua_Integer)(cap - x->bcap);
   x->buf = p;
   x->bcap = cap;
   return 0;
@@ -406,8 +410,12 @@ static size_t write_cb(char *p, size_t size, size_t n, void *ud) {
   size_t len = size * n;
   if (!x->head_done && head_complete(x) != 0) return 0;
   if (x->stream) {
-    if (x->blen > 0 && x->blen + len > x->limit) {
-      x->recv_paused = 1; /* no room: wait for a reader */
+    /* Full: wait for a reader.  A chunk is taken while there is room for
+    ** one byte, so the buffer can pass the limit (by less than a chunk,
+    ** CURL_MAX_WRITE_SIZE): a reader whose max is the limit learns that
+    ** there is more. */
+    if (x->blen >= x->limit) {
+      x->recv_paused = 1;
       return CURL_WRITEFUNC_PAUSE;
     }
   } else if (x->blen + len > x->max_body) {
@@ -1358,7 +1366,11 @@ static int request_step(lua_State *L, hxfer *x, sp_task *t) {
   lua_settop(L, S_XFER);
   if (x->closed) return sp_io_closed(L, "ECANCELED");
   if (x->done) {
-    if (x->result != CURLE_OK || x->too_large || x->nomem || x->head_large)
+    /* a streamed response whose head came in is returned: its reads
+    ** return the bytes that arrived, then the error */
+    if ((x->result != CURLE_OK || x->too_large || x->nomem ||
+         x->head_large) &&
+        !(x->stream && x->head_done))
       return push_error(L, x);
     push_response(L, x);
     if (x->stream) { /* done before a read: the body is in the buffer */
@@ -1455,6 +1467,7 @@ static int request_common(lua_State *L) {
   lua_pushvalue(L, S_BODY);
   lua_setiuservalue(L, S_XFER, 1);
   x->rt = t->rt;
+  x->stats = c->stats;
   x->clength = -1;
   x->stream = o.stream;
   x->limit = HTTP_STREAM_LIMIT;
@@ -1524,9 +1537,9 @@ static int l_post(lua_State *L) {
   return request_common(L);
 }
 
-/* spindle._http_stats() -> {clients, easy, socks, transfers} of this Lua
-** state: runtimes with a client, easy handles (pooled or in use), poll
-** handles, transfers holding an easy handle. */
+/* spindle._http_stats() -> {clients, easy, socks, transfers, buffered} of
+** this Lua state: runtimes with a client, easy handles (pooled or in use),
+** poll handles, transfers holding an easy handle, bytes of body buffers. */
 static int l_stats(lua_State *L) {
   hstats *st = stats_get(L);
   lua_createtable(L, 0, 4);
@@ -1538,6 +1551,8 @@ static int l_stats(lua_State *L) {
   lua_setfield(L, -2, "socks");
   lua_pushinteger(L, st->xfers);
   lua_setfield(L, -2, "transfers");
+  lua_pushinteger(L, st->buffered);
+  lua_setfield(L, -2, "buffered");
   return 1;
 }
 

@@ -230,7 +230,8 @@ function HT.check(env)
   env.after_each(function()
     collectgarbage(); collectgarbage()
     local st = HT.stats()
-    env.assert.same({clients = 0, easy = 0, socks = 0, transfers = 0}, st)
+    env.assert.same({clients = 0, easy = 0, socks = 0, transfers = 0,
+                     buffered = 0}, st)
   end)
 end
 
