@@ -123,6 +123,8 @@ struct hclient {
   hxfer *xfers; /* holding an easy handle (doubly linked) */
   hsock *socks; /* poll handles not yet closing */
   int closing;
+  int h2c_fresh; /* libcurl < 8.0 cannot reuse a prior-knowledge HTTP/2
+                 ** connection (curl/curl#10634): one connection each */
 };
 
 struct hsock {
@@ -669,6 +671,7 @@ static hclient *client_get(lua_State *L, sp_runtime *rt) {
     luaL_error(L, "spindle.http: cannot create a timer");
   }
   c->timer.data = c;
+  c->h2c_fresh = curl_version_info(CURLVERSION_NOW)->version_num < 0x080000;
   curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, sock_cb);
   curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
   curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
@@ -1300,9 +1303,19 @@ static void configure(lua_State *L, hxfer *x, const hopts *o) {
   }
   if (o->version == 11)
     SETOPT(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-  else if (o->version == 20)
+  else if (o->version == 20) {
     SETOPT(e, CURLOPT_HTTP_VERSION,
            (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE);
+    if (x->c->h2c_fresh && strncasecmp(o->url, "http:", 5) == 0) {
+      SETOPT(e, CURLOPT_FRESH_CONNECT, 1L);
+      SETOPT(e, CURLOPT_FORBID_REUSE, 1L);
+    }
+  }
+  /* Requests at once to an HTTPS peer wait for the first connection's
+  ** ALPN: HTTP/2 shares it, HTTP/1.1 opens more.  (Not for cleartext
+  ** HTTP/1.1: there it would queue them all on one connection.) */
+  if (o->version == 20 || strncasecmp(o->url, "https:", 6) == 0)
+    SETOPT(e, CURLOPT_PIPEWAIT, 1L);
   if (!lua_isnil(L, S_HEADERS))
     set_headers(L, x, o, &has_expect, &has_ctype);
   /* No 100-continue round trip and no made-up content type (curl's

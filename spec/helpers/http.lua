@@ -10,12 +10,13 @@
 --   HT.nginx(o)               nginx (Debian nginx-light) with its own config
 --                             and prefix in a temporary directory, serving
 --                             o.files ({name = content}) from <dir>/www:
---                             {port, base, dir, h2port, tlsport, ca,
---                             access_log(), stop}.  o.tls = true adds an
---                             HTTPS server (HTTP/1.1 and h2) whose
---                             certificate is signed by a CA made at test time
---                             (HT.make_ca); o.h2c = true a cleartext HTTP/2
---                             (prior knowledge) server
+--                             {port, base, dir, h2port, tlsport, tls1port,
+--                             ca, access_log(), stop} (and *base URLs).
+--                             o.tls = true adds two HTTPS servers (tlsport:
+--                             HTTP/1.1 and h2; tls1port: HTTP/1.1 only)
+--                             whose certificate is signed by a CA made at
+--                             test time (HT.make_ca); o.h2c = true a
+--                             cleartext HTTP/2 (prior knowledge) server
 --   HT.make_ca(dir)           openssl: dir/ca.pem, dir/server.pem,
 --                             dir/server.key (localhost, 127.0.0.1)
 --   HT.check(env)             before/after each spec: descriptors, and
@@ -44,6 +45,8 @@ end
 
 function HT.stats() return spindle._http_stats() end
 
+HT.sh = nil -- set below
+
 function HT.rss_kb()
   for line in io.lines("/proc/self/status") do
     local kb = line:match("^VmRSS:%s+(%d+)")
@@ -51,11 +54,14 @@ function HT.rss_kb()
   end
 end
 
+-- A shell command line, without the sanitizers; raises if it fails.
 local function sh(cmd)
-  local r = H.sh(cmd, {timeout = 60})
+  local r = H.sh("env -u LD_PRELOAD sh -c " .. H.q(cmd), {timeout = 60})
   assert(r.ok, H.describe(r))
   return r
 end
+
+HT.sh = sh
 
 local CHILD = "exec timeout -s TERM 900 env -u LD_PRELOAD "
 
@@ -158,6 +164,16 @@ function HT.nginx(o)
       ssl_certificate_key %s/server.key;
       root %s/www;
     }]]):format(s.tlsport, dir, dir, dir)
+    -- and one that speaks only HTTP/1.1 over TLS
+    s.tls1port = HT.free_port()
+    s.tls1base = "https://localhost:" .. s.tls1port
+    servers[#servers + 1] = ([[
+    server {
+      listen 127.0.0.1:%d ssl;
+      ssl_certificate %s/server.pem;
+      ssl_certificate_key %s/server.key;
+      root %s/www;
+    }]]):format(s.tls1port, dir, dir, dir)
   end
   local id = io.popen("id -u")
   local root = id:read("l") == "0"
@@ -190,6 +206,7 @@ http {
     wait_listening(s.port, "nginx")
     if s.h2port then wait_listening(s.h2port, "nginx (h2c)") end
     if s.tlsport then wait_listening(s.tlsport, "nginx (tls)") end
+    if s.tls1port then wait_listening(s.tls1port, "nginx (tls, 1.1)") end
   end)
   local function stop()
     if s.stopped then return end
