@@ -474,9 +474,18 @@ stage_asan() {
 
   if spec_files_exist; then
     echo "-- busted (lua5.4 + LD_PRELOAD=libasan, libubsan) on build-asan/spindle.so"
-    # spindle.so is preloaded too: lua_close dlcloses C modules before
-    # LeakSanitizer runs, which would leave leak stacks unsymbolized.
-    RUN_PREFIX=(env "LD_PRELOAD=$asan $ubsan $ROOT/build-asan/spindle.so"
+    # lua_close dlcloses C modules before LeakSanitizer runs, which would
+    # leave leak stacks unsymbolized: a preloaded dlclose that does nothing
+    # keeps them mapped.  (Preloading spindle.so itself would load libcurl's
+    # dependencies before ASan initialises; p11-kit's constructor then
+    # leaves glibc's locale lock broken and the process hangs in exit.)
+    local nodlclose=$LOGDIR/nodlclose.so
+    printf 'int dlclose(void *h) { (void)h; return 0; }\n' |
+      "${CC:-cc}" -shared -fPIC -x c -o "$nodlclose" - || {
+      fail_check "asan: cannot build $nodlclose"
+      return 1
+    }
+    RUN_PREFIX=(env "LD_PRELOAD=$asan $ubsan $nodlclose"
       SPINDLE_TEST_ENV=asan "SPINDLE_EXPECT_SO=$ROOT/build-asan/spindle.so")
     busted_run "asan busted" "$LOGDIR/busted-asan.log" \
       $((2 * BUSTED_TIMEOUT)) --run=asan || ok=1
