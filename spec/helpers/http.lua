@@ -63,7 +63,7 @@ end
 
 HT.sh = sh
 
-local CHILD = "exec timeout -s TERM 900 env -u LD_PRELOAD "
+local CHILD = "exec env -u LD_PRELOAD timeout -s TERM 900 "
 
 local function kill(pid)
   os.execute("kill " .. pid .. " 2>/dev/null")
@@ -181,7 +181,7 @@ function HT.nginx(o)
   local user = root and "user root;\n" or "" -- workers read our files
   H.write_file(dir .. "/nginx.conf", ([[
 %sworker_processes 1;
-error_log stderr warn;
+error_log stderr crit;
 pid %s/nginx.pid;
 events { worker_connections 8192; }
 worker_rlimit_nofile 16384;
