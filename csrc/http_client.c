@@ -91,7 +91,7 @@ int sp_http_open(lua_State *L) {
 static const char xfers_key = 0; /* registry: weak-keyed {[res] = xfer} */
 
 enum {
-  HTTP_POOL = 32,                    /* easy handles kept per runtime */
+  HTTP_POOL = 64,                    /* easy handles kept per runtime */
   HTTP_MAX_HEAD = 256 * 1024,        /* bytes of one response head */
   HTTP_STREAM_LIMIT = SP_STREAM_CHUNK /* body buffered before a read */
 };
@@ -171,8 +171,11 @@ struct hxfer {
       send_paused : 1, recv_paused : 1, stream : 1, nobody : 1,
       head_done : 1, saw_location : 1, done : 1, closed : 1, handed : 1,
       counted : 1, too_large : 1, head_large : 1, nomem : 1;
+  unsigned dirty : 1; /* options beyond the per-request set: reset it */
   char errbuf[CURL_ERROR_SIZE];
-  char what[160]; /* "GET http://..." for spindle.dump() */
+  /* method and URL for spindle.dump(): strings anchored in user values 3
+  ** and 4 */
+  const char *method, *url0;
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -188,9 +191,20 @@ static void xfer_wake(hxfer *x) {
   if (t->state == SP_T_WAITING) sp_wake(t, SP_WAKE_OK);
 }
 
-static void client_release_easy(hclient *c, CURL *e) {
+static void easy_defaults(CURL *e);
+
+/* Back to the pool: a handle that used only the per-request options
+** (easy_request) keeps its settings; any other is reset.  Pointers into
+** the transfer are cleared either way. */
+static void client_release_easy(hclient *c, CURL *e, int dirty) {
   if (c->npool < HTTP_POOL && !c->closing) {
-    curl_easy_reset(e);
+    if (dirty) {
+      curl_easy_reset(e);
+      easy_defaults(e);
+    } else {
+      curl_easy_setopt(e, CURLOPT_ERRORBUFFER, NULL);
+      curl_easy_setopt(e, CURLOPT_HTTPHEADER, NULL);
+    }
     c->pool[c->npool++] = e;
   } else {
     curl_easy_cleanup(e);
@@ -213,7 +227,7 @@ static void xfer_detach(hxfer *x) {
     c->xfers = x->next;
   if (x->next != NULL) x->next->prev = x->prev;
   x->next = x->prev = NULL;
-  client_release_easy(c, x->easy);
+  client_release_easy(c, x->easy, x->dirty);
   x->easy = NULL;
   x->c = NULL;
   curl_slist_free_all(x->hdrs); /* after the reset: curl used it */
@@ -716,8 +730,8 @@ static void xfer_undo(sp_task *t) {
 
 static void describe_xfer(sp_task *t, char *buf, size_t size) {
   hxfer *x = (hxfer *)t->w.obj;
-  snprintf(buf, size, "http %s%s", x->wkind == W_READ ? "read " : "",
-           x->what);
+  snprintf(buf, size, "http %s%s %s", x->wkind == W_READ ? "read " : "",
+           x->method, x->url0);
 }
 
 static const sp_waitops request_wait = {"http", xfer_undo, describe_xfer};
@@ -781,36 +795,29 @@ static int push_error(lua_State *L, hxfer *x) {
   }
 }
 
-/* Pushes the response table: status, headers, header_list, version, url
-** (and body if buffered).  Frees the head.  [-0, +1, m] */
-static void push_response(lua_State *L, hxfer *x) {
-  size_t off = 0;
-  int i;
-  lua_createtable(L, 0, 8);
-  lua_pushinteger(L, x->status);
-  lua_setfield(L, -2, "status");
-  lua_pushstring(L, x->version[0] ? x->version : "1.1");
-  lua_setfield(L, -2, "version");
-  lua_pushstring(L, x->url != NULL ? x->url : "");
-  lua_setfield(L, -2, "url");
-  lua_createtable(L, 0, x->nhdr);     /* headers */
-  lua_createtable(L, x->nhdr, 0);     /* header_list */
-  for (i = 1; i <= x->nhdr && off < x->hlen; i++) {
-    const char *name = x->hbuf + off, *value;
+/* Pushes headers and header_list from a head block ("name\0value\0"
+** pairs).  [-0, +2, m] */
+static void push_headers(lua_State *L, const char *p, size_t len) {
+  const char *end = p + len;
+  int i = 0;
+  lua_newtable(L); /* headers */
+  lua_newtable(L); /* header_list */
+  while (p < end) {
+    const char *name = p, *value;
     size_t nlen = strlen(name), vlen;
     value = name + nlen + 1;
     vlen = strlen(value);
-    off += nlen + vlen + 2;
+    p = value + vlen + 1;
     lua_createtable(L, 2, 0);
     lua_pushlstring(L, name, nlen);
-    lua_rawseti(L, -2, 1);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, -3, 1); /* [.., list, pair, name] */
     lua_pushlstring(L, value, vlen);
-    lua_rawseti(L, -2, 2);
-    lua_rawseti(L, -2, i);
-    lua_rawgeti(L, -1, i); /* the pair: its name, as a key */
-    lua_rawgeti(L, -1, 1);
-    lua_remove(L, -2);
-    if (lua_rawget(L, -3) == LUA_TSTRING) { /* repeated: join */
+    lua_rawseti(L, -3, 2);
+    lua_rotate(L, -2, 1); /* [.., list, name, pair] */
+    lua_rawseti(L, -3, ++i);
+    lua_pushvalue(L, -1);
+    if (lua_rawget(L, -4) == LUA_TSTRING) { /* repeated: join */
       lua_pushliteral(L, ", ");
       lua_pushlstring(L, value, vlen);
       lua_concat(L, 3);
@@ -818,20 +825,80 @@ static void push_response(lua_State *L, hxfer *x) {
       lua_pop(L, 1);
       lua_pushlstring(L, value, vlen);
     }
-    lua_pushlstring(L, name, nlen);
-    lua_insert(L, -2);
-    lua_rawset(L, -4);
+    lua_rawset(L, -4); /* headers[name] = value */
   }
-  lua_setfield(L, -3, "header_list");
-  lua_setfield(L, -2, "headers");
+}
+
+/* Pushes the response table: status, version, url and (buffered) body.
+** headers and header_list are made from the head when first read
+** (res_index); the head waits in user value 5 of the transfer (streamed)
+** or in the xfers table (buffered).  [-0, +1, m] */
+static void push_response(lua_State *L, hxfer *x, int xidx) {
+  xidx = lua_absindex(L, xidx);
+  lua_createtable(L, 0, 6);
+  lua_pushinteger(L, x->status);
+  lua_setfield(L, -2, "status");
+  lua_pushstring(L, x->version[0] ? x->version : "1.1");
+  lua_setfield(L, -2, "version");
+  lua_pushstring(L, x->url != NULL ? x->url : "");
+  lua_setfield(L, -2, "url");
   if (!x->stream) {
     lua_pushlstring(L, x->buf != NULL ? x->buf + x->boff : "", x->blen);
     lua_setfield(L, -2, "body");
   }
   luaL_setmetatable(L, RESPONSE_MT);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &xfers_key);
+  lua_pushvalue(L, -2);
+  lua_pushlstring(L, x->hbuf != NULL ? x->hbuf : "", x->hlen);
+  if (x->stream) { /* xfers[res] = transfer, the head in user value 5 */
+    lua_setiuservalue(L, xidx, 5);
+    lua_pushvalue(L, xidx);
+    x->handed = 1;
+  }
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
   free(x->hbuf);
   x->hbuf = NULL;
   x->hlen = x->hcap = 0;
+}
+
+/* __index of responses: the methods, and headers / header_list, made
+** on first use.  Upvalue 1: the methods table.  [-0, +1, m] */
+static int res_index(lua_State *L) {
+  const char *k = lua_tostring(L, 2);
+  int t;
+  if (lua_type(L, 2) != LUA_TSTRING ||
+      (strcmp(k, "headers") != 0 && strcmp(k, "header_list") != 0)) {
+    lua_pushvalue(L, 2);
+    lua_rawget(L, lua_upvalueindex(1));
+    return 1;
+  }
+  lua_settop(L, 2);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &xfers_key); /* 3 */
+  lua_pushvalue(L, 1);
+  t = lua_rawget(L, 3); /* 4: the head, or the transfer holding it */
+  if (t == LUA_TUSERDATA) {
+    if (lua_getiuservalue(L, 4, 5) != LUA_TSTRING) return 0;
+    lua_pushnil(L);
+    lua_setiuservalue(L, 4, 5);
+  } else if (t == LUA_TSTRING) {
+    lua_pushvalue(L, 1);
+    lua_pushnil(L);
+    lua_rawset(L, 3);
+  } else
+    return 0;
+  {
+    size_t len;
+    const char *head = lua_tolstring(L, -1, &len);
+    push_headers(L, head, len); /* [.., headers, header_list] */
+  }
+  lua_pushvalue(L, -1);
+  lua_setfield(L, 1, "header_list");
+  lua_pushvalue(L, -2);
+  lua_setfield(L, 1, "headers");
+  if (k[6] == '_') return 1; /* header_list */
+  lua_pop(L, 1);
+  return 1;
 }
 
 /* ---- reading a streamed body ---------------------------------------------- */
@@ -917,7 +984,7 @@ static hxfer *res_xfer(lua_State *L, const char *name) {
   lua_rawgetp(L, LUA_REGISTRYINDEX, &xfers_key);
   lua_pushvalue(L, 1);
   lua_rawget(L, -2);
-  x = (hxfer *)lua_touserdata(L, -1);
+  x = (hxfer *)lua_touserdata(L, -1); /* NULL for a buffered one's head */
   lua_pop(L, 2);
   if (x == NULL)
     luaL_error(L, "%s: the body was not streamed (it is res.body; pass "
@@ -1247,33 +1314,58 @@ static long ms_of(double s) {
   return ms < 1 ? 1 : ms > 2e9 ? 2000000000L : (long)ms;
 }
 
-/* Sets every option of the easy handle of x.  [-0, +0, v] */
+/* The options every handle of the pool has (set once, again after a
+** reset).  No Lua. */
+static void easy_defaults(CURL *e) {
+  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
+  curl_easy_setopt(e, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
+  curl_easy_setopt(e, CURLOPT_USERAGENT, "spindle/" SPINDLE_VERSION);
+}
+
+/* Sets the options of the easy handle of x.  The ones below "per
+** request" are set every time (a pooled handle keeps the last request's);
+** any other marks the handle dirty: it is reset before it is pooled
+** again.  [-0, +0, v] */
 static void configure(lua_State *L, hxfer *x, const hopts *o) {
   CURL *e = x->easy;
-  int has_expect = 0, has_ctype = 0, post = 0;
+  int has_expect = 0, has_ctype = 0, post = !lua_isnil(L, S_BODY);
   const char *m = o->method;
+  /* per request */
   SETOPT(e, CURLOPT_URL, o->url);
   SETOPT(e, CURLOPT_PRIVATE, (char *)x);
   SETOPT(e, CURLOPT_ERRORBUFFER, x->errbuf);
-  SETOPT(e, CURLOPT_NOSIGNAL, 1L);
-  SETOPT(e, CURLOPT_PROTOCOLS_STR, "http,https");
-  SETOPT(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-  SETOPT(e, CURLOPT_HEADERFUNCTION, header_cb);
   SETOPT(e, CURLOPT_HEADERDATA, x);
-  SETOPT(e, CURLOPT_WRITEFUNCTION, write_cb);
   SETOPT(e, CURLOPT_WRITEDATA, x);
-  SETOPT(e, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
-  SETOPT(e, CURLOPT_USERAGENT, "spindle/" SPINDLE_VERSION);
-  if (o->follow > 0) {
-    SETOPT(e, CURLOPT_FOLLOWLOCATION, 1L);
-    SETOPT(e, CURLOPT_MAXREDIRS,
-           (long)(o->follow > 1000000 ? 1000000 : o->follow));
-  }
-  if (o->timeout > 0) SETOPT(e, CURLOPT_TIMEOUT_MS, ms_of(o->timeout));
-  if (o->connect_timeout > 0)
-    SETOPT(e, CURLOPT_CONNECTTIMEOUT_MS, ms_of(o->connect_timeout));
-  if (!lua_isnil(L, S_BODY)) {
-    post = 1;
+  SETOPT(e, CURLOPT_FOLLOWLOCATION, o->follow > 0 ? 1L : 0L);
+  SETOPT(e, CURLOPT_MAXREDIRS,
+         (long)(o->follow > 1000000 ? 1000000 : o->follow));
+  SETOPT(e, CURLOPT_TIMEOUT_MS, o->timeout > 0 ? ms_of(o->timeout) : 0L);
+  SETOPT(e, CURLOPT_CONNECTTIMEOUT_MS,
+         o->connect_timeout > 0 ? ms_of(o->connect_timeout) : 0L);
+  /* Requests at once to an HTTPS peer wait for the first connection's
+  ** ALPN: HTTP/2 shares it, HTTP/1.1 opens more.  (Not for cleartext
+  ** HTTP/1.1: there it would queue them all on one connection.) */
+  SETOPT(e, CURLOPT_PIPEWAIT,
+         o->version == 20 || strncasecmp(o->url, "https:", 6) == 0 ? 1L
+                                                                    : 0L);
+  if (!lua_isnil(L, S_HEADERS))
+    set_headers(L, x, o, &has_expect, &has_ctype);
+  /* No 100-continue round trip and no made-up content type (curl's
+  ** application/x-www-form-urlencoded) unless asked for: "Name:" removes
+  ** a header curl would add. */
+  if (post && !has_expect) add_line(L, x, "Expect:");
+  if (post && !has_ctype) add_line(L, x, "Content-Type:");
+  SETOPT(e, CURLOPT_HTTPHEADER, x->hdrs);
+  /* the rest: the handle is reset before it is pooled again */
+  if (strcmp(m, "HEAD") == 0 && post)
+    luaL_error(L, "%s: a HEAD request cannot have a body", o->fname);
+  x->dirty = post || strcmp(m, "GET") != 0 || o->ca != NULL || !o->verify ||
+             o->version != 0;
+  if (post) {
     SETOPT(e, CURLOPT_POST, 1L);
     if (x->body_fn) {
       SETOPT(e, CURLOPT_READFUNCTION, read_cb);
@@ -1289,8 +1381,6 @@ static void configure(lua_State *L, hxfer *x, const hopts *o) {
     }
   }
   if (strcmp(m, "HEAD") == 0) {
-    if (post)
-      luaL_error(L, "%s: a HEAD request cannot have a body", o->fname);
     SETOPT(e, CURLOPT_NOBODY, 1L);
     x->nobody = 1;
   } else if (strcmp(m, post ? "POST" : "GET") != 0)
@@ -1311,19 +1401,6 @@ static void configure(lua_State *L, hxfer *x, const hopts *o) {
       SETOPT(e, CURLOPT_FORBID_REUSE, 1L);
     }
   }
-  /* Requests at once to an HTTPS peer wait for the first connection's
-  ** ALPN: HTTP/2 shares it, HTTP/1.1 opens more.  (Not for cleartext
-  ** HTTP/1.1: there it would queue them all on one connection.) */
-  if (o->version == 20 || strncasecmp(o->url, "https:", 6) == 0)
-    SETOPT(e, CURLOPT_PIPEWAIT, 1L);
-  if (!lua_isnil(L, S_HEADERS))
-    set_headers(L, x, o, &has_expect, &has_ctype);
-  /* No 100-continue round trip and no made-up content type (curl's
-  ** application/x-www-form-urlencoded) unless asked for: "Name:" removes
-  ** a header curl would add. */
-  if (!has_expect) add_line(L, x, "Expect:");
-  if (post && !has_ctype) add_line(L, x, "Content-Type:");
-  SETOPT(e, CURLOPT_HTTPHEADER, x->hdrs);
 }
 
 /* ---- the request ----------------------------------------------------------- */
@@ -1385,15 +1462,7 @@ static int request_step(lua_State *L, hxfer *x, sp_task *t) {
          x->head_large) &&
         !(x->stream && x->head_done))
       return push_error(L, x);
-    push_response(L, x);
-    if (x->stream) { /* done before a read: the body is in the buffer */
-      x->handed = 1;
-      lua_rawgetp(L, LUA_REGISTRYINDEX, &xfers_key);
-      lua_pushvalue(L, -2);
-      lua_pushvalue(L, S_XFER);
-      lua_rawset(L, -3);
-      lua_pop(L, 1);
-    }
+    push_response(L, x, S_XFER);
     return 1;
   }
   if (x->want_chunk) {
@@ -1403,13 +1472,7 @@ static int request_step(lua_State *L, hxfer *x, sp_task *t) {
     return chunk_k(L, LUA_OK, (lua_KContext)t);
   }
   if (x->stream && x->head_done && (!x->body_fn || x->upload_eof)) {
-    push_response(L, x);
-    x->handed = 1;
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &xfers_key);
-    lua_pushvalue(L, -2);
-    lua_pushvalue(L, S_XFER);
-    lua_rawset(L, -3);
-    lua_pop(L, 1);
+    push_response(L, x, S_XFER);
     return 1;
   }
   return xfer_wait(L, x, t, W_REQUEST, request_k);
@@ -1419,13 +1482,14 @@ static int request_step(lua_State *L, hxfer *x, sp_task *t) {
 ** or "post"; url and body are the shorthands' arguments. */
 static int request_common(lua_State *L) {
   hopts o;
-  char fname[32];
   const char *name = lua_tostring(L, S_NAME);
   int kind = name[0]; /* 'r', 'g', 'p' */
+  const char *fname = kind == 'r'   ? "spindle.http.request"
+                      : kind == 'g' ? "spindle.http.get"
+                                    : "spindle.http.post";
   sp_task *t;
   hxfer *x;
   hclient *c;
-  snprintf(fname, sizeof fname, "spindle.http.%s", name);
   memset(&o, 0, sizeof o);
   o.fname = fname;
   o.verify = 1;
@@ -1473,12 +1537,18 @@ static int request_common(lua_State *L) {
   c = client_get(L, t->rt);
   /* the transfer, born detached; a to-be-closed slot ends it on any error
   ** or interruption */
-  x = (hxfer *)lua_newuserdatauv(L, sizeof *x, 2);
+  x = (hxfer *)lua_newuserdatauv(L, sizeof *x, 5);
   memset(x, 0, sizeof *x);
   luaL_setmetatable(L, XFER_MT);
   lua_toclose(L, S_XFER);
   lua_pushvalue(L, S_BODY);
   lua_setiuservalue(L, S_XFER, 1);
+  lua_pushvalue(L, S_METHOD);
+  lua_setiuservalue(L, S_XFER, 3);
+  lua_pushvalue(L, S_URL);
+  lua_setiuservalue(L, S_XFER, 4);
+  x->method = o.method; /* anchored by user values 3 and 4 */
+  x->url0 = o.url;
   x->rt = t->rt;
   x->stats = c->stats;
   x->clength = -1;
@@ -1487,13 +1557,14 @@ static int request_common(lua_State *L) {
   x->max_body = (size_t)o.max_body;
   x->follow = (long)o.follow;
   x->body_fn = lua_type(L, S_BODY) == LUA_TFUNCTION;
-  snprintf(x->what, sizeof x->what, "%s %s", o.method, o.url);
   if (c->npool > 0)
     x->easy = c->pool[--c->npool];
   else if ((x->easy = curl_easy_init()) == NULL)
     return luaL_error(L, "not enough memory");
-  else
+  else {
     c->stats->easy++;
+    easy_defaults(x->easy);
+  }
   x->c = c;
   x->next = c->xfers;
   if (c->xfers != NULL) c->xfers->prev = x;
@@ -1601,6 +1672,9 @@ int sp_http_open(lua_State *L) {
   sp_newclass(L, XFER_MT, NULL, xmeta);
   lua_pop(L, 1);
   sp_newclass(L, RESPONSE_MT, methods, rmeta);
+  lua_getfield(L, -1, "__index"); /* the methods table */
+  lua_pushcclosure(L, res_index, 1);
+  lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
   sp_setfuncs(L, fns);
   return 0;

@@ -239,7 +239,7 @@ describe("1,000 requests at once", function()
         assert.equal('{"a": 1}', res.body)
       end
       -- the pool keeps a bounded number of easy handles
-      assert.is_true(HT.stats().easy <= 32, HT.stats().easy)
+      assert.is_true(HT.stats().easy <= 64, HT.stats().easy)
     end)
     assert.is_true(os.time() - t0 < 90)
     assert.equal(N, #entries("?many="))
