@@ -125,6 +125,9 @@ struct hclient {
   int closing;
   int h2c_fresh; /* libcurl < 8.0 cannot reuse a prior-knowledge HTTP/2
                  ** connection (curl/curl#10634): one connection each */
+  int no_proxy;  /* no proxy variable in the environment (seen when the
+                 ** client was made): libcurl need not look each time */
+  int running, peak; /* transfers in the multi now, and at most */
 };
 
 struct hsock {
@@ -154,7 +157,6 @@ struct hxfer {
   /* response head: "name\0value\0" pairs of the current response */
   char *hbuf;
   size_t hlen, hcap;
-  int nhdr;
   int status;
   char version[4];
   char *url;   /* effective URL, malloc()ed */
@@ -191,7 +193,7 @@ static void xfer_wake(hxfer *x) {
   if (t->state == SP_T_WAITING) sp_wake(t, SP_WAKE_OK);
 }
 
-static void easy_defaults(CURL *e);
+static void easy_defaults(hclient *c, CURL *e);
 
 /* Back to the pool: a handle that used only the per-request options
 ** (easy_request) keeps its settings; any other is reset.  Pointers into
@@ -200,7 +202,7 @@ static void client_release_easy(hclient *c, CURL *e, int dirty) {
   if (c->npool < HTTP_POOL && !c->closing) {
     if (dirty) {
       curl_easy_reset(e);
-      easy_defaults(e);
+      easy_defaults(c, e);
     } else {
       curl_easy_setopt(e, CURLOPT_ERRORBUFFER, NULL);
       curl_easy_setopt(e, CURLOPT_HTTPHEADER, NULL);
@@ -220,6 +222,7 @@ static void xfer_detach(hxfer *x) {
   if (x->in_multi) {
     curl_multi_remove_handle(c->multi, x->easy);
     x->in_multi = 0;
+    c->running--;
   }
   if (x->prev != NULL)
     x->prev->next = x->next;
@@ -321,7 +324,6 @@ static int is_ows(char ch) { return ch == ' ' || ch == '\t'; }
 static void head_status(hxfer *x, const char *p, size_t n) {
   size_t i = 5, v = 0;
   x->hlen = 0;
-  x->nhdr = 0;
   x->saw_location = 0;
   x->clength = -1;
   x->status = 0;
@@ -339,7 +341,9 @@ static void head_status(hxfer *x, const char *p, size_t n) {
 static int head_complete(hxfer *x) {
   char *u = NULL;
   x->head_done = 1;
-  if (curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_URL, &u) == CURLE_OK &&
+  /* without redirects the URL is the request's (x->url0) */
+  if (x->follow > 0 &&
+      curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_URL, &u) == CURLE_OK &&
       u != NULL) {
     free(x->url);
     x->url = strdup(u);
@@ -364,9 +368,18 @@ static int head_complete(hxfer *x) {
   return 0;
 }
 
+/* Whether the header line p (len bytes) is "<name>:" (any case). */
+static int head_is(const char *p, size_t len, const char *name, size_t n) {
+  return len > n && p[n] == ':' && strncasecmp(p, name, n) == 0;
+}
+
+/* Each header line of the current response is kept as it came, without
+** its CRLF, each followed by "\n" (push_headers splits them when the
+** headers are first read); only what decides the transfer's course is
+** looked at here. */
 static size_t header_cb(char *p, size_t size, size_t n, void *ud) {
   hxfer *x = (hxfer *)ud;
-  size_t len = size * n, end = len, colon, i;
+  size_t len = size * n, end = len;
   if (x->head_done) return len; /* trailers */
   if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) {
     head_status(x, p, len);
@@ -379,46 +392,28 @@ static size_t header_cb(char *p, size_t size, size_t n, void *ud) {
       return len; /* curl follows it (or fails: too many redirects) */
     return head_complete(x) == 0 ? len : 0;
   }
-  while (end > 0 && is_ows(p[end - 1])) end--;
-  if (is_ows(p[0])) { /* obs-fold: continues the last value */
-    if (x->nhdr == 0) return len;
-    for (i = 0; i < end && is_ows(p[i]); i++)
-      ;
-    x->hlen--; /* drop the value's \0 */
-    if (head_add(x, " ", 1) || head_add(x, p + i, end - i) ||
-        head_add(x, "", 1))
-      goto nomem;
-  } else {
-    char *name;
-    const char *v;
-    if ((v = memchr(p, ':', end)) == NULL) return len; /* not a header */
-    colon = (size_t)(v - p);
-    if (head_add(x, p, colon) || head_add(x, "", 1)) goto nomem;
-    name = x->hbuf + x->hlen - colon - 1;
-    for (i = 0; i < colon; i++) /* names are case-insensitive */
-      if (name[i] >= 'A' && name[i] <= 'Z') name[i] = (char)(name[i] + 32);
-    for (i = colon + 1; i < end && is_ows(p[i]); i++)
-      ;
-    if (head_add(x, p + i, end - i) || head_add(x, "", 1)) goto nomem;
-    x->nhdr++;
-    if (strcmp(name, "location") == 0 && i < end) x->saw_location = 1;
-    if (strcmp(name, "content-length") == 0) {
-      lua_Integer cl = 0;
-      size_t j;
-      for (j = i; j < end && p[j] >= '0' && p[j] <= '9' && cl < (1LL << 50);
-           j++)
-        cl = cl * 10 + (p[j] - '0');
-      x->clength = j > i ? cl : -1;
-    }
+  if (x->follow > 0 && head_is(p, end, "location", 8)) {
+    size_t i = 9;
+    while (i < end && is_ows(p[i])) i++;
+    if (i < end) x->saw_location = 1;
+  } else if (head_is(p, end, "content-length", 14)) {
+    lua_Integer cl = 0;
+    size_t i = 15, j;
+    while (i < end && is_ows(p[i])) i++;
+    for (j = i; j < end && p[j] >= '0' && p[j] <= '9' && cl < (1LL << 50); j++)
+      cl = cl * 10 + (p[j] - '0');
+    x->clength = j > i ? cl : -1;
+  }
+  if (memchr(p, '\0', end) != NULL) return len; /* no place in a header */
+  if (head_add(x, p, end) || head_add(x, "\n", 1)) {
+    x->nomem = 1;
+    return 0;
   }
   if (x->hlen > HTTP_MAX_HEAD) {
     x->head_large = 1;
     return 0;
   }
   return len;
-nomem:
-  x->nomem = 1;
-  return 0;
 }
 
 static size_t write_cb(char *p, size_t size, size_t n, void *ud) {
@@ -491,7 +486,7 @@ static void client_check_done(hclient *c) {
     if (x->result != CURLE_OK)
       curl_easy_getinfo(x->easy, CURLINFO_OS_ERRNO, &x->oserr);
     else {
-      if (x->url == NULL &&
+      if (x->url == NULL && x->follow > 0 &&
           curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_URL, &v) ==
               CURLE_OK &&
           v != NULL && (x->url = strdup(v)) == NULL)
@@ -686,10 +681,21 @@ static hclient *client_get(lua_State *L, sp_runtime *rt) {
   }
   c->timer.data = c;
   c->h2c_fresh = curl_version_info(CURLVERSION_NOW)->version_num < 0x080000;
+  {
+    /* the variables libcurl reads for http and https (not HTTP_PROXY) */
+    static const char *const vars[] = {"http_proxy", "https_proxy",
+                                       "HTTPS_PROXY", "all_proxy",
+                                       "ALL_PROXY", NULL};
+    int i;
+    c->no_proxy = 1;
+    for (i = 0; vars[i] != NULL; i++)
+      if (getenv(vars[i]) != NULL) c->no_proxy = 0;
+  }
   curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, sock_cb);
   curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
   curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
   curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
+  curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, 16L);
   sp_io_track(&c->node, rt, client_owned_close);
   sp_io_ignore_sigpipe();
   c->stats->clients++;
@@ -795,37 +801,69 @@ static int push_error(lua_State *L, hxfer *x) {
   }
 }
 
-/* Pushes headers and header_list from a head block ("name\0value\0"
-** pairs).  [-0, +2, m] */
+/* Pushes headers and header_list from a head: the header lines as they
+** came, each ended by "\n".  Names are lower-cased, values trimmed; a
+** line that starts with a space or tab continues the last value (obs-fold,
+** joined with one space); a line without a colon is not a header.
+** [-0, +2, m] */
 static void push_headers(lua_State *L, const char *p, size_t len) {
   const char *end = p + len;
-  int i = 0;
+  luaL_Buffer b;
+  int n = 0;
   lua_newtable(L); /* headers */
   lua_newtable(L); /* header_list */
   while (p < end) {
-    const char *name = p, *value;
-    size_t nlen = strlen(name), vlen;
-    value = name + nlen + 1;
-    vlen = strlen(value);
-    p = value + vlen + 1;
-    lua_createtable(L, 2, 0);
-    lua_pushlstring(L, name, nlen);
-    lua_pushvalue(L, -1);
-    lua_rawseti(L, -3, 1); /* [.., list, pair, name] */
-    lua_pushlstring(L, value, vlen);
-    lua_rawseti(L, -3, 2);
-    lua_rotate(L, -2, 1); /* [.., list, name, pair] */
-    lua_rawseti(L, -3, ++i);
-    lua_pushvalue(L, -1);
-    if (lua_rawget(L, -4) == LUA_TSTRING) { /* repeated: join */
-      lua_pushliteral(L, ", ");
-      lua_pushlstring(L, value, vlen);
-      lua_concat(L, 3);
-    } else {
-      lua_pop(L, 1);
-      lua_pushlstring(L, value, vlen);
+    const char *eol = memchr(p, '\n', (size_t)(end - p)), *colon, *v, *ve;
+    const char *next;
+    size_t i, nlen;
+    if (eol == NULL) eol = end;
+    next = eol + 1;
+    colon = memchr(p, ':', (size_t)(eol - p));
+    if (colon == NULL || colon == p) {
+      p = next;
+      continue;
     }
-    lua_rawset(L, -4); /* headers[name] = value */
+    nlen = (size_t)(colon - p);
+    /* the value, with its continuation lines */
+    luaL_buffinit(L, &b);
+    for (v = colon + 1;;) {
+      while (v < eol && is_ows(*v)) v++;
+      ve = eol;
+      while (ve > v && is_ows(ve[-1])) ve--;
+      if (ve > v && luaL_bufflen(&b) > 0) luaL_addchar(&b, ' ');
+      luaL_addlstring(&b, v, (size_t)(ve - v));
+      if (next >= end || !is_ows(*next)) break;
+      v = next; /* obs-fold */
+      eol = memchr(v, '\n', (size_t)(end - v));
+      if (eol == NULL) eol = end;
+      next = eol + 1;
+    }
+    luaL_pushresult(&b); /* [headers, list, value] */
+    {
+      char lower[64], *name = nlen <= sizeof lower ? lower : NULL;
+      if (name == NULL) name = lua_newuserdatauv(L, nlen, 0);
+      for (i = 0; i < nlen; i++)
+        name[i] = (char)(p[i] >= 'A' && p[i] <= 'Z' ? p[i] + 32 : p[i]);
+      lua_pushlstring(L, name, nlen);
+      if (name != lower) lua_remove(L, -2);
+    } /* [headers, list, value, name] */
+    lua_createtable(L, 2, 0);
+    lua_pushvalue(L, -2);
+    lua_rawseti(L, -2, 1);
+    lua_pushvalue(L, -3);
+    lua_rawseti(L, -2, 2);
+    lua_rawseti(L, -4, ++n); /* list[n] = {name, value} */
+    lua_pushvalue(L, -1);
+    if (lua_rawget(L, -5) == LUA_TSTRING) { /* repeated: join */
+      lua_pushliteral(L, ", ");
+      lua_pushvalue(L, -4);
+      lua_concat(L, 3);
+      lua_replace(L, -3);
+    } else
+      lua_pop(L, 1);
+    lua_insert(L, -2); /* [headers, list, name, value] */
+    lua_rawset(L, -4);
+    p = next;
   }
 }
 
@@ -840,7 +878,7 @@ static void push_response(lua_State *L, hxfer *x, int xidx) {
   lua_setfield(L, -2, "status");
   lua_pushstring(L, x->version[0] ? x->version : "1.1");
   lua_setfield(L, -2, "version");
-  lua_pushstring(L, x->url != NULL ? x->url : "");
+  lua_pushstring(L, x->url != NULL ? x->url : x->url0);
   lua_setfield(L, -2, "url");
   if (!x->stream) {
     lua_pushlstring(L, x->buf != NULL ? x->buf + x->boff : "", x->blen);
@@ -1316,7 +1354,11 @@ static long ms_of(double s) {
 
 /* The options every handle of the pool has (set once, again after a
 ** reset).  No Lua. */
-static void easy_defaults(CURL *e) {
+static void easy_defaults(hclient *c, CURL *e) {
+  if (c->no_proxy) { /* spares libcurl five getenv() per request */
+    curl_easy_setopt(e, CURLOPT_PROXY, "");
+    curl_easy_setopt(e, CURLOPT_NOPROXY, "");
+  }
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
@@ -1415,10 +1457,20 @@ static int request_k(lua_State *L, int status, lua_KContext ctx) {
 }
 
 static void xfer_start(lua_State *L, hxfer *x) {
-  CURLMcode mc = curl_multi_add_handle(x->c->multi, x->easy);
+  hclient *c = x->c;
+  CURLMcode mc = curl_multi_add_handle(c->multi, x->easy);
   if (mc != CURLM_OK)
     luaL_error(L, "spindle.http: %s", curl_multi_strerror(mc));
   x->in_multi = 1;
+  if (++c->running > c->peak) {
+    /* The connection cache keeps twice as many idle connections as
+    ** transfers ever ran at once (16 to 1024).  libcurl's own default
+    ** follows the transfers in the multi *now*: when a burst of them
+    ** completes together, it would close most of their connections. */
+    c->peak = c->running;
+    if (c->peak * 2 > 16 && c->peak <= 512)
+      curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, (long)c->peak * 2);
+  }
 }
 
 /* The body function returned (its result on top). */
@@ -1563,7 +1615,7 @@ static int request_common(lua_State *L) {
     return luaL_error(L, "not enough memory");
   else {
     c->stats->easy++;
-    easy_defaults(x->easy);
+    easy_defaults(c, x->easy);
   }
   x->c = c;
   x->next = c->xfers;
