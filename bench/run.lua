@@ -20,9 +20,12 @@ usage: lua5.4 bench/run.lua [options]
   --repeat N         repeats per measurement (default 5; --quick: 1)
   --libs a,b         subset of: raw,spindle,luv,luvcb,cqueues
   --workloads a,b    subset of: spawn_join,spawn_join_warm,pingpong,sleep,
-                     sleep_warm,idle
+                     sleep_warm,steady,idle
   --callgrind        also count instructions per task / per switch with
                      valgrind --tool=callgrind (stable on a noisy machine)
+  --data FILE        also write each workload's headline median per library
+                     as tab-separated lines (workload, library, key,
+                     higher-is-better 1/0, median) for bench/plot.lua
 ]]
 
 local WORKLOADS = {
@@ -78,6 +81,18 @@ local WORKLOADS = {
       { "hr_p99_ms", "hr p99 ms", "%.1f" },
       { "hr_early", "hr early", "%d", agg = "max" },
     } },
+  { id = "steady", n = 10000, quick = 2000,
+    title = "W6: %s tasks each re-sleeping random 0-100 ms for 5 s, starts spread, first second dropped",
+    libs = { "spindle", "luv", "cqueues" },
+    cols = {
+      { "p50_ms", "p50 ms", "%.2f", spread = true },
+      { "p99_ms", "p99 ms", "%.2f", spread = true },
+      { "max_ms", "max ms", "%.1f" },
+      { "early", "early", "%d", agg = "max" },
+      { "wakes", "wakes", "%d" },
+      { "cpu_us_per_wake", "CPU µs/wake", "%.2f", spread = true },
+    },
+    ratio = { key = "cpu_us_per_wake", higher = false } },
   { id = "idle", n = 100000, quick = 10000,
     title = "%s idle tasks blocked in sleep(3600)",
     libs = { "raw", "spindle", "luv", "luvcb", "cqueues" },
@@ -116,6 +131,7 @@ do
     elseif a == "--libs" then opts.libs = list(arg[i + 1] or ""); i = i + 1
     elseif a == "--workloads" then opts.workloads = list(arg[i + 1] or ""); i = i + 1
     elseif a == "--callgrind" then opts.callgrind = true
+    elseif a == "--data" and arg[i + 1] then opts.data = arg[i + 1]; i = i + 1
     elseif a == "-h" or a == "--help" then io.write(USAGE); os.exit(0)
     else io.stderr:write("unknown option ", a, "\n", USAGE); os.exit(2) end
     i = i + 1
@@ -395,6 +411,23 @@ for _, w in ipairs(plan) do
   if errors > 0 then io.write("\n") end
 end
 
+-- Headline medians for bench/plot.lua (--data) ----------------------------
+
+if opts.data then
+  local f = assert(io.open(opts.data, "w"))
+  for _, w in ipairs(plan) do
+    local ratio = w.ratio or {}
+    for _, lib in ipairs(ratio.key and w.active or {}) do
+      local v = median_of(w.id, lib, ratio.key)
+      if v then
+        f:write(("%s\t%s\t%s\t%d\t%.6g\n"):format(w.id, lib, ratio.key,
+          ratio.higher and 1 or 0, v))
+      end
+    end
+  end
+  f:close()
+end
+
 -- Instruction counts (--callgrind) -----------------------------------------
 
 -- Instructions per task (per switch) = the difference between a run with n
@@ -491,6 +524,26 @@ do
   local b = median_of("idle", "spindle", "bytes_per_task")
   target("≤ 1.3 KiB RSS per idle task", b and b <= 1.3 * 1024,
     b and ("%.0f B (%.2f KiB)"):format(b, b / 1024) or "n/a")
+end
+io.write("\n## targets (issue 12)\n\n")
+ratio_target("W1 spawn+join ≥ 1.0× raw", "spawn_join", "tasks_per_s", "raw", 1.0)
+ratio_target("W2 switches ≥ 0.9× raw", "pingpong", "switches_per_s", "raw", 0.9)
+do
+  local b = median_of("idle", "spindle", "bytes_per_task")
+  target("W5 idle task ≤ 1,280 B RSS", b and b <= 1280,
+    b and ("%.0f B"):format(b) or "n/a")
+  local s, l = median_of("sleep", "spindle", "p99_ms"), median_of("sleep", "luv", "p99_ms")
+  target("W3 burst lateness p99 ≤ luv+coroutines' p99", s and l and s <= l,
+    s and l and ("%.1f ms vs %.1f ms"):format(s, l) or "n/a")
+  local p99 = median_of("steady", "spindle", "p99_ms")
+  target("W6 steady lateness p99 ≤ 2 ms", p99 and p99 <= 2,
+    p99 and ("%.2f ms"):format(p99) or "n/a")
+  local e = median_of("steady", "spindle", "early", "max")
+  target("W6 never early", e and e == 0, e and ("%d early"):format(e) or "n/a")
+  local c, q = median_of("steady", "spindle", "cpu_us_per_wake"),
+    median_of("steady", "cqueues", "cpu_us_per_wake")
+  target("W6 CPU per wake ≤ 0.6× cqueues", c and q and c / q <= 0.6,
+    c and q and ("%.2f× (%.2f vs %.2f µs)"):format(c / q, c, q) or "n/a")
 end
 do -- the same checks without first-touch page faults (not targets)
   local info = {}

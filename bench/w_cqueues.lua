@@ -116,4 +116,31 @@ function W.idle(n, measure)
   while not finished do assert(cq:step()) end
 end
 
+
+-- W6 (see w_spindle.lua).
+function W.steady(n, T, warm, record)
+  local wakes = 0
+  local rnd = math.random
+  run(function(cq)
+    local t_start = monotime()
+    local t_end, t_warm = t_start + T, t_start + warm
+    local function looper()
+      sleep(rnd() * 0.1)
+      while true do
+        local d = rnd() * 0.1
+        local t0 = monotime()
+        if t0 + d > t_end then return end
+        sleep(d)
+        local t1 = monotime()
+        wakes = wakes + 1
+        if t0 >= t_warm then record((t1 - t0) - d) end
+      end
+    end
+    local hs = {}
+    for i = 1, n do hs[i] = spawn(cq, looper) end
+    for i = 1, n do join(hs[i]) end
+  end)
+  return wakes
+end
+
 return W

@@ -79,4 +79,33 @@ function W.idle(n, measure)
   end)
 end
 
+
+-- W6: n tasks each looping sleep(random 0-100 ms) for T seconds, starts
+-- spread; wakes after the first `warm` seconds are recorded (lateness by
+-- the library's own clock).  Returns the number of wakes.
+function W.steady(n, T, warm, record)
+  local wakes = 0
+  local rnd = math.random
+  run(function()
+    local t_start = now()
+    local t_end, t_warm = t_start + T, t_start + warm
+    local function looper()
+      sleep(rnd() * 0.1) -- spread the starts
+      while true do
+        local d = rnd() * 0.1
+        local t0 = now()
+        if t0 + d > t_end then return end
+        sleep(d)
+        local t1 = now()
+        wakes = wakes + 1
+        if t0 >= t_warm then record((t1 - t0) - d) end
+      end
+    end
+    local hs = {}
+    for i = 1, n do hs[i] = spawn(looper) end
+    for i = 1, n do join(hs[i]) end
+  end)
+  return wakes
+end
+
 return W

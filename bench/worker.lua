@@ -3,7 +3,7 @@
 --   lua5.4 bench/worker.lua <lib> <workload> <n>
 --
 -- <lib> is raw | spindle | luv | luvcb | cqueues (implemented in
--- bench/w_<lib>.lua); <workload> is spawn_join | pingpong | sleep | idle.
+-- bench/w_<lib>.lua); <workload> is spawn_join | pingpong | sleep | steady | idle.
 -- Prints one line "RESULT {...}" (a Lua table literal) on stdout; run.lua
 -- collects it. A process per measurement keeps RSS numbers clean.
 
@@ -105,6 +105,27 @@ elseif workload == "sleep" then
   end
   stats(own, "")
   stats(hr, "hr_")
+
+elseif workload == "steady" then
+  -- W6: n tasks re-sleeping random 0-100 ms for STEADY_SECONDS (default 5),
+  -- the first second dropped.  CPU per wake is the process's CPU time
+  -- (user + system) over the whole run divided by the wakes.
+  local T = tonumber(os.getenv("STEADY_SECONDS") or "5")
+  math.randomseed(7)
+  local lat, k = {}, 0
+  local function record(l) k = k + 1; lat[k] = l end
+  local cpu0 = util.cpu_s and util.cpu_s() or os.clock()
+  local wakes = run(n, T, 1.0, record)
+  local cpu = (util.cpu_s and util.cpu_s() or os.clock()) - cpu0
+  r.wakes = wakes
+  r.cpu_us_per_wake = cpu / wakes * 1e6
+  local early = 0
+  for i = 1, k do if lat[i] < -1e-9 then early = early + 1 end end
+  table.sort(lat)
+  r.p50_ms = util.percentile(lat, 0.50) * 1e3
+  r.p99_ms = util.percentile(lat, 0.99) * 1e3
+  r.max_ms = lat[k] * 1e3
+  r.early = early
 
 elseif workload == "idle" then
   util.gc()

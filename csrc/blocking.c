@@ -224,13 +224,19 @@ typedef struct work {
   sp_owned own;   /* in the runtime's list until work_done */
   uv_work_t req;
   sp_runtime *rt;
+  sp_wpool *pool; /* the runtime's worker states */
   sp_task *task;  /* the waiting task; NULL once detached (aborted) */
-  buf code;       /* fn's bytecode */
+  buf code;       /* fn's bytecode (empty when fname is used) */
+  char *fname;    /* "mod.fn": require("mod").fn in the worker */
+  char *path, *cpath; /* the caller's package.path and cpath */
   buf in;         /* arguments */
   buf out;        /* results, or the error as one value */
   int failed;     /* fn raised: out holds the error */
   int status;     /* < 0: libuv could not run it (cancelled, ...) */
 } work;
+
+static const char code_key = 0; /* registry: weak {[fn] = bytecode} */
+static const char loaded_key = 0; /* worker registry: {[bytecode] = fn} */
 
 static int dump_writer(lua_State *L, const void *p, size_t sz, void *ud) {
   (void)L;
@@ -239,31 +245,178 @@ static int dump_writer(lua_State *L, const void *p, size_t sz, void *ud) {
 }
 
 static void work_free(work *w) {
+  free(w->fname);
+  free(w->path);
+  free(w->cpath);
   free(w->code.p);
   free(w->in.p);
   free(w->out.p);
   free(w);
 }
 
-/* On the worker thread: a fresh state, fn under pcall, results encoded. */
-static void work_run(uv_work_t *req) {
-  work *w = (work *)req->data;
-  lua_State *L = luaL_newstate();
-  int n, top;
-  if (L == NULL) {
-    w->failed = -1;
-    return;
+/* ---- worker states ------------------------------------------------------ */
+
+/* Lua states for the worker threads, kept per runtime: a job takes one (or
+** makes one), and gives it back after a job that returned normally; a
+** state whose job raised is closed, so an error never leaves half-updated
+** globals behind for the next job.  Jobs that succeed may leave globals
+** behind (docs/blocking.md#worker-threads says so).  The pool is owned by
+** the runtime; it is freed when the runtime has closed and the last job
+** came back. */
+#define WPOOL_MAX 16
+
+struct sp_wpool {
+  sp_owned own;
+  sp_runtime *rt;
+  uv_mutex_t lock;
+  lua_State *free[WPOOL_MAX];
+  int nfree;
+  int jobs;   /* queued or running */
+  int closed; /* the runtime closed: give nothing back */
+};
+
+static void wpool_release(sp_wpool *p) {
+  int i;
+  for (i = 0; i < p->nfree; i++) lua_close(p->free[i]);
+  p->nfree = 0;
+}
+
+/* The runtime closes (no job can be queued any more). */
+static void wpool_close(sp_owned *o) {
+  sp_wpool *p = sp_container_of(o, sp_wpool, own);
+  p->rt->wpool = NULL;
+  uv_mutex_lock(&p->lock);
+  p->closed = 1;
+  wpool_release(p);
+  uv_mutex_unlock(&p->lock);
+  if (p->jobs == 0) { /* else the last work_done frees it */
+    sp_disown(&p->own);
+    uv_mutex_destroy(&p->lock);
+    free(p);
   }
-  luaL_openlibs(L);
-  if (luaL_loadbuffer(L, w->code.p, w->code.n, "=blocking") != LUA_OK ||
+}
+
+/* The runtime's pool, made on first use; NULL when out of memory. */
+static sp_wpool *wpool_get(sp_runtime *rt) {
+  sp_wpool *p = rt->wpool;
+  if (p != NULL) return p;
+  if ((p = calloc(1, sizeof *p)) == NULL) return NULL;
+  if (uv_mutex_init(&p->lock) != 0) {
+    free(p);
+    return NULL;
+  }
+  p->rt = rt;
+  sp_own(rt, &p->own, wpool_close);
+  rt->wpool = p;
+  return p;
+}
+
+/* Worker thread: a state from the pool, or a new one.  NULL: no memory. */
+static lua_State *wpool_take(sp_wpool *p) {
+  lua_State *L = NULL;
+  uv_mutex_lock(&p->lock);
+  if (p->nfree > 0) L = p->free[--p->nfree];
+  uv_mutex_unlock(&p->lock);
+  if (L == NULL && (L = luaL_newstate()) != NULL) luaL_openlibs(L);
+  return L;
+}
+
+/* Worker thread: back to the pool, or closed. */
+static void wpool_give(sp_wpool *p, lua_State *L, int reuse) {
+  if (reuse) {
+    lua_settop(L, 0);
+    uv_mutex_lock(&p->lock);
+    if (!p->closed && p->nfree < WPOOL_MAX) {
+      p->free[p->nfree++] = L;
+      L = NULL;
+    }
+    uv_mutex_unlock(&p->lock);
+  }
+  if (L != NULL) lua_close(L);
+}
+
+/* ---- the job ------------------------------------------------------------- */
+
+/* In the worker's state, protected: fn and its arguments decoded, fn
+** called under pcall, results (or the error) encoded. */
+static int job_p(lua_State *L) {
+  work *w = (work *)lua_touserdata(L, 1);
+  int n, top;
+  lua_settop(L, 0);
+  /* the caller's module paths, so that require finds what it finds */
+  lua_getglobal(L, "package");
+  if (lua_istable(L, -1)) {
+    if (w->path != NULL) {
+      lua_pushstring(L, w->path);
+      lua_setfield(L, -2, "path");
+    }
+    if (w->cpath != NULL) {
+      lua_pushstring(L, w->cpath);
+      lua_setfield(L, -2, "cpath");
+    }
+  }
+  lua_settop(L, 0);
+  if (w->fname != NULL) { /* "mod.fn": require("mod").fn */
+    const char *dot = strrchr(w->fname, '.');
+    lua_getglobal(L, "require");
+    lua_pushlstring(L, w->fname, (size_t)(dot - w->fname));
+    if (lua_pcall(L, 1, 1, 0) == LUA_OK) {
+      lua_getfield(L, -1, dot + 1);
+      lua_remove(L, -2);
+      if (!lua_isfunction(L, -1)) {
+        lua_pop(L, 1);
+        lua_pushfstring(L, "spindle.blocking: %s is not a function",
+                        w->fname);
+      }
+    }
+    if (!lua_isfunction(L, 1) || (n = decode_values(L, w->in.p, w->in.n)) < 0) {
+      w->failed = 1;
+      if (lua_type(L, -1) != LUA_TSTRING)
+        lua_pushliteral(L, "spindle.blocking: cannot load the function");
+      encode_values(L, -1, 1, &w->out, "error");
+      return 0;
+    }
+    goto call;
+  }
+  /* functions already loaded in this state: keyed by their bytecode */
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &loaded_key) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &loaded_key);
+  }
+  lua_pushlstring(L, w->code.p, w->code.n); /* [cache, code] */
+  if (lua_rawget(L, 1) == LUA_TFUNCTION) {
+    lua_remove(L, 1);
+  } else {
+    lua_pop(L, 1);
+    if (luaL_loadbuffer(L, w->code.p, w->code.n, "=blocking") == LUA_OK) {
+      lua_Integer k = (lua_rawgeti(L, 1, 0), lua_tointeger(L, -1));
+      lua_pop(L, 1);
+      if (k >= 64) { /* bounded: start over */
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &loaded_key);
+        lua_replace(L, 1);
+        k = 0;
+      }
+      lua_pushlstring(L, w->code.p, w->code.n);
+      lua_pushvalue(L, -2);
+      lua_rawset(L, 1);
+      lua_pushinteger(L, k + 1);
+      lua_rawseti(L, 1, 0);
+    }
+    lua_remove(L, 1);
+  }
+  if (lua_type(L, 1) != LUA_TFUNCTION ||
       (n = decode_values(L, w->in.p, w->in.n)) < 0) {
     w->failed = 1;
     if (lua_type(L, -1) != LUA_TSTRING)
       lua_pushliteral(L, "spindle.blocking: cannot load the function");
     encode_values(L, -1, 1, &w->out, "error");
-    lua_close(L);
-    return;
+    return 0;
   }
+call:
   top = lua_gettop(L) - n - 1;
   if (lua_pcall(L, n, LUA_MULTRET, 0) != LUA_OK) {
     w->failed = 1;
@@ -272,22 +425,46 @@ static void work_run(uv_work_t *req) {
       const char *s = luaL_tolstring(L, -2, NULL);
       lua_pushstring(L, s);
       w->out.n = 0;
+      w->out.oom = 0;
       encode_values(L, -1, 1, &w->out, "error");
     }
   } else if (!encode_values(L, top + 1, lua_gettop(L) - top, &w->out,
                             "result")) {
     w->failed = 1; /* the message about the bad result is on top */
     w->out.n = 0;
+    w->out.oom = 0; /* "not enough memory" itself may fit */
     encode_values(L, -1, 1, &w->out, "error");
   }
-  lua_close(L);
+  return 0;
+}
+
+/* On the worker thread. */
+static void work_run(uv_work_t *req) {
+  work *w = (work *)req->data;
+  lua_State *L = wpool_take(w->pool);
+  int ok;
+  if (L == NULL) {
+    w->failed = -1;
+    return;
+  }
+  lua_pushcfunction(L, job_p);
+  lua_pushlightuserdata(L, w);
+  ok = lua_pcall(L, 1, 0, 0) == LUA_OK;
+  if (!ok) w->failed = -1; /* out of memory in the worker */
+  wpool_give(w->pool, L, ok && !w->failed);
 }
 
 /* On the loop thread: wake the task (C only), or free a detached request. */
 static void work_done(uv_work_t *req, int status) {
   work *w = (work *)req->data;
+  sp_wpool *p = w->pool;
   w->rt->inflight--;
   sp_disown(&w->own);
+  if (--p->jobs == 0 && p->closed) { /* the runtime closed meanwhile */
+    sp_disown(&p->own);
+    uv_mutex_destroy(&p->lock);
+    free(p);
+  }
   w->status = status;
   if (w->task == NULL) {
     work_free(w);
@@ -313,41 +490,144 @@ static void work_undo(sp_task *t) {
 static const sp_waitops blocking_wait = {"blocking (worker thread)",
                                          work_undo, NULL};
 
+/* [w] -> the decoded values; a bad encoding raises.  [-1, +n, e] */
+static int decode_p(lua_State *L) {
+  work *w = (work *)lua_touserdata(L, 1);
+  int n;
+  lua_settop(L, 0);
+  n = decode_values(L, w->out.p, w->out.n);
+  if (n < 0) return luaL_error(L, "spindle.blocking: bad result encoding");
+  return n;
+}
+
 static int blocking_k(lua_State *L, int status, lua_KContext ctx) {
   sp_task *t = (sp_task *)ctx;
   work *w;
   int n;
-  (void)status;
   sp_resumed(L, t);
   w = (work *)t->w.obj;
   t->w.obj = NULL;
   if (w->status < 0) {
-    lua_pushfstring(L, "spindle.blocking: %s", uv_strerror(w->status));
+    const char *why = uv_strerror(w->status); /* static: w can go first */
     work_free(w);
-    return lua_error(L);
+    return luaL_error(L, "spindle.blocking: %s", why);
   }
   if (w->failed < 0) {
     work_free(w);
     return luaL_error(L, "spindle.blocking: cannot create a Lua state");
   }
   lua_settop(L, 0);
-  n = decode_values(L, w->out.p, w->out.n);
-  if (n < 0 || w->failed) {
-    int failed = w->failed;
+  if (w->out.oom) { /* not even the error fitted */
     work_free(w);
-    if (n < 0) return luaL_error(L, "spindle.blocking: bad result encoding");
-    if (failed) return lua_error(L);
+    return luaL_error(L, "spindle.blocking: not enough memory");
+  }
+  /* decoding allocates: protected, so that w is freed whatever happens */
+  lua_pushcfunction(L, decode_p);
+  lua_pushlightuserdata(L, w);
+  status = lua_pcall(L, 1, LUA_MULTRET, 0);
+  n = lua_gettop(L);
+  if (status != LUA_OK || w->failed) {
+    work_free(w);
+    return lua_error(L);
   }
   work_free(w);
   return n;
 }
 
+/* [w, fn, args...]: fn (its name "mod.fn", or its bytecode), the caller's
+** module paths and the arguments into w.  Run protected by blocking_start,
+** which frees w if anything here raises.  [-n, +0, e] */
+static int prepare_p(lua_State *L) {
+  work *w = (work *)lua_touserdata(L, 1);
+  int nargs = lua_gettop(L) - 2;
+  if (lua_type(L, 2) == LUA_TSTRING) {
+    if ((w->fname = strdup(lua_tostring(L, 2))) == NULL)
+      return luaL_error(L, "not enough memory");
+  } else {
+    /* fn's bytecode: dumped once per function object, then copied from a
+    ** cache (weak keys: it goes with the function) */
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &code_key);
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, -2) == LUA_TSTRING) {
+      size_t len;
+      const char *code = lua_tolstring(L, -1, &len);
+      buf_add(&w->code, code, len);
+      lua_pop(L, 2);
+    } else {
+      lua_pop(L, 1);
+      lua_pushvalue(L, 2);
+      if (lua_dump(L, dump_writer, &w->code, 0) != 0 || w->code.oom)
+        return luaL_error(L, "spindle.blocking: %s",
+                          w->code.oom ? "not enough memory"
+                                      : "cannot dump the function");
+      lua_pop(L, 1);
+      lua_pushvalue(L, 2);
+      lua_pushlstring(L, w->code.p, w->code.n);
+      lua_rawset(L, -3);
+      lua_pop(L, 1);
+    }
+    if (w->code.oom) return luaL_error(L, "not enough memory");
+  }
+  /* the caller's module paths travel with the job */
+  if (lua_getglobal(L, "package") == LUA_TTABLE) {
+    if (lua_getfield(L, -1, "path") == LUA_TSTRING)
+      w->path = strdup(lua_tostring(L, -1));
+    lua_pop(L, 1);
+    if (lua_getfield(L, -1, "cpath") == LUA_TSTRING)
+      w->cpath = strdup(lua_tostring(L, -1));
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  if (!encode_values(L, 3, nargs, &w->in, "argument")) return lua_error(L);
+  return 0;
+}
+
+/* Queues the job: fn (a function, or "mod.fn") at 1, nargs arguments
+** after it; waits.  [-0, +?, e] */
+static int blocking_start(lua_State *L, int nargs) {
+  sp_task *t = sp_await_check(L, "spindle.blocking");
+  work *w;
+  int r;
+  luaL_checkstack(L, 2, "spindle.blocking: too many arguments");
+  if ((w = calloc(1, sizeof *w)) == NULL)
+    return luaL_error(L, "not enough memory");
+  lua_pushcfunction(L, prepare_p);
+  lua_insert(L, 1);
+  lua_pushlightuserdata(L, w);
+  lua_insert(L, 2); /* [prepare_p, w, fn, args...] */
+  if (lua_pcall(L, nargs + 2, 0, 0) != LUA_OK) {
+    work_free(w);
+    return lua_error(L);
+  }
+  w->rt = t->rt;
+  w->task = t;
+  w->req.data = w;
+  if ((w->pool = wpool_get(t->rt)) == NULL) {
+    work_free(w);
+    return luaL_error(L, "not enough memory");
+  }
+  if ((r = uv_queue_work(t->rt->loop, &w->req, work_run, work_done)) != 0) {
+    work_free(w);
+    return luaL_error(L, "spindle.blocking: %s", uv_strerror(r));
+  }
+  t->rt->inflight++;
+  w->pool->jobs++;
+  sp_own(t->rt, &w->own, work_close);
+  return sp_await_block(L, t, &blocking_wait, w, blocking_k,
+                        (lua_KContext)t);
+}
+
 /* spindle.blocking(fn, ...) */
 static int l_blocking(lua_State *L) {
-  int nargs = lua_gettop(L) - 1, i, r;
+  int nargs = lua_gettop(L) - 1, i;
   const char *name;
-  sp_task *t;
-  work *w;
+  if (lua_type(L, 1) == LUA_TSTRING) { /* "mod.fn" */
+    const char *fn = lua_tostring(L, 1), *dot = strrchr(fn, '.');
+    size_t len = lua_rawlen(L, 1);
+    if (dot == NULL || dot == fn || dot[1] == '\0' || strlen(fn) != len)
+      luaL_argerror(L, 1, "\"module.function\" expected");
+    return blocking_start(L, nargs);
+  }
   luaL_checktype(L, 1, LUA_TFUNCTION);
   if (lua_iscfunction(L, 1))
     luaL_argerror(L, 1, "a Lua function expected (C functions cannot be "
@@ -360,34 +640,13 @@ static int l_blocking(lua_State *L) {
                         "other than _ENV (it captures '%s')",
                         name);
   }
-  t = sp_await_check(L, "spindle.blocking");
-  if ((w = calloc(1, sizeof *w)) == NULL)
-    return luaL_error(L, "not enough memory");
-  lua_pushvalue(L, 1);
-  if (lua_dump(L, dump_writer, &w->code, 0) != 0 || w->code.oom) {
-    work_free(w);
-    return luaL_error(L, "spindle.blocking: cannot dump the function");
-  }
-  lua_pop(L, 1);
-  if (!encode_values(L, 2, nargs, &w->in, "argument")) {
-    work_free(w);
-    return lua_error(L);
-  }
-  w->rt = t->rt;
-  w->task = t;
-  w->req.data = w;
-  if ((r = uv_queue_work(t->rt->loop, &w->req, work_run, work_done)) != 0) {
-    work_free(w);
-    return luaL_error(L, "spindle.blocking: %s", uv_strerror(r));
-  }
-  t->rt->inflight++;
-  sp_own(t->rt, &w->own, work_close);
-  return sp_await_block(L, t, &blocking_wait, w, blocking_k,
-                        (lua_KContext)t);
+  return blocking_start(L, nargs);
 }
+
 
 int sp_blocking_open(lua_State *L) {
   static const luaL_Reg fns[] = {{"blocking", l_blocking}, {NULL, NULL}};
+  sp_weak_keys(L, &code_key);
   sp_setfuncs(L, fns);
   return 0;
 }

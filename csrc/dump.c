@@ -55,23 +55,24 @@ static void describe(sp_task *t, char *buf, size_t size) {
 }
 
 /* source:line of the innermost Lua frame of t, or of its function if it
-** never ran.  [-0, +0, -] */
-static void where(sp_task *t, char *buf, size_t size) {
+** never ran (the function waits in the handle at idx).  [-0, +0, m] */
+static void where(lua_State *L, int idx, sp_task *t, char *buf, size_t size) {
   lua_State *co = t->co;
   lua_Debug ar;
-  int level, i, top;
-  for (level = 0; lua_getstack(co, level, &ar); level++) {
+  int level, i;
+  for (level = 0; co != NULL && lua_getstack(co, level, &ar); level++) {
     if (lua_getinfo(co, "Sl", &ar) && ar.currentline > 0) {
       snprintf(buf, size, "%s:%d", ar.short_src, ar.currentline);
       return;
     }
   }
-  if (t->state == SP_T_NEW && lua_checkstack(co, 1)) {
-    top = lua_gettop(co); /* [task_body, t, fn, args...] */
-    for (i = 3; i <= top; i++) {
-      if (lua_type(co, i) != LUA_TFUNCTION) continue;
-      lua_pushvalue(co, i);
-      if (lua_getinfo(co, ">S", &ar) && ar.linedefined > 0) {
+  if (co == NULL && t->state == SP_T_NEW) { /* fn and its arguments */
+    for (i = 1; i <= t->nuv; i++) {
+      if (lua_getiuservalue(L, idx, i) != LUA_TFUNCTION) {
+        lua_pop(L, 1);
+        continue;
+      }
+      if (lua_getinfo(L, ">S", &ar) && ar.linedefined > 0) {
         snprintf(buf, size, "%s:%d", ar.short_src, ar.linedefined);
         return;
       }
@@ -95,7 +96,7 @@ static void push_line(lua_State *L, int idx, sp_task *t) {
   uint32_t now = clock_ms(t->rt);
   uint32_t age = now > t->born ? now - t->born : 0;
   describe(t, what, sizeof what);
-  where(t, at, sizeof at);
+  where(L, idx, t, at, sizeof at);
   if (sp_push_name(L, idx) == LUA_TSTRING)
     lua_pushfstring(L, "task %I (%s)", (lua_Integer)t->id,
                     lua_tostring(L, -1));
@@ -268,6 +269,7 @@ static const struct {
             {"join_all", "spindle.structured", "join_all"},
             {"race", "spindle.structured", "race"},
             {"http", "spindle.http", NULL},
+            {"socket", "spindle.socket", NULL},
             {NULL, NULL, NULL}};
 
 /* require(name); when package.path has no such file and nothing is
@@ -303,6 +305,46 @@ static void lazy_require(lua_State *L, const char *name) {
   lua_getglobal(L, "require");
   lua_pushstring(L, name);
   lua_call(L, 1, 1);
+}
+
+/* A package.searchers entry, after the file searchers: "spindle.x"
+** modules of lua/spindle/ from the copy embedded in the library, so a C
+** host or the command finds them without LUA_PATH (a file on the path, an
+** installed copy, still wins).  [-1, +(1|2), m] */
+static int embedded_searcher(lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  int i;
+  for (i = 0; sp_embedded_lua[i].name != NULL; i++)
+    if (strcmp(sp_embedded_lua[i].name, name) == 0) {
+      lua_pushfstring(L, "=[spindle] %s", name);
+      if (luaL_loadbuffer(L, (const char *)sp_embedded_lua[i].src,
+                          sp_embedded_lua[i].len,
+                          lua_tostring(L, -1)) != LUA_OK)
+        return lua_error(L);
+      lua_pushliteral(L, ":embedded:");
+      return 2;
+    }
+  lua_pushfstring(L, "\n\tno embedded module '%s'", name);
+  return 1;
+}
+
+/* Appends embedded_searcher to package.searchers, once per state. */
+static void add_searcher(lua_State *L) {
+  static const char searcher_key = 0;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &searcher_key) != LUA_TNIL) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_pop(L, 1);
+  int top = lua_gettop(L);
+  if (lua_getglobal(L, "package") == LUA_TTABLE &&
+      lua_getfield(L, -1, "searchers") == LUA_TTABLE) {
+    lua_pushcfunction(L, embedded_searcher);
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    lua_pushboolean(L, 1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &searcher_key);
+  }
+  lua_settop(L, top);
 }
 
 /* __index of the module table: (module, key) */
@@ -346,6 +388,7 @@ int sp_dump_open(lua_State *L) {
   lua_pop(L, 2);
   sp_setfuncs(L, fns);
   if (lua_getmetatable(L, -1) == 0) lua_newtable(L);
+  add_searcher(L);
   lua_pushcfunction(L, module_index);
   lua_setfield(L, -2, "__index");
   lua_setmetatable(L, -2);

@@ -33,6 +33,7 @@
 typedef struct sp_runtime sp_runtime;
 typedef struct sp_task sp_task;
 typedef struct sp_tscope sp_tscope;
+typedef struct sp_wpool sp_wpool; /* blocking.c: worker states */
 
 /* Metatable names (also the __name shown by luaL_typeerror). */
 #define SP_TASK_MT "spindle.task"
@@ -169,7 +170,10 @@ enum {
 ** coroutine (bench/: RSS per idle task). */
 struct sp_task {
   sp_runtime *rt;           /* valid while unfinished or unobserved */
-  lua_State *co;            /* the coroutine (user value 1) */
+  lua_State *co;            /* its coroutine while it runs (user value 1);
+                               NULL before its first slice and once it
+                               ended (the coroutine went back to the
+                               runtime's pool) */
   lua_Integer id;
   sp_task *rnext, *rprev;   /* ready queue */
   sp_tscope *scopes;        /* innermost open spindle.timeout */
@@ -197,6 +201,22 @@ struct sp_task {
   unsigned char observed : 1; /* a failure was seen by join/result */
   unsigned char warned : 1;   /* warn_blocking reported */
   unsigned char bare : 1;     /* suspended in a bare coroutine.yield */
+  unsigned char stashed : 1;  /* a traceback is stashed for its thread */
+  unsigned char rkind;        /* SP_R_*: how its end is kept */
+  unsigned short nuv;         /* user values: 1 + the arguments */
+  int nres;                   /* SP_R_INLINE: results in user values */
+};
+
+/* What a task's user values hold (task.c has the picture):
+**   not started   1..nuv: fn, its arguments
+**   running       1: the coroutine
+**   ended         by rkind: */
+enum {
+  SP_R_NONE = 0, /* nothing (cancelled) */
+  SP_R_INLINE,   /* results 1..nres in user values 1..nres */
+  SP_R_PACKED,   /* user value 1: a table of results 1..nres */
+  SP_R_ERROR,    /* user value 1: the error; 2 (if nuv > 1): traceback */
+  SP_R_ERRPACK   /* user value 1: {error, traceback} */
 };
 
 /* A spindle.timeout() in progress; the userdata is also its error value. */
@@ -236,6 +256,9 @@ struct sp_runtime {
   int *freeslots;
   int nfree, freecap, nslots;
   int anchors_ref;        /* registry ref: the anchors table */
+  int pool_ref;           /* registry ref: coroutines to reuse */
+  int deadlock_ref;       /* registry ref: the dump at the last deadlock */
+  int npool;              /* how many are in it */
   int self_ref;           /* registry ref to this userdata until closed */
   int host_owned;         /* made by spindle_new: self_ref kept for good */
   int on_error_ref;       /* registry ref or LUA_NOREF */
@@ -255,6 +278,7 @@ struct sp_runtime {
   void *http;             /* the HTTP client's multi handle and pool
                           ** (http_client.c): made by the first request,
                           ** an owned entry, NULL again once closed */
+  sp_wpool *wpool;        /* spindle.blocking's worker states, or NULL */
   /* Called after every poll, from the scheduler (not from libuv): the
   ** command's signal handlers act here.  May run Lua.  [-0, +0, m] */
   void (*after_poll)(lua_State *L, sp_runtime *rt);
@@ -266,6 +290,7 @@ struct sp_runtime {
 sp_runtime *sp_runtime_new(lua_State *L, int optidx, uv_loop_t *loop);
 sp_runtime *sp_runtime_check(lua_State *L, int idx);
 void sp_runtime_close(lua_State *L, sp_runtime *rt);
+void sp_push_deadlock(lua_State *L, sp_runtime *rt); /* [-0, +1, m] */
 int sp_run_main(lua_State *L, sp_runtime *rt, int nargs);
 void sp_report_unobserved(lua_State *L, sp_runtime *rt);
 void sp_shutdown(lua_State *L, sp_runtime *rt);
@@ -298,6 +323,18 @@ void sp_task_unobserved(lua_State *L, sp_task *t);
 void sp_warning(lua_State *L, sp_runtime *rt, int hidx);
 void sp_interrupt(sp_task *t);
 int sp_push_name(lua_State *L, int idx); /* [-0, +1, -] */
+/* The end of a finished task whose handle is at idx: its results (returns
+** how many), its error, its traceback (nil if none).  [-0, +n, m] */
+int sp_task_push_results(lua_State *L, int idx, sp_task *t);
+void sp_task_push_error(lua_State *L, int idx, sp_task *t);
+void sp_task_push_traceback(lua_State *L, int idx, sp_task *t);
+/* Gives a ready task that never ran its coroutine, from the pool; the
+** task stays queued if this raises.  [-0, +0, m] */
+void sp_task_start(lua_State *L, sp_runtime *rt, sp_task *t);
+/* Keeps what a finished slice left on the coroutine (results, or
+** traceback and error) in the handle, and gives the coroutine back to the
+** pool.  Never raises.  [-0, +0, -] */
+void sp_task_keep_end(lua_State *L, sp_runtime *rt, sp_task *t, int nres);
 const char *sp_status_name(int state);
 
 /* wait.c: the await protocol */
@@ -315,6 +352,8 @@ void sp_push_cancel_error(lua_State *L);
 int sp_msgh(lua_State *L);
 void sp_take_traceback(lua_State *co, int idx);
 void sp_forget_traceback(lua_State *L, lua_State *co); /* [-0, +0, m] */
+void sp_stashed_traceback(lua_State *L, int erridx);     /* [-0, +1, m] */
+void sp_reraise_traceback(lua_State *L, int erridx, const char *what);
 void sp_weak_keys(lua_State *L, const void *key); /* [-0, +0, m] */
 void sp_set_hooks(sp_runtime *rt, lua_State *co);
 void sp_hook_cancel(lua_State *co);
@@ -341,6 +380,7 @@ int sp_process_open(lua_State *L);  /* process */
 int sp_signal_open(lua_State *L);   /* signal */
 int sp_net_open(lua_State *L);      /* net: streams, tcp, unix, dns, udp */
 int sp_http_open(lua_State *L);     /* _http_request: spindle.http's client */
+int sp_http_server_open(lua_State *L); /* _http_head, _http_chunked */
 
 /* dump.c: pushes the text of spindle.dump() for rt.  [-0, +1, m] */
 void sp_dump_push(lua_State *L, sp_runtime *rt);
@@ -355,6 +395,23 @@ void sp_newclass(lua_State *L, const char *name, const luaL_Reg *methods,
                  const luaL_Reg *meta);
 void *sp_checkclass(lua_State *L, int idx, const char *name); /* [-0,+0,v] */
 void *sp_testclass(lua_State *L, int idx, const char *name);  /* [-0,+0,-] */
+
+/* The one close pattern: a class whose userdata starts with a pointer to
+** its C object (NULL once closed) gets close(), __close and __gc from
+** sp_setcloser (after sp_newclass): each calls close(obj) once and clears
+** the pointer; __gc ignores anything not of the class.  close runs no Lua.
+** [-0, +0, m] */
+typedef struct sp_closer {
+  const char *name;            /* the class (metatable name) */
+  void (*close)(void *obj);
+} sp_closer;
+void sp_setcloser(lua_State *L, const sp_closer *c);
+
+/* Checks that the options table at arg (nil or none: nothing to check)
+** has only string keys listed in known (NULL-terminated): a misspelt
+** option raises "bad argument #arg to 'f' (unknown option 'timout')".
+** [-0, +0, v] */
+void sp_check_options(lua_State *L, int arg, const char *const known[]);
 
 
 #define sp_container_of(p, type, field)                                     \

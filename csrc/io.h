@@ -119,6 +119,7 @@ struct sp_stream {
     uv_pipe_t pipe;
   } u;
   sp_sbox *box;     /* the Lua object, NULL when none (yet) */
+  struct sp_tls *tls; /* TLS state (tls.c), NULL for a plain stream */
   const char *kind; /* "tcp", "unix", "pipe" */
   /* read side: bytes [roff, roff + rlen) of rbuf are buffered */
   char *rbuf;
@@ -132,7 +133,8 @@ struct sp_stream {
   size_t dlen;
   int rerr; /* sticky read error (libuv code), 0 if none */
   /* write side */
-  sp_task *writer;
+  sp_task *writer;  /* the task whose write has the write side */
+  sp_wlist wq;      /* writers waiting for their turn, FIFO */
   uv_write_t wreq;
   uv_shutdown_t sreq;
   int wstatus, sstatus; /* results of the last write / shutdown */
@@ -166,6 +168,23 @@ sp_stream *sp_stream_test(lua_State *L, int idx);
 ** blocked on it is woken with nil, "closed", "ECANCELED". */
 void sp_stream_close(sp_stream *s);
 
+/* For the TLS engine (tls.c): the parts of the read and write machinery
+** that it drives.  No Lua. */
+/* Room for up to min(rlimit - rlen, max) more plaintext bytes at
+** rbuf + roff + rlen (max <= SP_STREAM_CHUNK): *len is set; NULL when out
+** of memory. */
+char *sp_stream_rreserve(sp_stream *s, size_t max, size_t *len);
+void sp_stream_read_start(sp_stream *s);
+void sp_stream_read_stop(sp_stream *s);
+/* Wakes the waiting reader if its read can complete now. */
+void sp_stream_wake_reader(sp_stream *s);
+/* The pending write ended with status (0 or an error): wake the writer. */
+void sp_stream_write_done(sp_stream *s, int status);
+/* Wakes a task waiting at an await on a stream (no-op for NULL). */
+void sp_stream_wake(sp_task *t);
+/* At end of file on a TCP socket: the reset that came with it, or 0. */
+int sp_stream_eof_error(uv_stream_t *h);
+
 /* ---- listeners and connects (tcp.c), also used by pipe.c -------------- */
 
 /* Binds a new listener to sa (TCP) or to the Unix socket path, listens
@@ -182,6 +201,12 @@ double sp_opt_timeout(lua_State *L, int arg);
 ** through lua_yieldk.  [-0, +(1|3), e] */
 int sp_connect_start(lua_State *L, const char *host, int port,
                      const char *path, double timeout);
+/* The same from a local address: local (may be NULL) is where the TCP
+** socket is bound first; only addresses of its family are tried.
+** [-0, +(1|3), e] */
+int sp_connect_start_from(lua_State *L, const char *host, int port,
+                          const char *path, double timeout,
+                          const struct sockaddr *local);
 
 /* ---- signals (signal.c) ---------------------------------------------- */
 
@@ -197,5 +222,6 @@ int sp_tcp_open(lua_State *L);    /* listen, connect; the listener class */
 int sp_pipe_open(lua_State *L);   /* listen_unix, connect_unix */
 int sp_dns_open(lua_State *L);    /* resolve */
 int sp_udp_open(lua_State *L);    /* udp */
+int sp_socket_open(lua_State *L); /* _gettime, _gethostname (socket.c) */
 
 #endif

@@ -3,6 +3,8 @@
 ** parts (every *_open, in order, as Lua's linit.c does) and the class
 ** helper every userdata class is made with.
 */
+#include <string.h>
+
 #include "internal.h"
 
 static const char box_key = 0; /* registry: the sp_box userdata of this Lua state */
@@ -46,6 +48,73 @@ void *sp_testclass(lua_State *L, int idx, const char *name) {
   return luaL_testudata(L, idx, name);
 }
 
+/* ---- the one close pattern ---------------------------------------------- */
+
+/* close(), __close and __gc of a class whose userdata's first field points
+** at the C object (NULL once closed).  Upvalue 1: the class's sp_closer. */
+static int closer_close(lua_State *L) {
+  const sp_closer *c = (const sp_closer *)lua_touserdata(L, lua_upvalueindex(1));
+  void **box = (void **)sp_checkclass(L, 1, c->name);
+  void *obj = *box;
+  if (obj != NULL) {
+    *box = NULL;
+    c->close(obj);
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int closer_gc(lua_State *L) {
+  const sp_closer *c = (const sp_closer *)lua_touserdata(L, lua_upvalueindex(1));
+  void **box = (void **)sp_testclass(L, 1, c->name);
+  if (box != NULL && *box != NULL) {
+    void *obj = *box;
+    *box = NULL;
+    c->close(obj);
+  }
+  return 0;
+}
+
+/* [-0, +0, m] */
+void sp_setcloser(lua_State *L, const sp_closer *c) {
+  luaL_getmetatable(L, c->name);
+  lua_pushlightuserdata(L, (void *)c);
+  lua_pushcclosure(L, closer_close, 1);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, "__close");
+  if (lua_getfield(L, -2, "__index") == LUA_TTABLE) {
+    lua_pushvalue(L, -2);
+    lua_setfield(L, -2, "close");
+  }
+  lua_pop(L, 2);
+  lua_pushlightuserdata(L, (void *)c);
+  lua_pushcclosure(L, closer_gc, 1);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+}
+
+/* ---- options tables ----------------------------------------------------- */
+
+/* [-0, +0, v] */
+void sp_check_options(lua_State *L, int arg, const char *const known[]) {
+  arg = lua_absindex(L, arg);
+  if (lua_isnoneornil(L, arg)) return;
+  luaL_checktype(L, arg, LUA_TTABLE);
+  lua_pushnil(L);
+  while (lua_next(L, arg)) {
+    int i;
+    const char *k;
+    lua_pop(L, 1);
+    if (lua_type(L, -1) != LUA_TSTRING)
+      luaL_argerror(L, arg, "option names must be strings");
+    k = lua_tostring(L, -1);
+    for (i = 0; known[i] != NULL; i++)
+      if (strcmp(k, known[i]) == 0) break;
+    if (known[i] == NULL)
+      luaL_argerror(L, arg, lua_pushfstring(L, "unknown option '%s'", k));
+  }
+}
+
 /* ---- the library parts -------------------------------------------------- */
 
 static const lua_CFunction parts[] = {
@@ -63,6 +132,7 @@ static const lua_CFunction parts[] = {
     sp_signal_open,   /* signal */
     sp_net_open,      /* net: streams, TCP, Unix sockets, DNS, UDP */
     sp_http_open,     /* the HTTP client under spindle.http */
+    sp_http_server_open, /* the server's parsers (spindle.http.serve) */
     NULL};
 
 int luaopen_spindle(lua_State *L) {

@@ -9,7 +9,8 @@
 
 static int l_listen_unix(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
-  int backlog = sp_opt_backlog(L, 2);
+  static const char *const known[] = {"backlog", NULL};
+  int backlog = (sp_check_options(L, 2, known), sp_opt_backlog(L, 2));
   sp_runtime *rt = sp_box_of(L)->cur;
   lua_settop(L, 2);
   if (rt == NULL) luaL_error(L, "listen_unix: not inside a runtime");
@@ -18,7 +19,8 @@ static int l_listen_unix(lua_State *L) {
 
 static int l_connect_unix(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
-  double timeout = sp_opt_timeout(L, 2);
+  static const char *const known[] = {"timeout", NULL};
+  double timeout = (sp_check_options(L, 2, known), sp_opt_timeout(L, 2));
   lua_settop(L, 2);
   return sp_connect_start(L, NULL, 0, path, timeout);
 }

@@ -325,6 +325,12 @@ static int spawn_fail(lua_State *L, const char *file, int err) {
 
 /* ---- spawn and the process object --------------------------------------- */
 
+static const char *const spawn_options_known[] = {
+    "stdin", "stdout", "stderr", "env", "cwd", "detached", NULL};
+/* run always captures: stdio options are accepted and ignored (docs). */
+static const char *const run_options_known[] = {"env",    "cwd",    "stdin",
+                                                "stdout", "stderr", NULL};
+
 /* spindle.process.spawn(file, args, [opts]) */
 static int l_spawn(lua_State *L) {
   const char *file = sp_io_checkpath(L, 1);
@@ -337,7 +343,7 @@ static int l_spawn(lua_State *L) {
   int modes[3], i, r, boxidx;
   proc_box *box;
   proc_obj *p;
-  if (opts) luaL_checktype(L, 3, LUA_TTABLE);
+  sp_check_options(L, 3, spawn_options_known);
   rt = sp_io_runtime(L, "spindle.process.spawn");
   lua_settop(L, 3);
   for (i = 0; i < 3; i++) modes[i] = stdio_opt(L, opts, names[i]);
@@ -586,6 +592,10 @@ static int run_k(lua_State *L, int status, lua_KContext ctx) {
     sp_resumed(L, t); /* raises */
   }
   sp_resumed(L, t);
+  if (p->rerr != 0) { /* output was lost (ENOBUFS): never a silent cut */
+    proc_close_handles(p);
+    return sp_io_fail(L, p->rerr);
+  }
   if (p->termsig != 0)
     lua_pushnil(L);
   else
@@ -615,7 +625,7 @@ static int l_run(lua_State *L) {
   uv_stdio_container_t stdio[3];
   proc_obj *p;
   int i, r;
-  if (opts) luaL_checktype(L, 3, LUA_TTABLE);
+  sp_check_options(L, 3, run_options_known);
   lua_settop(L, 3);
   build_args(L, 1, 2, opts, &sa);
   t = sp_await_check(L, "spindle.process.run");

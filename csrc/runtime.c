@@ -159,31 +159,69 @@ static void turn(lua_State *L, sp_runtime *rt, int may_block,
   after_poll(L, rt);
 }
 
-/* Every task is waiting and nothing can wake them: abort everything. */
-static void on_deadlock(lua_State *L, sp_runtime *rt) {
-  int i, n = sp_push_live(L, rt);
-  rt->deadlock = 0;
-  rt->deadlocked = 1;
-  for (i = 1; i <= n; i++) {
-    sp_task *t = (sp_task *)(lua_rawgeti(L, -1, i), lua_touserdata(L, -1));
+static int push_live_p(lua_State *L) {
+  sp_push_live(L, (sp_runtime *)lua_touserdata(L, 1));
+  return 1;
+}
+
+/* Aborts every live task (dropping their shields if asked): in id order
+** when the list can be made, else -- out of memory -- straight from the
+** anchors table, which allocates nothing.  [-0, +0, m] */
+static void abort_all(lua_State *L, sp_runtime *rt, int drop_shields) {
+  int i, n;
+  lua_pushcfunction(L, push_live_p);
+  lua_pushlightuserdata(L, rt);
+  if (lua_pcall(L, 1, 1, 0) == LUA_OK) {
+    n = (int)lua_rawlen(L, -1);
+    for (i = 1; i <= n; i++) {
+      sp_task *t = (sp_task *)(lua_rawgeti(L, -1, i), lua_touserdata(L, -1));
+      lua_pop(L, 1);
+      if (drop_shields) t->shield = 0;
+      sp_task_abort(L, t);
+    }
     lua_pop(L, 1);
-    t->shield = 0; /* a shielded wait that nothing can end */
-    sp_task_abort(L, t);
+    return;
   }
   lua_pop(L, 1);
+  sp_push_anchors(L, rt);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) { /* assigning nil to visited slots is allowed */
+    if (lua_type(L, -2) == LUA_TNUMBER && lua_tointeger(L, -2) > 0) {
+      sp_task *t = (sp_task *)lua_touserdata(L, -1);
+      if (drop_shields) t->shield = 0;
+      sp_task_abort(L, t);
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
+static int dump_p(lua_State *L) {
+  sp_dump_push(L, (sp_runtime *)lua_touserdata(L, 1));
+  return 1;
+}
+
+/* Every task is waiting and nothing can wake them: abort everything. */
+static void on_deadlock(lua_State *L, sp_runtime *rt) {
+  /* what every task waits for, before they are aborted: for the error */
+  luaL_unref(L, LUA_REGISTRYINDEX, rt->deadlock_ref);
+  rt->deadlock_ref = LUA_NOREF;
+  lua_pushcfunction(L, dump_p);
+  lua_pushlightuserdata(L, rt);
+  if (lua_pcall(L, 1, 1, 0) == LUA_OK)
+    rt->deadlock_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  else
+    lua_pop(L, 1);
+  rt->deadlock = 0;
+  rt->deadlocked = 1;
+  abort_all(L, rt, 1); /* a shielded wait that nothing can end */
 }
 
 /* Aborts every live task and runs until all have unwound.  New tasks
 ** spawned meanwhile (say, from a <close> handler) start cancelled. */
 void sp_shutdown(lua_State *L, sp_runtime *rt) {
-  int i, n = sp_push_live(L, rt);
   rt->shutting_down = 1;
-  for (i = 1; i <= n; i++) {
-    sp_task *t = (sp_task *)(lua_rawgeti(L, -1, i), lua_touserdata(L, -1));
-    lua_pop(L, 1);
-    sp_task_abort(L, t);
-  }
-  lua_pop(L, 1);
+  abort_all(L, rt, 0);
   while (rt->live > 0) {
     turn(L, rt, 1, 0, NULL);
     if (rt->deadlock) on_deadlock(L, rt);
@@ -389,7 +427,8 @@ sp_runtime *sp_runtime_new(lua_State *L, int optidx, uv_loop_t *loop) {
   rt = lua_newuserdatauv(L, sizeof *rt, 0);
   memset(rt, 0, sizeof *rt);
   rt->closed = 1; /* born closed: safe for __gc until fully set up */
-  rt->anchors_ref = rt->self_ref = LUA_NOREF;
+  rt->anchors_ref = rt->self_ref = rt->pool_ref = LUA_NOREF;
+  rt->deadlock_ref = LUA_NOREF;
   rt->on_error_ref = rt->on_warning_ref = LUA_NOREF;
   owned_init(&rt->owned);
   luaL_setmetatable(L, SP_RT_MT);
@@ -411,6 +450,8 @@ sp_runtime *sp_runtime_new(lua_State *L, int optidx, uv_loop_t *loop) {
                                       : luaL_ref(L, LUA_REGISTRYINDEX);
   lua_newtable(L);
   rt->anchors_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_createtable(L, 256, 0); /* sized: pooling never allocates */
+  rt->pool_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   if (loop == NULL) {
     if ((r = uv_loop_init(&rt->own_loop)) != 0)
       luaL_error(L, "spindle.runtime: cannot create a loop: %s",
@@ -510,10 +551,14 @@ void sp_runtime_close(lua_State *L, sp_runtime *rt) {
                   "inside another runtime");
   rt->closing = 1;
   if (rt->live > 0) { /* protected: a memory error still closes it */
+    int tries;
     rt->box->cur = rt;
-    lua_pushcfunction(L, shutdown_p);
-    lua_pushlightuserdata(L, rt);
-    if (lua_pcall(L, 1, 0, 0) != LUA_OK) lua_pop(L, 1);
+    for (tries = 0; tries < 3 && rt->live > 0; tries++) {
+      if (tries > 0) lua_gc(L, LUA_GCCOLLECT); /* make room, try again */
+      lua_pushcfunction(L, shutdown_p);
+      lua_pushlightuserdata(L, rt);
+      if (lua_pcall(L, 1, 0, 0) != LUA_OK) lua_pop(L, 1);
+    }
     rt->shutting_down = 0;
     rt->box->cur = NULL;
   }
@@ -522,9 +567,13 @@ void sp_runtime_close(lua_State *L, sp_runtime *rt) {
   if (lua_pcall(L, 1, 0, 0) != LUA_OK) lua_pop(L, 1);
   release_c(rt);
   luaL_unref(L, LUA_REGISTRYINDEX, rt->anchors_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, rt->pool_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, rt->on_error_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, rt->on_warning_ref);
   rt->anchors_ref = rt->on_error_ref = rt->on_warning_ref = LUA_NOREF;
+  rt->pool_ref = LUA_NOREF;
+  rt->npool = 0;
+  /* deadlock_ref stays until collection: main_results reads it after */
   /* a host's runtime (spindle_new) keeps its self_ref until lua_close:
   ** the host may still hold our pointer */
   rt->closed = 1;
@@ -533,30 +582,35 @@ void sp_runtime_close(lua_State *L, sp_runtime *rt) {
 
 /* ---- Lua functions ----------------------------------------------------- */
 
+/* The deadlock error: what happened, then what every task waited for.
+** [-0, +1, m] */
+void sp_push_deadlock(lua_State *L, sp_runtime *rt) {
+  lua_pushliteral(L, "spindle.run: deadlock: every task is waiting and no "
+                     "timer or I/O can wake them; the tasks were:\n");
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->deadlock_ref);
+  if (!lua_isstring(L, -1)) {
+    lua_pop(L, 1);
+    lua_pushliteral(L, "");
+  }
+  lua_concat(L, 2);
+}
+
 /* After sp_run_main left the main handle on top: returns main's results
 ** or raises its error.  Closes rt first when asked. */
 static int main_results(lua_State *L, sp_runtime *rt, int close) {
   sp_task *t = (sp_task *)lua_touserdata(L, -1);
-  lua_State *co = t->co;
-  int base = lua_gettop(L), n = 0, failed = 0;
+  int base = lua_gettop(L), failed = 0;
   switch (t->state) {
     case SP_T_DONE:
-      n = lua_gettop(co);
-      if (!lua_checkstack(L, n + 2) || !lua_checkstack(co, n))
-        luaL_error(L, "spindle.run: too many results");
-      for (int i = 1; i <= n; i++) lua_pushvalue(co, i);
-      lua_xmove(co, L, n);
+      sp_task_push_results(L, base, t);
       break;
     case SP_T_FAILED:
-      lua_pushvalue(co, 2);
-      lua_xmove(co, L, 1);
+      sp_task_push_error(L, base, t);
       failed = 1;
       break;
     default:
       if (rt->deadlocked)
-        lua_pushliteral(L,
-                        "spindle.run: deadlock: every task is waiting and "
-                        "no timer or I/O can wake them");
+        sp_push_deadlock(L, rt);
       else
         sp_push_cancel_error(L);
       failed = 1;
@@ -616,9 +670,10 @@ static int rt_run(lua_State *L) {
     if (rt->box->cur != NULL)
       luaL_error(L, "spindle.run: already inside a runtime");
     run_all(L, rt);
-    if (rt->deadlocked)
-      luaL_error(L, "spindle.run: deadlock: every task is waiting and no "
-                    "timer or I/O can wake them");
+    if (rt->deadlocked) {
+      sp_push_deadlock(L, rt);
+      return lua_error(L);
+    }
     return 0;
   }
   luaL_checktype(L, 2, LUA_TFUNCTION);
@@ -663,20 +718,29 @@ static int rt_gc(lua_State *L) {
   if (rt == NULL || rt->closing) return 0;
   if (rt->closed) { /* closed, or failed half-way through creation */
     luaL_unref(L, LUA_REGISTRYINDEX, rt->anchors_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, rt->pool_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, rt->deadlock_ref);
+    rt->deadlock_ref = LUA_NOREF;
     luaL_unref(L, LUA_REGISTRYINDEX, rt->on_error_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, rt->on_warning_ref);
     rt->anchors_ref = rt->on_error_ref = rt->on_warning_ref = LUA_NOREF;
+    rt->pool_ref = LUA_NOREF;
     return 0;
   }
-  if (rt->box->cur == rt || (rt->box->cur != NULL && rt->live > 0))
-    close_from_inside(rt);
-  else
+  if (rt->box->cur == rt || (rt->box->cur != NULL && rt->live > 0)) {
+    /* Its tasks are running or will run, so the collector cannot reach it
+    ** unless the state is closing (lua_close from inside a task,
+    ** os.exit(c, true)): then only its C side is released.  Inside a
+    ** finalizer lua_gc answers -1 (5.4.4+) or 0 (older 5.4); a __gc called
+    ** by hand gets 1 and does nothing on a busy runtime. */
+    if (lua_gc(L, LUA_GCISRUNNING) != 1) close_from_inside(rt);
+  } else
     sp_runtime_close(L, rt);
   return 0;
 }
 
 static void push_stats(lua_State *L, sp_runtime *rt) {
-  lua_createtable(L, 0, 7);
+  lua_createtable(L, 0, 8);
 #define F(name, v)        \
   lua_pushinteger(L, v);  \
   lua_setfield(L, -2, name)
@@ -687,6 +751,7 @@ static void push_stats(lua_State *L, sp_runtime *rt) {
   F("live", rt->live);
   F("ready", rt->nready);
   F("polls", rt->polls);
+  F("pooled", rt->npool);
 #undef F
 }
 

@@ -156,16 +156,22 @@ void sp_finish(lua_State *L, sp_runtime *rt, sp_task *t, int state) {
   rt->live--;
   if (state == SP_T_FAILED)
     rt->failed++;
-  else if (state == SP_T_CANCELLED) {
+  else if (state == SP_T_CANCELLED)
     rt->cancelled++;
-    lua_settop(t->co, 0); /* drop function, arguments or results */
-  }
   while ((h = t->hooks) != NULL) {
     sp_fhook_remove(t, h);
     h->fn(h, t);
   }
-  if (state != SP_T_FAILED) sp_forget_traceback(L, t->co);
   sp_push_anchors(L, rt);
+  if (t->co == NULL && t->rkind == SP_R_NONE) { /* never started: drop fn */
+    int i;
+    lua_rawgeti(L, -1, t->anchor);
+    for (i = 1; i <= t->nuv; i++) {
+      lua_pushnil(L);
+      lua_setiuservalue(L, -2, i);
+    }
+    lua_pop(L, 1);
+  }
   if (state == SP_T_FAILED && !t->observed && t != rt->main) {
     lua_rawgeti(L, -1, t->anchor); /* the handle */
     luaL_setmetatable(L, SP_TASK_GC_MT);
@@ -195,11 +201,12 @@ static void slice_returned(lua_State *L, sp_runtime *rt, sp_task *t) {
 static void slice_raised(lua_State *L, sp_runtime *rt, sp_task *t) {
   lua_State *co = t->co;
   lua_xmove(co, L, 1);
-  sp_closethread(co, L);
+  sp_closethread(co, L); /* reset: the pool may take it again */
   lua_settop(co, 0);
   lua_pushnil(co);
   lua_xmove(L, co, 1);
   t->failed = 1;
+  sp_task_keep_end(L, rt, t, 2);
   slice_returned(L, rt, t);
 }
 
@@ -247,6 +254,7 @@ static void resume(lua_State *L, sp_runtime *rt, sp_task *t) {
     } else if (t->state == SP_T_READY) /* spindle.yield, fairness, preempt */
       sp_ready_push(rt, t);
   } else if (st == LUA_OK) {
+    sp_task_keep_end(L, rt, t, nres);
     slice_returned(L, rt, t);
   } else {
     slice_raised(L, rt, t);
@@ -262,6 +270,7 @@ void sp_run_ready(lua_State *L, sp_runtime *rt, uint64_t budget_end,
   lua_Integer n = rt->nready;
   while (n-- > 0 && rt->rhead != NULL) {
     sp_task *t = rt->rhead;
+    if (t->co == NULL) sp_task_start(L, rt, t); /* may raise: still queued */
     sp_ready_remove(rt, t);
     resume(L, rt, t);
     if (until != NULL && sp_task_finished(until)) break;

@@ -53,12 +53,14 @@ enum { BODY = 0, WAIT, DRAIN, CLOSED };
 typedef struct scope_link scope_link;
 
 /* User values: 1 the array of child links, 2 the first error, 3 the
-** marker.  The userdata sits at stack index 1 of the owner's frame while
+** marker, 4 the traceback of the first error when a child raised it.  The userdata sits at stack index 1 of the owner's frame while
 ** the scope is open, which keeps tsc alive while it is linked. */
 typedef struct sp_scope {
   sp_tscope tsc;  /* fail-fast: "expires" when a child fails */
   sp_task *owner;
   scope_link *live; /* unfinished children, spawn order (circular) */
+  scope_link *lost; /* a child that failed before its code ran (memory):
+                       child_body never saw it; the owner takes it */
   int nchildren;
   int nlive;
   int failed;      /* the first error is recorded */
@@ -71,6 +73,7 @@ struct scope_link {
   sp_fhook hook;
   sp_scope *s;
   sp_task *child; /* NULL if spawning it failed */
+  int idx;        /* in the children table */
   scope_link *next, *prev;
 };
 
@@ -185,17 +188,43 @@ static void child_ended(sp_fhook *h, sp_task *child) {
     if (s->live == k) s->live = k->next;
   }
   k->next = k->prev = NULL;
-  if (--s->nlive == 0 && owner_waits(s)) sp_wake(s->owner, SP_WAKE_OK);
+  --s->nlive;
+  if (child->state == SP_T_FAILED && !child->observed && !s->failed &&
+      s->lost == NULL && s->phase != CLOSED) {
+    /* it failed where child_body could not see it (a memory error before
+    ** the child's function ran): the owner records it (take_lost) */
+    s->lost = k;
+    if (s->tsc.open)
+      sp_tscope_fire(s->owner->rt, &s->tsc); /* interrupts a waiting body */
+    else if (owner_waits(s))
+      sp_wake(s->owner, SP_WAKE_OK);
+    return;
+  }
+  if (s->nlive == 0 && owner_waits(s)) sp_wake(s->owner, SP_WAKE_OK);
 }
 
-/* __gc of a link: a scope that ends has no linked child, but a link can
-** outlive its scope's owner only if the state is closing: unhook it. */
-static int link_gc(lua_State *L) {
-  scope_link *k = (scope_link *)sp_testclass(L, 1, LINK_MT);
-  if (k != NULL && k->child != NULL && k->hook.next != NULL)
-    sp_fhook_remove(k->child, &k->hook);
-  return 0;
+/* The owner records the failure of a child lost to child_body, as
+** child_failed would have.  S at 1.  [-0, +0, m] */
+static void take_lost(lua_State *L, sp_scope *s) {
+  scope_link *k = s->lost;
+  int top = lua_gettop(L);
+  if (k == NULL) return;
+  s->lost = NULL;
+  if (s->failed) return;
+  k->child->observed = 1; /* the scope reports it */
+  lua_getiuservalue(L, 1, 1);
+  lua_rawgeti(L, -1, k->idx);  /* the link */
+  lua_getiuservalue(L, -1, 1); /* the child's handle */
+  sp_task_push_error(L, -1, k->child);
+  record_error(L, s, 1, -1);
+  sp_task_push_traceback(L, top + 3, k->child);
+  lua_setiuservalue(L, 1, 4);
+  lua_settop(L, top);
 }
+
+/* A link has no __gc: it is freed only once its child has ended (the
+** children table keeps it until the scope ends, and a scope ends after its
+** children), or at lua_close, when nothing runs any more. */
 
 /* Starts draining: the first error is recorded (or is on the way). */
 static void start_drain(lua_State *L, sp_scope *s) {
@@ -210,6 +239,7 @@ static int scope_k(lua_State *L, int status, lua_KContext ctx);
 static int wait_children(lua_State *L, sp_scope *s) {
   sp_task *t = s->owner;
   for (;;) {
+    take_lost(L, s);
     if (s->phase == WAIT && s->failed) start_drain(L, s);
     if (s->nlive == 0) break;
     if (s->phase == WAIT && pending_cancel(L, t)) {
@@ -227,6 +257,8 @@ static int wait_children(lua_State *L, sp_scope *s) {
   s->phase = CLOSED;
   if (s->failed) {
     lua_getiuservalue(L, 1, 2);
+    lua_getiuservalue(L, 1, 4); /* a child's traceback, or nil */
+    sp_reraise_traceback(L, -2, "(raised again by spindle.scope)");
     return lua_error(L);
   }
   return lua_gettop(L) - 2;
@@ -255,6 +287,7 @@ static int scope_k(lua_State *L, int status, lua_KContext ctx) {
 static int body_k(lua_State *L, int status, lua_KContext ctx) {
   sp_scope *s = (sp_scope *)ctx;
   close_body_scope(L, s);
+  take_lost(L, s);
   if (status != LUA_OK && status != LUA_YIELD) {
     lua_getiuservalue(L, 1, 3);
     if (!lua_rawequal(L, -1, -2)) record_error(L, s, 1, -2);
@@ -273,7 +306,7 @@ static int l_scope(lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
   lua_settop(L, 1);
   t = sp_await_check(L, "spindle.scope");
-  s = lua_newuserdatauv(L, sizeof *s, 3); /* [fn, S] */
+  s = lua_newuserdatauv(L, sizeof *s, 4); /* [fn, S] */
   memset(s, 0, sizeof *s);
   luaL_setmetatable(L, SCOPE_MT);
   lua_newtable(L);
@@ -310,6 +343,8 @@ static int l_scope(lua_State *L) {
 static void child_failed(lua_State *L, sp_scope *s, int sidx, sp_task *me) {
   if (s->failed || s->phase == CLOSED) return;
   record_error(L, s, sidx, -1);
+  sp_stashed_traceback(L, -1); /* the child's, from its message handler */
+  lua_setiuservalue(L, sidx, 4);
   abort_children(L, s, sidx, me);
   if (s->tsc.open)
     sp_tscope_fire(s->owner->rt, &s->tsc); /* interrupts a waiting body */
@@ -362,6 +397,7 @@ static int scope_spawn(lua_State *L) {
   lua_pushvalue(L, -2);
   lua_rawseti(L, -2, s->nchildren + 1);
   s->nchildren++;
+  k->idx = s->nchildren;
   lua_pop(L, 2); /* the table keeps the link */
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_pushcclosure(L, child_body, 1);
@@ -530,7 +566,6 @@ int sp_scope_open(lua_State *L) {
   static const luaL_Reg methods[] = {{"spawn", scope_spawn}, {NULL, NULL}};
   static const luaL_Reg meta[] = {{"__tostring", scope_tostring},
                                   {NULL, NULL}};
-  static const luaL_Reg link_meta[] = {{"__gc", link_gc}, {NULL, NULL}};
   static const luaL_Reg watch_methods[] = {{"next", watch_next},
                                            {"close", watch_close},
                                            {NULL, NULL}};
@@ -540,7 +575,7 @@ int sp_scope_open(lua_State *L) {
   static const luaL_Reg fns[] = {{"scope", l_scope}, {"_watch", l_watch},
                                  {NULL, NULL}};
   sp_newclass(L, SCOPE_MT, methods, meta);
-  sp_newclass(L, LINK_MT, NULL, link_meta);
+  sp_newclass(L, LINK_MT, NULL, NULL);
   sp_newclass(L, WATCH_MT, watch_methods, watch_meta);
   lua_pop(L, 3);
   sp_setfuncs(L, fns);

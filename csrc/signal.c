@@ -265,18 +265,9 @@ static int sig_wait(lua_State *L) {
                         (lua_KContext)t);
 }
 
-static int sig_close_m(lua_State *L) {
-  sig_obj *s = sig_get(L);
-  if (s != NULL) sig_close(s);
-  lua_pushboolean(L, 1);
-  return 1;
-}
+static void sig_close_any(void *obj) { sig_close((sig_obj *)obj); }
 
-static int sig_gc(lua_State *L) {
-  sig_obj **ud = (sig_obj **)sp_testclass(L, 1, SIG_MT);
-  if (ud != NULL && *ud != NULL) sig_close(*ud);
-  return 0;
-}
+static const sp_closer sig_closer = {SIG_MT, sig_close_any};
 
 static int sig_tostring(lua_State *L) {
   sig_obj *s = sig_get(L);
@@ -298,14 +289,13 @@ static void sig_describe(sp_task *t, char *buf, size_t size) {
 
 int sp_signal_open(lua_State *L) {
   static const luaL_Reg methods[] = {
-      {"wait", sig_wait}, {"close", sig_close_m}, {NULL, NULL}};
+      {"wait", sig_wait}, {NULL, NULL}};
   static const luaL_Reg fns[] = {{"signal", l_signal}, {NULL, NULL}};
-  static const luaL_Reg meta[] = {{"__gc", sig_gc},
-                                  {"__close", sig_gc},
-                                  {"__tostring", sig_tostring},
+  static const luaL_Reg meta[] = {{"__tostring", sig_tostring},
                                   {NULL, NULL}};
   sp_newclass(L, SIG_MT, methods, meta);
   lua_pop(L, 1);
+  sp_setcloser(L, &sig_closer);
   sp_setfuncs(L, fns);
   return 0;
 }

@@ -26,10 +26,19 @@
 ** box); the next write or shutdown waits for it first, so bytes are never
 ** reordered, duplicated or torn, and at most one write is pending.
 **
-** Waiters.  One reader and one writer (s->reader, s->writer); a second one
-** raises "socket busy".  A read_cb or write_cb wakes the waiter; abort runs
+** Waiters.  One reader (s->reader; a second one raises "socket busy") and
+** any number of writers, served first come first served: one has the
+** write side (s->writer), the others wait their turn in s->wq.  A read_cb or write_cb wakes the waiter; abort runs
 ** the undo, which only clears the slot.  Closing wakes both with
 ** nil, "closed", "ECANCELED".
+**
+** TLS.  A TLS stream (s->tls, tls.c) is the same object: the socket is
+** read into the TLS engine's ciphertext buffer instead of rbuf, and the
+** engine decrypts into rbuf, so every read method, the bound and the
+** cancellation rules above apply to plaintext unchanged.  Writes hand the
+** plaintext to the engine, which encrypts and sends it in the background
+** and reports the end like write_cb.  The `if (s->tls)` branches below are
+** the only places where the two differ.
 */
 #include <math.h>
 #include <signal.h>
@@ -38,7 +47,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "io.h"
+#include "tls.h"
 
 enum { R_N, R_SOME, R_LINE, R_UNTIL, R_ALL };
 /* What a writer waits for (the low bits of its continuation context). */
@@ -46,6 +55,12 @@ enum { W_OWN = 0, W_PREV = 1, W_SHUT = 2, W_PREV_SHUT = 3 };
 
 static int closed_result(lua_State *L, const char *code) {
   return sp_io_closed(L, code);
+}
+
+/* nil, message, code for an error of stream s: a TLS failure says why. */
+static int stream_error(lua_State *L, sp_stream *s, int code) {
+  if (code == SP_ETLS && s->tls != NULL) return sp_tls_push_error(L, s);
+  return sp_io_fail(L, code);
 }
 
 /* ---- creation and close ----------------------------------------------- */
@@ -72,6 +87,7 @@ static void stream_closed(uv_handle_t *h) {
   sp_stream *s = (sp_stream *)h->data;
   sp_io_untrack(&s->node);
   if (s->external) free(h);
+  if (s->tls != NULL) sp_tls_free(s->tls);
   free(s->rbuf);
   free(s);
 }
@@ -81,6 +97,8 @@ static void wake_waiter(sp_task *t) {
     sp_wake(t, SP_WAKE_OK);
   }
 }
+
+void sp_stream_wake(sp_task *t) { wake_waiter(t); }
 
 void sp_stream_close(sp_stream *s) {
   if (s == NULL || s->closing) return;
@@ -92,6 +110,12 @@ void sp_stream_close(sp_stream *s) {
   wake_waiter(s->reader); /* their continuations find box->s == NULL */
   wake_waiter(s->writer);
   s->reader = s->writer = NULL;
+  while (s->wq.head != NULL) { /* queued writers: "closed" too */
+    sp_task *t = s->wq.head;
+    sp_wlist_remove(&s->wq, t);
+    sp_wake(t, SP_WAKE_OK);
+  }
+  if (s->tls != NULL) sp_tls_close(s); /* close_notify, handshake waiter */
   if (s->reset && s->h->type == UV_TCP && !s->spending &&
       uv_tcp_close_reset((uv_tcp_t *)s->h, stream_closed) == 0)
     return;
@@ -235,11 +259,9 @@ static size_t rneed(int kind, size_t n, size_t max, size_t dlen) {
   }
 }
 
-static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-  sp_stream *s = (sp_stream *)h->data;
+char *sp_stream_rreserve(sp_stream *s, size_t max, size_t *len) {
   size_t want = s->rlimit > s->rlen ? s->rlimit - s->rlen : 0;
-  (void)suggested;
-  if (want > SP_STREAM_CHUNK) want = SP_STREAM_CHUNK;
+  if (want > max) want = max;
   if (want == 0) want = 1; /* cannot happen: reading stops when full */
   if (s->roff + s->rlen + want > s->rcap) {
     if (s->roff > 0 && s->rlen + want <= s->rcap) {
@@ -255,17 +277,20 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
       if (cap < s->rlen + want) cap = s->rlen + want;
       if (cap > s->rlimit && s->rlimit >= s->rlen + want) cap = s->rlimit;
       p = realloc(s->rbuf, cap);
-      if (p == NULL) { /* read_cb gets UV_ENOBUFS */
-        buf->base = NULL;
-        buf->len = 0;
-        return;
-      }
+      if (p == NULL) return NULL;
       s->rbuf = p;
       s->rcap = cap;
     }
   }
-  buf->base = s->rbuf + s->roff + s->rlen;
-  buf->len = want;
+  *len = want;
+  return s->rbuf + s->roff + s->rlen;
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  size_t len = 0;
+  char *p = sp_stream_rreserve((sp_stream *)h->data, SP_STREAM_CHUNK, &len);
+  (void)suggested;
+  *buf = uv_buf_init(p, p ? (unsigned)len : 0); /* NULL: UV_ENOBUFS */
 }
 
 static void read_stop(sp_stream *s) {
@@ -274,6 +299,8 @@ static void read_stop(sp_stream *s) {
     s->reading = 0;
   }
 }
+
+void sp_stream_read_stop(sp_stream *s) { read_stop(s); }
 
 /* Could the waiting reader complete now?  Updates the delimiter scan. */
 static int reader_ready(sp_stream *s) {
@@ -288,6 +315,20 @@ static int reader_ready(sp_stream *s) {
   }
 }
 
+/* libuv reports a reset that arrives with the last data as EOF: ask the
+** socket. */
+int sp_stream_eof_error(uv_stream_t *h) {
+  if (h->type == UV_TCP) {
+    uv_os_fd_t fd;
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (uv_fileno((uv_handle_t *)h, &fd) == 0 &&
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0)
+      return uv_translate_sys_error(err);
+  }
+  return 0;
+}
+
 static void read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
   sp_stream *s = (sp_stream *)h->data;
   (void)buf;
@@ -297,14 +338,7 @@ static void read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
   } else if (nread == UV_EOF) {
     s->eof = 1;
     read_stop(s);
-    if (h->type == UV_TCP) { /* libuv reports a reset that arrives with */
-      uv_os_fd_t fd;       /* the last data as EOF: ask the socket */
-      int err = 0;
-      socklen_t len = sizeof err;
-      if (uv_fileno((uv_handle_t *)h, &fd) == 0 &&
-          getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0)
-        s->rerr = uv_translate_sys_error(err);
-    }
+    s->rerr = sp_stream_eof_error(h);
   } else if (nread < 0) {
     s->rerr = (int)nread;
     read_stop(s);
@@ -316,13 +350,26 @@ static void read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
 
 static void read_start(sp_stream *s) {
   int r;
-  if (s->reading || s->eof || s->rerr || s->closing || s->rlen >= s->rlimit)
-    return;
-  r = uv_read_start(s->h, alloc_cb, read_cb);
+  if (s->reading || s->eof || s->rerr || s->closing) return;
+  if (s->tls != NULL) {
+    if (!sp_tls_wants_input(s)) return;
+    r = uv_read_start(s->h, sp_tls_alloc_cb, sp_tls_read_cb);
+  } else {
+    if (s->rlen >= s->rlimit) return;
+    r = uv_read_start(s->h, alloc_cb, read_cb);
+  }
   if (r == 0)
     s->reading = 1;
   else
     s->rerr = r;
+}
+
+void sp_stream_read_start(sp_stream *s) { read_start(s); }
+
+void sp_stream_wake_reader(sp_stream *s) {
+  if (s->reader != NULL && s->reader->state == SP_T_WAITING &&
+      reader_ready(s))
+    wake_waiter(s->reader);
 }
 
 /* Tries to complete a read from the buffer.  Returns the number of
@@ -337,7 +384,7 @@ static int rtry(lua_State *L, sp_stream *s, int kind, size_t n, size_t max,
         return 1;
       }
       if (!s->eof && !s->rerr) return -1;
-      sp_io_fail(L, s->rerr ? s->rerr : UV_EOF);
+      stream_error(L, s, s->rerr ? s->rerr : UV_EOF);
       lua_pushlstring(L, rdata(s), s->rlen); /* partial */
       rconsume(s, s->rlen);
       return 4;
@@ -349,12 +396,12 @@ static int rtry(lua_State *L, sp_stream *s, int kind, size_t n, size_t max,
         return 1;
       }
       if (!s->eof && !s->rerr) return -1;
-      return sp_io_fail(L, s->rerr ? s->rerr : UV_EOF);
+      return stream_error(L, s, s->rerr ? s->rerr : UV_EOF);
     case R_ALL:
       if (s->rlen > max)
         return sp_io_fail_msg(L, "too long", "ENOBUFS");
       if (s->rerr) { /* as read(n): the error, with what came before it */
-        sp_io_fail(L, s->rerr);
+        stream_error(L, s, s->rerr);
         lua_pushlstring(L, rdata(s), s->rlen);
         rconsume(s, s->rlen);
         return 4;
@@ -377,7 +424,7 @@ static int rtry(lua_State *L, sp_stream *s, int kind, size_t n, size_t max,
       if (!s->eof && !s->rerr) return -1;
       /* the bytes that came before the end (EOF or an error) first, as
       ** the last line; then the end, every time after */
-      if (s->rlen == 0) return sp_io_fail(L, s->rerr ? s->rerr : UV_EOF);
+      if (s->rlen == 0) return stream_error(L, s, s->rerr ? s->rerr : UV_EOF);
       lua_pushlstring(L, rdata(s), s->rlen); /* the last, unterminated */
       rconsume(s, s->rlen);
       return 1;
@@ -459,6 +506,11 @@ static int read_common(lua_State *L, const char *name, int kind, size_t n,
   s->rmax = max;
   s->delim = d;
   s->dlen = dlen;
+  if (s->tls != NULL) { /* decrypt what has arrived, then try again */
+    sp_tls_before_read(s);
+    nres = rtry(L, s, kind, n, max, d, dlen);
+    if (nres >= 0) return sp_await_fast(L, t, pass_k, nres);
+  }
   return read_wait(L, s, t);
 }
 
@@ -527,20 +579,49 @@ static int s_lines(lua_State *L) {
 
 /* ---- writes ----------------------------------------------------------- */
 
-static void writer_undo(sp_task *t) {
-  sp_stream *s = (sp_stream *)t->w.obj;
+/* Concurrent writers are served in order: one write (or shutdown) has the
+** write side at a time; the others wait in s->wq.  When the write side is
+** given up, the first one waiting gets it -- reserved in s->writer before
+** it runs, so a writer arriving meanwhile queues behind it. */
+static void write_handoff(sp_stream *s) {
+  sp_task *w = s->wq.head;
+  if (s->writer != NULL || w == NULL) return;
+  sp_wlist_remove(&s->wq, w);
+  s->writer = w;
+  sp_wake(w, SP_WAKE_OK);
+}
+
+/* t is done with the write side (its write returned, or it was aborted). */
+static void write_release(sp_stream *s, sp_task *t) {
   if (s->writer == t) s->writer = NULL;
+  write_handoff(s);
+}
+
+static void writer_undo(sp_task *t) {
+  /* the write goes on in the background; the next writer waits for it */
+  write_release((sp_stream *)t->w.obj, t);
 }
 
 static const sp_waitops write_wait_ops = {"write", writer_undo,
                                           describe_stream};
 
-static void write_cb(uv_write_t *req, int status) {
-  sp_stream *s = (sp_stream *)req->handle->data;
+static void queued_undo(sp_task *t) {
+  sp_stream *s = (sp_stream *)t->w.obj;
+  sp_wlist_remove(&s->wq, t);
+}
+
+static const sp_waitops queued_wait_ops = {"write queued", queued_undo,
+                                           describe_stream};
+
+void sp_stream_write_done(sp_stream *s, int status) {
   s->wpending = 0;
   s->wstatus = status;
   if (status < 0 && status != UV_ECANCELED) s->werr = status;
   wake_waiter(s->writer);
+}
+
+static void write_cb(uv_write_t *req, int status) {
+  sp_stream_write_done((sp_stream *)req->handle->data, status);
 }
 
 static void shutdown_cb(uv_shutdown_t *req, int status) {
@@ -579,6 +660,7 @@ static int write_k(lua_State *L, int status, lua_KContext ctx) {
       return shutdown_start(L, s, t, 0);
     case W_SHUT:
       if (s->spending) return wait_writer(L, s, t, W_SHUT);
+      write_release(s, t);
       if (s->sstatus < 0) return sp_io_fail(L, s->sstatus);
       lua_pushboolean(L, 1);
       return 1;
@@ -587,10 +669,31 @@ static int write_k(lua_State *L, int status, lua_KContext ctx) {
       lua_pushnil(L);
       lua_setiuservalue(L, 1, 1); /* release the anchored strings */
       s->anchored = 0;
-      if (s->wstatus < 0) return sp_io_fail(L, s->wstatus);
+      write_release(s, t);
+      if (s->wstatus < 0) return stream_error(L, s, s->wstatus);
       lua_pushboolean(L, 1);
       return 1;
   }
+}
+
+/* A queued writer's turn (bit 0 of ctx: a shutdown). */
+static int queued_k(lua_State *L, int status, lua_KContext ctx) {
+  sp_task *t = (sp_task *)(ctx & ~(lua_KContext)1);
+  sp_sbox *box = (sp_sbox *)lua_touserdata(L, 1);
+  sp_stream *s;
+  (void)status;
+  sp_resumed(L, t); /* aborted while queued: the undo took it out */
+  s = box->s;
+  if (s == NULL) return closed_result(L, "ECANCELED");
+  if (ctx & 1) return shutdown_start(L, s, t, 0);
+  return write_start(L, s, t, 0);
+}
+
+/* Waits for the write side, behind the writers already waiting. */
+static int queue_writer(lua_State *L, sp_stream *s, sp_task *t, int shut) {
+  sp_wlist_push(&s->wq, t);
+  return sp_await_block(L, t, &queued_wait_ops, s, queued_k,
+                        (lua_KContext)t | (lua_KContext)shut);
 }
 
 #define WRITE_NBUF 16
@@ -601,7 +704,10 @@ static int write_start(lua_State *L, sp_stream *s, sp_task *t, int fast) {
   uv_buf_t sbufs[WRITE_NBUF], *bufs = sbufs;
   int top = lua_gettop(L), nb = top - 1, i, r;
   size_t total = 0, done;
-  if (s->werr) return sp_io_fail(L, s->werr);
+  if (s->werr) {
+    write_release(s, t);
+    return stream_error(L, s, s->werr);
+  }
   if (s->wpending || s->spending) return wait_writer(L, s, t, W_PREV);
   if (s->anchored) { /* strings of an abandoned write, now done */
     lua_pushnil(L);
@@ -616,15 +722,26 @@ static int write_start(lua_State *L, sp_stream *s, sp_task *t, int fast) {
     bufs[i] = uv_buf_init((char *)p, (unsigned)len);
     total += len;
   }
+  if (s->tls != NULL && total > 0) { /* encrypted, sent in the background */
+    r = sp_tls_write(s, bufs, nb);
+    if (r < 0) {
+      write_release(s, t);
+      return stream_error(L, s, r);
+    }
+    if (r > 0) goto pending;
+    total = 0;
+  }
   r = total == 0 ? 0 : uv_try_write(s->h, bufs, (unsigned)nb);
   if (r < 0 && r != UV_EAGAIN && r != UV_ENOSYS) {
     s->werr = r;
+    write_release(s, t);
     return sp_io_fail(L, r);
   }
   done = r > 0 ? (size_t)r : 0;
   if (done == total) {
     lua_settop(L, top);
     lua_pushboolean(L, 1);
+    write_release(s, t);
     if (fast) return sp_await_fast(L, t, pass_k, 1);
     return 1;
   }
@@ -634,10 +751,11 @@ static int write_start(lua_State *L, sp_stream *s, sp_task *t, int fast) {
   r = uv_write(&s->wreq, s->h, bufs + i, (unsigned)(nb - i), write_cb);
   if (r < 0) {
     s->werr = r;
+    write_release(s, t);
     return sp_io_fail(L, r);
   }
   s->wpending = 1;
-  /* anchor the strings until the write completes */
+pending: /* anchor the strings until the write completes */
   if (nb == 1) {
     lua_pushvalue(L, 2);
   } else {
@@ -665,21 +783,26 @@ static int s_write(lua_State *L) {
   s = box->s;
   t = stream_task(L, s, "write");
   if (s == NULL) return closed_result(L, "EBADF");
-  if (s->writer != NULL)
-    luaL_error(L, "write: socket busy (another task is writing to this "
-                  "stream)");
+  if (s->writer != NULL || s->wq.head != NULL)
+    return queue_writer(L, s, t, 0); /* FIFO behind the others */
   return write_start(L, s, t, 1);
 }
 
 static int shutdown_start(lua_State *L, sp_stream *s, sp_task *t, int fast) {
   int r;
   if (s->shut) {
+    write_release(s, t);
     lua_pushboolean(L, 1);
     return fast ? sp_await_fast(L, t, pass_k, 1) : 1;
   }
   if (s->wpending) return wait_writer(L, s, t, W_PREV_SHUT);
+  if (s->tls != NULL && sp_tls_shutdown(s)) /* close_notify goes first */
+    return wait_writer(L, s, t, W_PREV_SHUT);
   r = uv_shutdown(&s->sreq, s->h, shutdown_cb);
-  if (r < 0) return sp_io_fail(L, r);
+  if (r < 0) {
+    write_release(s, t);
+    return sp_io_fail(L, r);
+  }
   s->shut = 1;
   s->spending = 1;
   return wait_writer(L, s, t, W_SHUT);
@@ -691,9 +814,8 @@ static int s_shutdown(lua_State *L) {
   sp_task *t = stream_task(L, s, "shutdown");
   lua_settop(L, 1);
   if (s == NULL) return closed_result(L, "EBADF");
-  if (s->writer != NULL)
-    luaL_error(L, "shutdown: socket busy (another task is writing to this "
-                  "stream)");
+  if (s->writer != NULL || s->wq.head != NULL)
+    return queue_writer(L, s, t, 1); /* after the writes before it */
   return shutdown_start(L, s, t, 1);
 }
 
@@ -796,7 +918,8 @@ static int s_tostring(lua_State *L) {
   if (box->s == NULL)
     lua_pushliteral(L, "spindle.stream (closed)");
   else
-    lua_pushfstring(L, "spindle.stream (%s: %p)", box->s->kind,
+    lua_pushfstring(L, "spindle.stream (%s%s: %p)",
+                    box->s->tls ? "tls over " : "", box->s->kind,
                     (void *)box->s);
   return 1;
 }
@@ -818,6 +941,8 @@ int sp_stream_open(lua_State *L) {
       {"local_addr", s_local_addr},
       {"set_nodelay", s_set_nodelay},
       {"set_keepalive", s_set_keepalive},
+      {"handshake", sp_tls_m_handshake},
+      {"tls_info", sp_tls_m_info},
       {NULL, NULL}};
   static const luaL_Reg meta[] = {{"__gc", s_gc},
                                   {"__close", s_close},
@@ -845,6 +970,7 @@ int sp_stream_open(lua_State *L) {
 static void describe_stream(sp_task *t, char *buf, size_t size) {
   sp_stream *s = (sp_stream *)t->w.obj;
   const char *op = t->wait->name;
+  const char *phase = s->tls != NULL ? sp_tls_phase(s) : NULL;
   char addr[128];
   addr[0] = '\0';
   if (s->h->type == UV_TCP) {
@@ -860,7 +986,8 @@ static void describe_stream(sp_task *t, char *buf, size_t size) {
     else
       addr[0] = '\0';
   }
-  snprintf(buf, size, "%s %s%s%s", s->kind, op, addr[0] ? " " : "", addr);
+  snprintf(buf, size, "%s %s%s%s", s->tls != NULL ? "tls" : s->kind,
+           phase != NULL ? phase : op, addr[0] ? " " : "", addr);
 }
 
 /* Creates the stream and listener metatables and sets spindle.net in the
@@ -875,6 +1002,8 @@ int sp_net_open(lua_State *L) {
   sp_pipe_open(L);
   sp_dns_open(L);
   sp_udp_open(L);
+  sp_socket_open(L);
   lua_pop(L, 1);
+  sp_tls_open(L); /* spindle.tls */
   return 0;
 }

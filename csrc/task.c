@@ -101,12 +101,14 @@ static int task_body(lua_State *co) {
 }
 
 /* fn and nargs arguments on top of L: creates the task, queues it, and
-** leaves its handle in their place.  [-(nargs+1), +1, m] */
+** leaves its handle in their place.  The function and its arguments wait
+** in the handle's user values: a task gets its coroutine only when its
+** first slice begins (sp_task_start).  [-(nargs+1), +1, m] */
 sp_task *sp_spawn(lua_State *L, sp_runtime *rt, int nargs) {
-  int fidx = lua_gettop(L) - nargs;
+  int fidx = lua_gettop(L) - nargs, i, nuv = nargs + 1;
   sp_task *t;
-  lua_State *co;
   int slot;
+  if (nargs > 65000) luaL_error(L, "spindle.spawn: too many arguments");
   if (rt->nslots >= rt->freecap) { /* the free list can hold every slot */
     int cap = rt->freecap ? rt->freecap * 2 : 256;
     int *p = realloc(rt->freeslots, (size_t)cap * sizeof *p);
@@ -114,25 +116,23 @@ sp_task *sp_spawn(lua_State *L, sp_runtime *rt, int nargs) {
     rt->freeslots = p;
     rt->freecap = cap;
   }
-  t = lua_newuserdatauv(L, sizeof *t, 1);
+  t = lua_newuserdatauv(L, sizeof *t, nuv);
   memset(t, 0, sizeof *t);
   lua_rawgetp(L, LUA_REGISTRYINDEX, &task_mt_key);
   lua_setmetatable(L, -2);
-  co = lua_newthread(L);
-  lua_setiuservalue(L, -2, 1);
-  if (!lua_checkstack(co, nargs + 3))
-    luaL_error(L, "spindle.spawn: too many arguments");
-  lua_pushcfunction(co, task_body);
-  lua_pushlightuserdata(co, t);
-  lua_insert(L, fidx); /* the handle below fn */
-  lua_xmove(L, co, nargs + 1);
+  for (i = 1; i <= nuv; i++) {
+    lua_pushvalue(L, fidx + i - 1);
+    lua_setiuservalue(L, -2, i);
+  }
+  t->nuv = (unsigned short)nuv;
   slot = rt->nfree > 0 ? rt->freeslots[--rt->nfree] : ++rt->nslots;
   sp_push_anchors(L, rt);
   lua_pushvalue(L, -2);
   lua_rawseti(L, -2, slot);
   lua_pop(L, 1);
+  lua_replace(L, fidx); /* the handle in place of fn */
+  lua_settop(L, fidx);
   t->anchor = slot;
-  t->co = co;
   t->rt = rt;
   t->id = ++rt->nextid;
   { /* the loop's cached time: no clock read on the hot path */
@@ -144,7 +144,6 @@ sp_task *sp_spawn(lua_State *L, sp_runtime *rt, int nargs) {
   if (rt->live == 0) sp_runtime_pin(L, rt, 1); /* tasks keep it alive */
   rt->live++;
   rt->spawned++;
-  sp_set_hooks(rt, co);
   t->state = SP_T_NEW;
   if (rt->shutting_down) { /* spawned while everything is being aborted */
     t->cancel = 1;
@@ -152,6 +151,176 @@ sp_task *sp_spawn(lua_State *L, sp_runtime *rt, int nargs) {
   } else
     sp_ready_push(rt, t);
   return t;
+}
+
+/* ---- the coroutine pool ---------------------------------------------- */
+
+/* A task needs a coroutine only from its first slice to its end.  Ended
+** tasks give theirs back (results are kept in the handle), so a runtime
+** that spawns and joins many short tasks reuses a handful of coroutines.
+** A coroutine goes back only after its last resume returned LUA_OK with
+** its stack popped: nothing of the old task is left on it (no values,
+** frames, <close> variables); its hooks are set again when it is taken.
+** What a user kept of an old task -- a coroutine.running() value -- may
+** meet a new task running in that coroutine: docs/tasks.md#coroutines-are-reused
+** says so.  The pool holds at most SP_POOL_MAX coroutines; the collector
+** shrinks their stacks. */
+#define SP_POOL_MAX 256 /* the pool table is made with this many slots */
+
+void sp_task_start(lua_State *L, sp_runtime *rt, sp_task *t) {
+  lua_State *co;
+  int i, top = lua_gettop(L);
+  luaL_checkstack(L, t->nuv + 4, "spindle.spawn: too many arguments");
+  sp_push_task(L, t);                                  /* top + 1 */
+  if (rt->npool > 0) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->pool_ref);   /* top + 2 */
+    lua_rawgeti(L, -1, rt->npool);                      /* top + 3 */
+    co = lua_tothread(L, -1);
+  } else {
+    lua_pushnil(L);
+    co = lua_newthread(L);                              /* top + 3 */
+  }
+  if (!lua_checkstack(co, t->nuv + 3))
+    luaL_error(L, "spindle.spawn: too many arguments");
+  lua_pushcfunction(co, task_body);
+  lua_pushlightuserdata(co, t);
+  for (i = 1; i <= t->nuv; i++) lua_getiuservalue(L, top + 1, i);
+  lua_xmove(L, co, t->nuv);
+  /* nothing can fail from here on */
+  if (rt->npool > 0) {
+    lua_pushnil(L);
+    lua_rawseti(L, top + 2, rt->npool--);
+  }
+  lua_pushvalue(L, top + 3);
+  lua_setiuservalue(L, top + 1, 1); /* the handle anchors its coroutine */
+  lua_settop(L, top);
+  t->co = co;
+  sp_set_hooks(rt, co);
+}
+
+/* Pops v from L into a protected table of nres values on co's top. */
+static int pack_p(lua_State *L) {
+  lua_State *co = (lua_State *)lua_touserdata(L, 1);
+  int n = (int)lua_tointeger(L, 2), i;
+  lua_createtable(L, n, 0);
+  for (i = 1; i <= n; i++) {
+    lua_pushvalue(co, -n + i - 1);
+    lua_xmove(co, L, 1);
+    lua_rawseti(L, -2, i);
+  }
+  return 1;
+}
+
+void sp_task_keep_end(lua_State *L, sp_runtime *rt, sp_task *t, int nres) {
+  lua_State *co = t->co;
+  int top = lua_gettop(L), i, h, pooled = 0;
+  if (!lua_checkstack(L, nres + 6)) nres = 0; /* cannot happen in practice */
+  if (t->stashed && !t->failed) sp_forget_traceback(L, co);
+  t->stashed = 0;
+  sp_push_task(L, t);
+  h = top + 1;
+  /* the coroutine back to the pool, while the handle still anchors it */
+  if (rt->npool < SP_POOL_MAX) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->pool_ref);
+    lua_getiuservalue(L, h, 1);
+    lua_rawseti(L, -2, rt->npool + 1); /* may fail: then not pooled */
+    rt->npool++;
+    pooled = 1;
+    lua_pop(L, 1);
+  }
+  (void)pooled;
+  if (t->cancel) { /* abort wins: nothing is kept */
+    t->rkind = SP_R_NONE;
+  } else if (t->failed) { /* co: [traceback, error] */
+    t->rkind = SP_R_ERROR;
+    lua_pushvalue(co, -1);
+    lua_xmove(co, L, 1);
+    lua_setiuservalue(L, h, 1);
+    if (t->nuv > 1) {
+      lua_pushvalue(co, -2);
+      lua_xmove(co, L, 1);
+      lua_setiuservalue(L, h, 2);
+    } else if (!lua_isnil(co, -2)) { /* room for one: pack both */
+      lua_pushcfunction(L, pack_p);
+      lua_pushlightuserdata(L, co);
+      lua_pushinteger(L, 2);
+      if (lua_pcall(L, 2, 1, 0) == LUA_OK) { /* {traceback, error} */
+        lua_rawgeti(L, -1, 2);
+        lua_rawgeti(L, -2, 1);
+        lua_rawseti(L, -3, 2); /* {error, traceback} */
+        lua_rawseti(L, -2, 1);
+        lua_setiuservalue(L, h, 1);
+        t->rkind = SP_R_ERRPACK;
+      } else
+        lua_pop(L, 1); /* out of memory: the error without traceback */
+    }
+  } else if (nres <= t->nuv) {
+    t->rkind = SP_R_INLINE;
+    for (i = 1; i <= nres; i++) {
+      lua_pushvalue(co, -nres + i - 1);
+      lua_xmove(co, L, 1);
+      lua_setiuservalue(L, h, i);
+    }
+  } else {
+    lua_pushcfunction(L, pack_p);
+    lua_pushlightuserdata(L, co);
+    lua_pushinteger(L, nres);
+    if (lua_pcall(L, 2, 1, 0) == LUA_OK) {
+      t->rkind = SP_R_PACKED;
+      lua_setiuservalue(L, h, 1);
+    } else { /* out of memory: the task fails with the memory error */
+      t->rkind = SP_R_ERROR;
+      t->failed = 1;
+      lua_setiuservalue(L, h, 1);
+    }
+  }
+  t->nres = nres;
+  for (i = t->rkind == SP_R_INLINE ? nres + 1 : t->rkind == SP_R_ERROR ? 3 : 2;
+       i <= t->nuv; i++) { /* let go of the arguments */
+    lua_pushnil(L);
+    lua_setiuservalue(L, h, i);
+  }
+  if (t->rkind == SP_R_NONE) {
+    lua_pushnil(L);
+    lua_setiuservalue(L, h, 1);
+  }
+  lua_settop(co, 0);
+  t->co = NULL;
+  lua_settop(L, top);
+}
+
+int sp_task_push_results(lua_State *L, int idx, sp_task *t) {
+  int i, n = t->nres;
+  idx = lua_absindex(L, idx);
+  luaL_checkstack(L, n + 1, "too many results");
+  if (t->rkind == SP_R_PACKED) {
+    lua_getiuservalue(L, idx, 1);
+    for (i = 1; i <= n; i++) lua_rawgeti(L, -i, i);
+    lua_remove(L, -n - 1);
+  } else if (t->rkind == SP_R_INLINE)
+    for (i = 1; i <= n; i++) lua_getiuservalue(L, idx, i);
+  else
+    n = 0;
+  return n;
+}
+
+void sp_task_push_error(lua_State *L, int idx, sp_task *t) {
+  lua_getiuservalue(L, idx, 1);
+  if (t->rkind == SP_R_ERRPACK) {
+    lua_rawgeti(L, -1, 1);
+    lua_remove(L, -2);
+  }
+}
+
+void sp_task_push_traceback(lua_State *L, int idx, sp_task *t) {
+  if (t->rkind == SP_R_ERRPACK) {
+    lua_getiuservalue(L, idx, 1);
+    lua_rawgeti(L, -1, 2);
+    lua_remove(L, -2);
+  } else if (t->rkind == SP_R_ERROR && t->nuv > 1)
+    lua_getiuservalue(L, idx, 2);
+  else
+    lua_pushnil(L);
 }
 
 /* ---- abort ----------------------------------------------------------- */
@@ -213,11 +382,10 @@ static void report(lua_State *L, int idx, sp_task *t) {
   int top = lua_gettop(L);
   idx = lua_absindex(L, idx);
   t->observed = 1;
-  if (!lua_checkstack(L, 6) || !lua_checkstack(t->co, 2)) return;
+  if (!lua_checkstack(L, 6)) return;
   if (rt != NULL && !rt->closed && rt->on_error_ref != LUA_NOREF) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, rt->on_error_ref);
-    lua_pushvalue(t->co, 2);
-    lua_xmove(t->co, L, 1);
+    sp_task_push_error(L, idx, t);
     lua_pushvalue(L, idx);
     if (lua_pcall(L, 2, 0, 0) == LUA_OK) {
       lua_settop(L, top);
@@ -227,9 +395,8 @@ static void report(lua_State *L, int idx, sp_task *t) {
             lua_isstring(L, -1) ? lua_tostring(L, -1) : "(no message)");
     lua_settop(L, top);
   }
-  lua_pushvalue(t->co, 1); /* traceback or nil */
-  lua_pushvalue(t->co, 2); /* error */
-  lua_xmove(t->co, L, 2);
+  sp_task_push_traceback(L, idx, t); /* traceback or nil */
+  sp_task_push_error(L, idx, t);
   sp_push_name(L, idx);
   if (lua_type(L, -1) == LUA_TSTRING)
     fprintf(stderr, "spindle: task %lld (%s) failed and was never joined: ",
@@ -348,24 +515,23 @@ static const sp_waitops join_wait = {"join", join_undo, describe_join};
 ** ended with. */
 static int join_finish(lua_State *L, int mode) {
   sp_task *target = (sp_task *)lua_touserdata(L, 1);
-  lua_State *co = target->co;
   int n;
   lua_settop(L, 1);
   switch (target->state) {
     case SP_T_DONE:
-      n = lua_gettop(co);
-      if (!lua_checkstack(L, n + 1) || !lua_checkstack(co, n))
-        luaL_error(L, "join: too many results");
       if (mode == RESULT) lua_pushboolean(L, 1);
-      for (int i = 1; i <= n; i++) lua_pushvalue(co, i);
-      lua_xmove(co, L, n);
+      n = sp_task_push_results(L, 1, target);
       return n + mode;
     case SP_T_FAILED:
       observe(L, 1, target);
       if (mode == RESULT) lua_pushboolean(L, 0);
-      lua_pushvalue(co, 2);
-      lua_xmove(co, L, 1);
+      sp_task_push_error(L, 1, target);
       if (mode == RESULT) return 2;
+      /* the report of the joiner shows where the error really happened */
+      lua_pushfstring(L, "(raised again by join of task %I)", target->id);
+      sp_task_push_traceback(L, 1, target);   /* [err, what, tb] */
+      sp_reraise_traceback(L, -3, lua_tostring(L, -2));
+      lua_pop(L, 1);
       return lua_error(L);
     default:
       if (mode == RESULT) lua_pushboolean(L, 0);
@@ -417,10 +583,9 @@ static int task_status(lua_State *L) {
 
 static int task_traceback(lua_State *L) {
   sp_task *t = sp_task_check(L, 1);
-  if (t->state == SP_T_FAILED) {
-    lua_pushvalue(t->co, 1);
-    lua_xmove(t->co, L, 1);
-  } else if (t->state == SP_T_WAITING)
+  if (t->state == SP_T_FAILED)
+    sp_task_push_traceback(L, 1, t);
+  else if (t->state == SP_T_WAITING)
     luaL_traceback(L, t->co, NULL, 0);
   else
     lua_pushnil(L);

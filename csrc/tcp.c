@@ -29,7 +29,7 @@
 #include <fcntl.h>
 #include <sys/socket.h>
 
-#include "io.h"
+#include "tls.h"
 
 #define SP_LISTENER_MT "spindle.listener"
 #define ACCEPT_BACKOFF_MS 50
@@ -43,6 +43,12 @@ static int pass_k(lua_State *L, int status, lua_KContext ctx) {
 }
 
 #define parse_numeric sp_addr_parse
+
+/* The keys of the options tables (sp_check_options: others raise). */
+static const char *const connect_options[] = {"timeout", "local_host",
+                                              "local_port", NULL};
+static const char *const listen_options[] = {"backlog", "reuseaddr", "tls",
+                                             NULL};
 #define check_port sp_io_checkport
 
 /* opts.timeout in seconds, > 0; 0 when absent (no limit).  opts is at arg
@@ -83,6 +89,7 @@ struct sp_listener {
   uv_os_fd_t fd;
   char *path; /* Unix: the socket file, removed on close */
   sp_lbox *box;
+  sp_tlsctx *tls; /* {tls = ctx}: accepted streams are TLS servers */
   sp_task *acceptor;
   int perr;          /* poll error, sticky */
   uint64_t retry_at; /* uv_hrtime before which accept waits (EMFILE) */
@@ -94,6 +101,7 @@ static void listener_closed(uv_handle_t *h) {
   sp_listener *l = (sp_listener *)h->data;
   if (--l->nopen == 0) {
     sp_io_untrack(&l->node);
+    if (l->tls != NULL) sp_tlsctx_unref(l->tls);
     free(l->path);
     free(l);
   }
@@ -294,6 +302,10 @@ static int push_accepted(lua_State *L, sp_listener *l, int fd) {
     sp_stream_close(s);
     return sp_io_fail(L, r);
   }
+  if (l->tls != NULL && (r = sp_tls_attach_server(s, l->tls)) < 0) {
+    sp_stream_close(s);
+    return sp_io_fail(L, r);
+  }
   sp_stream_push(L, s);
   return 1;
 }
@@ -396,7 +408,8 @@ static int lst_tostring(lua_State *L) {
   if (box->l == NULL)
     lua_pushliteral(L, "spindle.listener (closed)");
   else
-    lua_pushfstring(L, "spindle.listener (%s: %p)",
+    lua_pushfstring(L, "spindle.listener (%s%s: %p)",
+                    box->l->tls ? "tls over " : "",
                     box->l->is_pipe ? "unix" : "tcp", (void *)box->l);
   return 1;
 }
@@ -421,11 +434,22 @@ int sp_opt_backlog(lua_State *L, int arg) {
 
 /* ---- spindle.net.listen(host, port, [opts]) --------------------------- */
 
+/* A listener just pushed (n == 1) gets the server context tc, if any. */
+static int listener_tls(lua_State *L, int n, sp_tlsctx *tc) {
+  if (n == 1 && tc != NULL) {
+    sp_lbox *box = (sp_lbox *)lua_touserdata(L, -1);
+    box->l->tls = tc;
+    sp_tlsctx_ref(tc);
+  }
+  return n;
+}
+
 /* Stack: [host, port, opts, g]; ctx: the task. */
 static int listen_k(lua_State *L, int status, lua_KContext ctx) {
   sp_task *t = (sp_task *)ctx;
   sp_gai *g;
   struct addrinfo *ai;
+  sp_tlsctx *tc;
   int n = 0, backlog;
   (void)status;
   sp_resumed(L, t);
@@ -438,6 +462,7 @@ static int listen_k(lua_State *L, int status, lua_KContext ctx) {
     return sp_io_fail(L, n);
   }
   backlog = sp_opt_backlog(L, 3);
+  tc = sp_tls_opt_server(L, 3);
   for (ai = g->res; ai != NULL; ai = ai->ai_next) {
     if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6) continue;
     n = sp_listen_bind(L, t->rt, ai->ai_addr, NULL, backlog);
@@ -446,13 +471,14 @@ static int listen_k(lua_State *L, int status, lua_KContext ctx) {
   }
   sp_gai_free(g);
   if (n == 0) return sp_io_fail(L, UV_EAI_NONAME);
-  return n;
+  return listener_tls(L, n, tc);
 }
 
 static int l_listen(lua_State *L) {
   const char *host = luaL_checkstring(L, 1);
   int port = check_port(L, 2);
-  int backlog = sp_opt_backlog(L, 3);
+  int backlog = (sp_check_options(L, 3, listen_options), sp_opt_backlog(L, 3));
+  sp_tlsctx *tc = sp_tls_opt_server(L, 3);
   sp_runtime *rt = sp_box_of(L)->cur;
   struct sockaddr_storage ss;
   sp_task *t;
@@ -462,7 +488,8 @@ static int l_listen(lua_State *L) {
   lua_settop(L, 3);
   if (rt == NULL) luaL_error(L, "listen: not inside a runtime");
   if (parse_numeric(host, port, &ss) == 0)
-    return sp_listen_bind(L, rt, (struct sockaddr *)&ss, NULL, backlog);
+    return listener_tls(
+        L, sp_listen_bind(L, rt, (struct sockaddr *)&ss, NULL, backlog), tc);
   t = sp_await_check(L, "listen");
   snprintf(pbuf, sizeof pbuf, "%d", port);
   g = sp_gai_start(t->rt, host, pbuf, SOCK_STREAM, &r);
@@ -486,8 +513,9 @@ typedef struct net_connect {
   sp_stream *s; /* the stream being connected, then the result */
   char *path;   /* Unix socket path */
   char what[96]; /* "127.0.0.1:80" or the path, for spindle.dump() */
+  struct sockaddr_storage local; /* opts.local_host/local_port */
   int status, last_err;
-  unsigned done : 1, resolving : 1, has_timer : 1;
+  unsigned done : 1, resolving : 1, has_timer : 1, has_local : 1;
 } net_connect;
 
 static void op_unref(net_connect *op) {
@@ -548,6 +576,11 @@ static int op_attempt(net_connect *op, const struct sockaddr *sa) {
     return r;
   }
   sp_stream_opened(s, rt);
+  if (op->has_local &&
+      (r = uv_tcp_bind(&s->u.tcp, (struct sockaddr *)&op->local, 0)) < 0) {
+    sp_stream_close(s);
+    return r;
+  }
   if (op->path != NULL) {
     uv_pipe_connect(&op->creq, &s->u.pipe, op->path, connect_cb);
     r = 0;
@@ -569,6 +602,10 @@ static void op_next(net_connect *op) {
     int r;
     op->cur = ai->ai_next;
     if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6) continue;
+    if (op->has_local && ai->ai_family != op->local.ss_family) {
+      if (op->last_err == 0) op->last_err = UV_EAFNOSUPPORT;
+      continue;
+    }
     r = op_attempt(op, ai->ai_addr);
     if (r == 0) return;
     op->last_err = r;
@@ -651,6 +688,19 @@ static void describe_connect(sp_task *t, char *buf, size_t size) {
 static const sp_waitops connect_wait = {"connect", connect_undo,
                                         describe_connect};
 
+/* nil, "host:port: message", code -- a failed connect names where it went
+** (the code stays libuv's bare name; "timeout" stays a word of its own).
+** [-0, +3, m] */
+static void connect_fail(lua_State *L, net_connect *op, int status) {
+  if (status == UV_ETIMEDOUT) {
+    sp_io_fail(L, status);
+    return;
+  }
+  lua_pushnil(L);
+  lua_pushfstring(L, "%s: %s", op->what, uv_strerror(status));
+  lua_pushstring(L, uv_err_name(status));
+}
+
 /* Stack: [..., op]; ctx: the task. */
 static int connect_k(lua_State *L, int status, lua_KContext ctx) {
   sp_task *t = (sp_task *)ctx;
@@ -664,11 +714,13 @@ static int connect_k(lua_State *L, int status, lua_KContext ctx) {
   s = op->s;
   op->s = NULL;
   status = op->status;
-  op_unref(op);
   if (status < 0) {
     if (s != NULL) sp_stream_close(s);
-    return sp_io_fail(L, status);
+    connect_fail(L, op, status);
+    op_unref(op);
+    return 3;
   }
+  op_unref(op);
   sp_stream_push(L, s);
   return 1;
 }
@@ -677,6 +729,12 @@ static int connect_k(lua_State *L, int status, lua_KContext ctx) {
 ** waits for it.  [-0, +(1|3), e] */
 int sp_connect_start(lua_State *L, const char *host, int port,
                      const char *path, double timeout) {
+  return sp_connect_start_from(L, host, port, path, timeout, NULL);
+}
+
+int sp_connect_start_from(lua_State *L, const char *host, int port,
+                          const char *path, double timeout,
+                          const struct sockaddr *local) {
   sp_task *t = sp_await_check(L, path ? "connect_unix" : "connect");
   sp_runtime *rt = t->rt;
   struct sockaddr_storage ss;
@@ -693,6 +751,12 @@ int sp_connect_start(lua_State *L, const char *host, int port,
   }
   op->task = t;
   op->refs = 1;
+  if (local != NULL) {
+    memcpy(&op->local, local,
+           local->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                        : sizeof(struct sockaddr_in));
+    op->has_local = 1;
+  }
   if (path != NULL)
     snprintf(op->what, sizeof op->what, "%s", path);
   else
@@ -711,7 +775,9 @@ int sp_connect_start(lua_State *L, const char *host, int port,
   else if (path != NULL)
     r = op_attempt(op, NULL);
   else if (parse_numeric(host, port, &ss) == 0)
-    r = op_attempt(op, (struct sockaddr *)&ss);
+    r = local != NULL && local->sa_family != ss.ss_family
+            ? UV_EAFNOSUPPORT
+            : op_attempt(op, (struct sockaddr *)&ss);
   else {
     char pbuf[16];
     snprintf(pbuf, sizeof pbuf, "%d", port);
@@ -728,20 +794,53 @@ int sp_connect_start(lua_State *L, const char *host, int port,
   if (op->done) { /* failed at once */
     r = op->status;
     op->task = NULL;
+    connect_fail(L, op, r);
     op_unref(op);
-    return sp_io_fail(L, r);
+    return 3;
   }
   lua_pushlightuserdata(L, op);
   return sp_await_block(L, t, &connect_wait, op, connect_k,
                         (lua_KContext)t);
 }
 
+/* opts.local_host (a numeric address) and opts.local_port (default 0):
+** where a connect binds its socket first.  Returns 1 and fills ss, or 0
+** when neither is given.  [-0, +0, v] */
+static int opt_local(lua_State *L, int arg, struct sockaddr_storage *ss) {
+  const char *host = NULL;
+  lua_Integer port = 0;
+  if (lua_isnoneornil(L, arg)) return 0;
+  if (lua_getfield(L, arg, "local_host") != LUA_TNIL) {
+    if (lua_type(L, -1) != LUA_TSTRING)
+      luaL_argerror(L, arg, "option 'local_host' must be a string");
+    host = lua_tostring(L, -1);
+  }
+  if (lua_getfield(L, arg, "local_port") != LUA_TNIL) {
+    if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0 ||
+        lua_tointeger(L, -1) > 65535)
+      luaL_argerror(L, arg, "option 'local_port' must be an integer 0..65535");
+    port = lua_tointeger(L, -1);
+    if (host == NULL)
+      luaL_argerror(L, arg, "option 'local_port' needs 'local_host'");
+  }
+  if (host != NULL && parse_numeric(host, (int)port, ss) != 0)
+    luaL_argerror(L, arg,
+                  "option 'local_host' must be a numeric IPv4 or IPv6 address");
+  lua_pop(L, 2);
+  return host != NULL;
+}
+
 static int l_connect(lua_State *L) {
   const char *host = luaL_checkstring(L, 1);
   int port = check_port(L, 2);
-  double timeout = sp_opt_timeout(L, 3);
+  double timeout;
+  sp_check_options(L, 3, connect_options);
+  timeout = sp_opt_timeout(L, 3);
+  struct sockaddr_storage local;
+  int has_local = opt_local(L, 3, &local);
   lua_settop(L, 3);
-  return sp_connect_start(L, host, port, NULL, timeout);
+  return sp_connect_start_from(L, host, port, NULL, timeout,
+                               has_local ? (struct sockaddr *)&local : NULL);
 }
 
 /* Adds listen and connect to the net table at -1 and creates the listener

@@ -237,18 +237,9 @@ static int udp_local_addr(lua_State *L) {
   return push_addr(L, (struct sockaddr *)&ss);
 }
 
-static int udp_close_m(lua_State *L) {
-  udp_obj *u = udp_get(L);
-  if (u != NULL) udp_close(u);
-  lua_pushboolean(L, 1);
-  return 1;
-}
+static void udp_close_any(void *obj) { udp_close((udp_obj *)obj); }
 
-static int udp_gc(lua_State *L) {
-  udp_obj **ud = (udp_obj **)sp_testclass(L, 1, UDP_MT);
-  if (ud != NULL && *ud != NULL) udp_close(*ud);
-  return 0;
-}
+static const sp_closer udp_closer = {UDP_MT, udp_close_any};
 
 static int udp_tostring(lua_State *L) {
   udp_obj *u = udp_get(L);
@@ -315,6 +306,14 @@ static void udp_describe(sp_task *t, char *buf, size_t size);
 static const sp_waitops recv_wait = {"udp recv_from", recv_undo,
                                      udp_describe};
 
+/* [rd] -> data, host, port.  [-1, +3, m] */
+static int push_datagram_p(lua_State *L) {
+  udp_rd *rd = (udp_rd *)lua_touserdata(L, 1);
+  lua_pushlstring(L, rd->data, rd->len);
+  push_addr(L, (struct sockaddr *)&rd->addr);
+  return 3;
+}
+
 static int recv_k(lua_State *L, int status, lua_KContext ctx) {
   sp_task *t = (sp_task *)ctx;
   udp_rd *rd;
@@ -323,10 +322,13 @@ static int recv_k(lua_State *L, int status, lua_KContext ctx) {
   rd = (udp_rd *)t->w.obj;
   if (rd->err == UV_ECANCELED) return sp_io_closed(L, "ECANCELED");
   if (rd->err < 0) return sp_io_fail(L, rd->err);
-  lua_pushlstring(L, rd->data, rd->len);
+  /* protected: the malloc'd datagram must not leak if pushing raises */
+  lua_pushcfunction(L, push_datagram_p);
+  lua_pushlightuserdata(L, rd);
+  status = lua_pcall(L, 1, 3, 0);
   free(rd->data);
   rd->data = NULL;
-  push_addr(L, (struct sockaddr *)&rd->addr);
+  if (status != LUA_OK) return lua_error(L);
   return 3;
 }
 
@@ -475,14 +477,13 @@ int sp_udp_open(lua_State *L) {
   static const luaL_Reg methods[] = {
       {"bind", udp_bind},           {"send_to", udp_send_to},
       {"recv_from", udp_recv_from}, {"local_addr", udp_local_addr},
-      {"close", udp_close_m},       {NULL, NULL}};
+      {NULL, NULL}};
   static const luaL_Reg fns[] = {{"udp", l_udp}, {NULL, NULL}};
-  static const luaL_Reg meta[] = {{"__gc", udp_gc},
-                                  {"__close", udp_gc},
-                                  {"__tostring", udp_tostring},
+  static const luaL_Reg meta[] = {{"__tostring", udp_tostring},
                                   {NULL, NULL}};
   sp_newclass(L, UDP_MT, methods, meta);
   lua_pop(L, 1);
+  sp_setcloser(L, &udp_closer);
   sp_setfuncs(L, fns); /* into the net table at -1 */
   return 0;
 }

@@ -193,7 +193,56 @@ int sp_msgh(lua_State *L) {
   lua_insert(L, -2);
   lua_rawset(L, 2);
   lua_settop(L, 1);
+  if (t != NULL && t->co == L) t->stashed = 1; /* sp_finish forgets it */
   return 1;
+}
+
+/* Pushes the traceback stashed in this thread for the error at erridx,
+** or nil; the stash keeps it.  [-0, +1, m] */
+void sp_stashed_traceback(lua_State *L, int erridx) {
+  erridx = lua_absindex(L, erridx);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &tbstash_key);
+  lua_pushthread(L);
+  if (lua_rawget(L, -2) == LUA_TTABLE) {
+    lua_rawgeti(L, -1, 1);
+    if (lua_rawequal(L, -1, erridx)) {
+      lua_rawgeti(L, -2, 2);
+      lua_replace(L, -4);
+      lua_pop(L, 2);
+      return;
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 2);
+  lua_pushnil(L);
+}
+
+/* The error at erridx is raised again in this thread (by join, by a
+** scope) after it was raised in another task, whose traceback is the
+** string on top (popped; nil: nothing to do).  The message handler will
+** then report that traceback, followed by `what` and where it was raised
+** again here, instead of only the latter.  [-1, +0, m] */
+void sp_reraise_traceback(lua_State *L, int erridx, const char *what) {
+  sp_box *box = sp_box_get(L);
+  sp_task *t = box->cur ? box->cur->current : NULL;
+  erridx = lua_absindex(L, erridx);
+  if (!lua_isstring(L, -1)) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_pushliteral(L, "\n");
+  luaL_traceback(L, L, what, 1);
+  lua_concat(L, 3);                                 /* the whole story */
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &tbstash_key);
+  lua_pushthread(L);
+  lua_createtable(L, 2, 0);
+  lua_pushvalue(L, erridx);
+  lua_rawseti(L, -2, 1);
+  lua_pushvalue(L, -4);
+  lua_rawseti(L, -2, 2);
+  lua_rawset(L, -3);
+  lua_pop(L, 2);
+  if (t != NULL && t->co == L) t->stashed = 1;
 }
 
 /* Forgets the traceback recorded on co, if any.  [-0, +0, m] */

@@ -1,5 +1,6 @@
--- run-examples.lua -- runs the complete programs in docs/*.md (and in the
--- top-level README.md), so the documentation cannot rot.
+-- run-examples.lua -- runs the complete programs in docs/*.md, the guide
+-- (docs/guide/*.md) and the top-level README.md, so the documentation
+-- cannot rot.
 --
 --   lua5.4 docs/run-examples.lua [-v] [name]
 --
@@ -31,7 +32,7 @@
 --
 -- Unless a name is given, it also checks that the pages can be cited:
 -- every Markdown link to a page (`[x](io.md#streams)`, `[x](#udp)`) in
--- README.md and docs/*.md, and every citation `docs/<page>.md#<anchor>`
+-- README.md, docs/*.md and docs/guide/*.md, and every citation `docs/<page>.md#<anchor>`
 -- in the sources (csrc, lua, spec, examples, bench, scripts, rockspec),
 -- must name an existing page and one of its headings (anchors as GitHub
 -- makes them: lower case, punctuation dropped, spaces to hyphens). Each
@@ -117,7 +118,7 @@ local function add_block(block, where)
 end
 
 local docs = shell_lines("cd " .. q(root) ..
-                         " && ls docs/*.md README.md 2>/dev/null")
+                         " && ls docs/*.md docs/guide/*.md README.md 2>/dev/null")
 local anchors, links = {}, {} -- page -> set of anchors; links to check
 
 -- GitHub's anchor for a heading: lower case, drop everything but letters,

@@ -11,7 +11,8 @@ description = {
   summary = "An async runtime for Lua 5.4, in C on libuv",
   detailed = [[
 Tasks are Lua coroutines scheduled by a C executor on libuv: spawn, join,
-abort with <close> unwinding, sleeps, timeouts, and non-blocking I/O.
+abort with <close> unwinding, sleeps, timeouts, and non-blocking I/O,
+TLS included (OpenSSL 3).
 Also installs the `spindle` command.]],
   license = "MIT",
   homepage = "https://github.com/spindle-lua/spindle",
@@ -29,6 +30,12 @@ external_dependencies = {
   -- The HTTP client of spindle.http (Debian: libcurl4-openssl-dev).
   CURL = {
     library = "curl",
+  },
+  -- spindle.tls: OpenSSL >= 3.0 (Debian libssl-dev); CMake finds it with
+  -- pkg-config.
+  OPENSSL = {
+    header = "openssl/ssl.h",
+    library = "ssl",
   },
 }
 
@@ -48,4 +55,8 @@ build = {
     SPINDLE_BUILD_TESTS = "OFF",
     SPINDLE_INSTALL_DEV = "OFF",
   },
+  -- Into the rock's directory (luarocks show --rock-dir spindle): the
+  -- documentation, and the LuaLS stubs (point "workspace.library" at
+  -- <rock dir>/types).
+  copy_directories = {"docs", "types"},
 }

@@ -1,6 +1,6 @@
 -- spec/01-run_spec.lua -- docs/tasks.md: spindle.run, spindle.runtime,
 -- rt:run / rt:spawn / rt:step / rt:close and the runtime options.
-local H = dofile("spec/helpers/init.lua")
+local H = require "spec.helpers"
 local spindle = H.spindle
 
 describe("§1 spindle.run", function()

@@ -1,7 +1,7 @@
 -- spec/02-tasks_spec.lua -- docs/tasks.md (tasks and handles): spawn, yield,
 -- sleep, now, current, the handle methods, detach, and the report of
 -- failed tasks nobody observed.
-local H = dofile("spec/helpers/init.lua")
+local H = require "spec.helpers"
 local spindle = H.spindle
 local run = H.run_virtual
 

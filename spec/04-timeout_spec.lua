@@ -2,14 +2,6 @@
 -- is_timeout, level-triggered deadlines, scoped nesting, and how timeouts
 -- meet abort and shield.  Virtual clock throughout: every time below is exact.
 
--- .busted sets the paths; these only help a bare `lua5.4`-style runner.
-if not package.searchpath("spindle", package.cpath) then
-  package.cpath = "./build/?.so;" .. package.cpath
-end
-if not package.path:find("./lua/?.lua", 1, true) then
-  package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
-end
-
 local spindle = require "spindle"
 
 local pack, unpack = table.pack, table.unpack

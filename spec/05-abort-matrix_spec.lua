@@ -23,14 +23,6 @@
 -- the task sleep until the same deadline, main's registered first, so main
 -- runs while the task sits in the ready queue.
 
--- .busted sets the paths; these only help a bare `lua5.4`-style runner.
-if not package.searchpath("spindle", package.cpath) then
-  package.cpath = "./build/?.so;" .. package.cpath
-end
-if not package.path:find("./lua/?.lua", 1, true) then
-  package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
-end
-
 local spindle = require "spindle"
 
 local pack = table.pack

@@ -5,14 +5,6 @@
 -- and the virtual clock (docs/testing.md#the-virtual-clock) only moves when
 -- nothing is ready.
 
--- .busted sets the paths; these only help a bare `lua5.4`-style runner.
-if not package.searchpath("spindle", package.cpath) then
-  package.cpath = "./build/?.so;" .. package.cpath
-end
-if not package.path:find("./lua/?.lua", 1, true) then
-  package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
-end
-
 local spindle = require "spindle"
 
 local pack, unpack = table.pack, table.unpack

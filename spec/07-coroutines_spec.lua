@@ -6,14 +6,6 @@
 -- spindle.yield; awaits work across everything Lua 5.4 can yield across, and
 -- raise a clear error where it cannot (C-call boundary).
 
--- .busted sets the paths; these only help a bare `lua5.4`-style runner.
-if not package.searchpath("spindle", package.cpath) then
-  package.cpath = "./build/?.so;" .. package.cpath
-end
-if not package.path:find("./lua/?.lua", 1, true) then
-  package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
-end
-
 local spindle = require "spindle"
 
 local pack, unpack = table.pack, table.unpack

@@ -1,5 +1,5 @@
 -- spec/08-preempt_spec.lua -- docs/blocking.md: preempt and warn_blocking.
-local H = dofile("spec/helpers/init.lua")
+local H = require "spec.helpers"
 local spindle = H.spindle
 
 local run_with = H.run_with

@@ -1,6 +1,6 @@
 -- spec/10-cli_spec.lua -- docs/tasks.md#the-command-line: the `spindle`
 -- command, run as a child process (./build/spindle, or $SPINDLE_CLI).
-local H = dofile("spec/helpers/init.lua")
+local H = require "spec.helpers"
 
 local function cli(args, script, o)
   o = o or {}

@@ -2,7 +2,7 @@
 -- errors name the function, awaits outside a task, awaits from a user's own
 -- coroutine, awaits across a C-call boundary, memory exhaustion, lua_close
 -- with a runtime still open.  (The full argument sweep: 12-badargs_spec.)
-local H = dofile("spec/helpers/init.lua")
+local H = require "spec.helpers"
 local spindle = H.spindle
 local run = H.run_virtual
 

@@ -10,7 +10,7 @@
 -- documented result.  Calls that must run inside a task run in a probe task
 -- watched by the main task on the virtual clock, so a call that wrongly
 -- blocks is reported instead of hanging the suite.
-local H = dofile("spec/helpers/init.lua")
+local H = require "spec.helpers"
 local spindle = H.spindle
 
 local NONE = setmetatable({}, {__tostring = function() return "<missing>" end})

@@ -5,7 +5,7 @@
 -- I/O that completes at once still yields to others
 -- (docs/blocking.md#io-fairness).
 
-local N = dofile("spec/helpers/net.lua")
+local N = require "spec.helpers.net"
 local spindle, net = N.spindle, N.net
 local run, pair, fd_count = N.run, N.pair, N.fd_count
 

@@ -5,7 +5,7 @@
 -- (ulimit -n 64, in a child process) that recovers once they are freed.
 -- Loopback only; bounded in count and time; no speed is asserted.
 
-local N = dofile("spec/helpers/net.lua")
+local N = require "spec.helpers.net"
 local spindle, net = N.spindle, N.net
 local run, pair, fd_count = N.run, N.pair, N.fd_count
 

@@ -1,7 +1,7 @@
 -- spec/20-net-unix_spec.lua -- docs/io.md#streams: Unix domain sockets give the
 -- same stream object as TCP (spindle.net.listen_unix / connect_unix).
 
-local N = dofile("spec/helpers/net.lua")
+local N = require "spec.helpers.net"
 local spindle, net = N.spindle, N.net
 local run, pair, fd_count = N.run, N.pair, N.fd_count
 

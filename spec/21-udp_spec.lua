@@ -4,7 +4,7 @@
 -- and ::1), bounded in count and time.  Receiving is bounded: datagrams
 -- nobody waits for stay in the kernel's socket buffer.  After every test
 -- the process's open descriptors are back where they started.
-local H = dofile("spec/helpers/init.lua")
+local H = require "spec.helpers"
 local spindle = H.spindle
 
 local fds = H.fd_count

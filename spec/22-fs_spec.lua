@@ -5,7 +5,7 @@
 -- request is in flight (an open() that completes for an aborted task
 -- closes its descriptor).  Every test removes its temp files, and the
 -- process's open descriptors are back where they started after each one.
-local H = dofile("spec/helpers/init.lua")
+local H = require "spec.helpers"
 local spindle = H.spindle
 local fs = spindle.fs
 

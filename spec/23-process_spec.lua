@@ -8,7 +8,7 @@
 -- child runs kills it unless detached.  Only /bin/sh, cat, echo, sleep,
 -- true and false are run.  After every test the open descriptors are back
 -- where they started.
-local H = dofile("spec/helpers/init.lua")
+local H = require "spec.helpers"
 local spindle = H.spindle
 local process = spindle.process
 

@@ -3,7 +3,7 @@
 -- deliveries before a wait are counted, not lost; sig:close(), <close>,
 -- __gc.  Signals are sent to this process by a child (`kill`), after
 -- every test the open descriptors are back where they started.
-local H = dofile("spec/helpers/init.lua")
+local H = require "spec.helpers"
 local spindle = H.spindle
 
 local PID = (function()

@@ -2,7 +2,7 @@
 -- request with stream = true returns once the headers are in; the body is
 -- read with res:read_some/read_all/lines, memory stays bounded by what
 -- the reader asks for (backpressure), res:close() ends the transfer
--- early.  Against Python's http.server (spec/helpers/http_server.py).
+-- early.  Against Python's http.server (spec/helpers/http_client_peer.py).
 
 local HT = dofile("spec/helpers/http.lua")
 local H = HT.H

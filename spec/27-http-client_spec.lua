@@ -1,7 +1,7 @@
 -- spec/27-http-client_spec.lua -- docs/http.md, the client: requests and
 -- responses, methods and headers, bodies, redirects, max_body, errors,
 -- timeouts, proxies, spindle.dump and argument checks -- sentence by
--- sentence, against Python's http.server (spec/helpers/http_server.py).
+-- sentence, against Python's http.server (spec/helpers/http_client_peer.py).
 -- Streaming is in 27-http-client-stream_spec.lua, cancellation in
 -- 27-http-client-cancel_spec.lua, nginx (keep-alive, HTTP/2, HTTPS, 1,000
 -- requests at once) in 27-http-client-nginx_spec.lua.

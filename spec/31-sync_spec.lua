@@ -1,6 +1,6 @@
 -- spec/31-sync_spec.lua -- docs/sync.md: semaphore, mutex, event; waiters
 -- first come, first served; no permit or lock leaked by an abort.
-local H = dofile("spec/helpers/init.lua")
+local H = require "spec.helpers"
 local spindle = H.spindle
 local T = H.vtest
 

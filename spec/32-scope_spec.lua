@@ -1,6 +1,6 @@
 -- spec/32-scope_spec.lua -- docs/structured.md#scopes: spindle.scope
 -- (structured concurrency): results, fail-fast, aborting the owner, nesting.
-local H = dofile("spec/helpers/init.lua")
+local H = require "spec.helpers"
 local spindle = H.spindle
 local T = H.vtest
 local sleep, now = spindle.sleep, spindle.now

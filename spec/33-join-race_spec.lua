@@ -1,6 +1,6 @@
 -- spec/33-join-race_spec.lua -- spindle.join_all and spindle.race
 -- (docs/structured.md#waiting-for-several-tasks).
-local H = dofile("spec/helpers/init.lua")
+local H = require "spec.helpers"
 local spindle = H.spindle
 local T = H.vtest
 local spawn, sleep, now = spindle.spawn, spindle.sleep, spindle.now

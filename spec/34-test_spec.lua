@@ -1,5 +1,5 @@
 -- spec/34-test_spec.lua -- docs/testing.md: spindle.test and the virtual clock.
-local H = dofile("spec/helpers/init.lua")
+local H = require "spec.helpers"
 local spindle = H.spindle
 
 local function fails(fn, opts)

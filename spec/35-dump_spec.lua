@@ -1,7 +1,7 @@
 -- spec/35-dump_spec.lua -- docs/structured.md#seeing-what-tasks-do:
 -- spindle.tasks(), spindle.dump(), stats, and the `spindle` command's dump on
 -- SIGQUIT.
-local H = dofile("spec/helpers/init.lua")
+local H = require "spec.helpers"
 local spindle = H.spindle
 local T = H.vtest
 

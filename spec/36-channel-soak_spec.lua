@@ -2,7 +2,7 @@
 -- bounded channel while senders and receivers are aborted at random.
 -- Every item whose send returned true is received exactly once or is still
 -- queued at the end; no item whose send raised is ever received.
-local H = dofile("spec/helpers/init.lua")
+local H = require "spec.helpers"
 local spindle = H.spindle
 
 local N = 100000

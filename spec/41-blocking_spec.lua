@@ -1,5 +1,5 @@
 -- spec/41-blocking_spec.lua -- docs/blocking.md: spindle.blocking.
-local H = dofile("spec/helpers/init.lua")
+local H = require "spec.helpers"
 local spindle = H.spindle
 
 local function run(fn, opts) return H.run_with(opts, fn) end
@@ -165,5 +165,88 @@ describe("spindle.blocking(fn, ...)", function()
     local ok, err = pcall(spindle.blocking, function() end)
     assert.is_false(ok)
     assert.truthy(err:find("spindle.blocking: not inside a task", 1, true))
+  end)
+end)
+
+describe("worker states (docs/blocking.md#worker-threads)", function()
+  it("a state whose job raised is never reused: its globals are gone", function()
+    run(function()
+      local ok = pcall(spindle.blocking, function()
+        poisoned = true -- luacheck: ignore (a global in the worker)
+        error("boom")
+      end)
+      assert.is_false(ok)
+      for _ = 1, 40 do
+        assert.is_nil(spindle.blocking(function() return rawget(_G, "poisoned") end))
+      end
+    end)
+  end)
+
+  it("states are reused after jobs that returned", function()
+    run(function()
+      local reused = false
+      for _ = 1, 40 do
+        local n = spindle.blocking(function()
+          count = (rawget(_G, "count") or 0) + 1 -- luacheck: ignore
+          return count
+        end)
+        if n > 1 then reused = true end
+      end
+      assert.is_true(reused)
+    end)
+  end)
+
+  it("many jobs in parallel, then the runtime closes cleanly", function()
+    local rt = spindle.runtime()
+    local sum = rt:run(function()
+      local hs = {}
+      for i = 1, 200 do
+        hs[i] = spindle.spawn(spindle.blocking, function(x) return x * 2 end, i)
+      end
+      local s = 0
+      for i = 1, 200 do s = s + hs[i]:join() end
+      return s
+    end)
+    rt:close()
+    assert.equal(200 * 201, sum)
+  end)
+end)
+
+describe("spindle.blocking by module name (docs/blocking.md#worker-threads)", function()
+  it("runs require('mod').fn in the worker, with the caller's package.path", function()
+    local dir = H.tmpname()
+    assert(os.execute("mkdir -p " .. H.q(dir)))
+    H.write_file(dir .. "/bwork_spec_mod.lua",
+      "local M = {}\nfunction M.fib(n) if n < 2 then return n end return M.fib(n-1) + M.fib(n-2) end\nreturn M\n")
+    local saved = package.path
+    package.path = dir .. "/?.lua;" .. package.path
+    local ok, r1, r2 = pcall(run, function()
+      return spindle.blocking("bwork_spec_mod.fib", 20), spindle.blocking("string.rep", "ab", 3)
+    end)
+    package.path = saved
+    os.remove(dir .. "/bwork_spec_mod.lua")
+    os.remove(dir)
+    assert.is_true(ok, r1)
+    assert.equal(6765, r1)
+    assert.equal("ababab", r2)
+  end)
+
+  it("a missing module or function is an error in the caller", function()
+    run(function()
+      local ok, err = pcall(spindle.blocking, "no_such_module_xyz.fn")
+      assert.is_false(ok)
+      assert.truthy(tostring(err):find("no_such_module_xyz", 1, true))
+      ok, err = pcall(spindle.blocking, "string.nope")
+      assert.is_false(ok)
+      assert.truthy(tostring(err):find("string.nope is not a function", 1, true))
+    end)
+  end)
+
+  it("a name without a dot is a bad argument", function()
+    run(function()
+      assert.has_error(function() spindle.blocking("nodot") end)
+      assert.has_error(function() spindle.blocking(".fn") end)
+      assert.has_error(function() spindle.blocking("mod.") end)
+    end)
   end)
 end)

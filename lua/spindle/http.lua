@@ -18,4 +18,9 @@ M.request = spindle._http_request
 M.get = spindle._http_get
 M.post = spindle._http_post
 
+-- the server (lua/spindle/http_server.lua), loaded when first used
+function M.serve(...)
+  return require("spindle.http_server").serve(...)
+end
+
 return M

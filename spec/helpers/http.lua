@@ -5,7 +5,7 @@
 --   HT.spindle, HT.http       the module and spindle.http
 --   HT.run(fn, ...)           fn as the main task of a fresh real-clock
 --                             runtime, closed after; re-raises fn's error
---   HT.python()               spec/helpers/http_server.py (threaded
+--   HT.python()               spec/helpers/http_client_peer.py (threaded
 --                             http.server): {port, base, stop}
 --   HT.nginx(o)               nginx (Debian nginx-light) with its own config
 --                             and prefix in a temporary directory, serving
@@ -72,10 +72,10 @@ end
 -- ---------------------------------------------------------------- python
 
 function HT.python()
-  local p = assert(io.popen(CHILD .. "python3 spec/helpers/http_server.py"))
+  local p = assert(io.popen(CHILD .. "python3 spec/helpers/http_client_peer.py"))
   local line = p:read("l")
   local port, pid = (line or ""):match("^(%d+) (%d+)$")
-  assert(port, "http_server.py did not start: " .. tostring(line))
+  assert(port, "http_client_peer.py did not start: " .. tostring(line))
   local s = {port = tonumber(port), pid = pid,
              base = "http://127.0.0.1:" .. port}
   function s.stop()

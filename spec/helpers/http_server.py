@@ -1,226 +1,140 @@
 #!/usr/bin/env python3
-"""A threaded HTTP/1.1 test server for spec/27-http-client*_spec.lua.
+"""spec/helpers/http_server.py -- a threaded HTTP/1.1 server on loopback for
+the spindle.socket specs (LuaSocket's socket.http running on spindle).
 
-Binds 127.0.0.1 port 0 and prints "<port> <pid>" on the first line of its
-standard output; runs until killed.  Endpoints (query strings as shown):
+    python3 spec/helpers/http_server.py [DIR]
 
-  /status/<code>          that status, body "status <code>"
-  /headers                repeated headers (X-Rep twice, Set-Cookie twice),
-                          mixed-case names, an obs-folded header
-  /echo                   "<method> <path>\\n", the request headers as
-                          "<name>: <value>\\n", "\\n", then the request body
-                          (Content-Length or chunked)
-  /echo-len               the body's length and framing only
-                          ("<n> chunked|length|none")
-  /chunked?n=N&size=S     N chunks of S bytes ("abc..."), chunked encoding
-  /big?size=N             N bytes of a repeating pattern, Content-Length
-  /bigchunked?size=N      the same, chunked, no length
-  /lines?n=N              "line 1\\n" .. "line N\\n"
-  /trickle?n=N&delay=D    N bytes "x", one every D seconds (Content-Length)
-  /slow?delay=D           waits D seconds, then "slow"
-  /redirect/<n>           302 to /redirect/<n-1>; /redirect/0 is 200 "done"
-  /redirect-to?code=C&to=URL   C (default 302) to URL
-  /conn                   "<client port>": which connection served it
-  /close-mid?size=N       promises N bytes, sends N/2, closes
-  /nothing                closes without answering
-  /http10                 an HTTP/1.0 response
-  /empty                  204, no body
-  any absolute-form target (a request through a proxy):
-                          "proxied <target>"
+Binds 127.0.0.1 on a free port and prints "PORT PID" on the first line of
+stdout, then serves until killed.  Files are served from DIR (default: the
+current directory).  Extra paths:
+
+  GET  /chunked?n=K&size=S   K chunks of S bytes (transfer-encoding: chunked)
+  GET  /redirect?to=URL      302 to URL
+  GET  /hops?n=N             302 to /hops?n=N-1 ... until n=0, then "arrived"
+  GET  /status?code=C        status C with a short body
+  GET  /sleep?s=T            waits T seconds, then answers "slept"
+  GET  /barrier?n=N&key=K    answers once N requests with the same key are
+                             in at the same time ("together"); 500 after 10 s
+  GET  /close                body without a length, ended by closing
+  POST /echo                 the request body back (content-length or
+                             chunked request); x-chunked: yes|no, x-length
 """
-import socket
+import http.server
+import os
+import socketserver
 import sys
+import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+import urllib.parse
 
-PATTERN = bytes(range(256)) * 256  # 64 KiB
-
-
-def pattern(n):
-    out = []
-    while n > 0:
-        k = min(n, len(PATTERN))
-        out.append(PATTERN[:k])
-        n -= k
-    return b"".join(out)
+barriers = {}
+barriers_lock = threading.Lock()
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(http.server.SimpleHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server_version = "spec-http/1"
 
-    def log_message(self, *args):  # quiet
+    def log_message(self, fmt, *args):
         pass
 
-    # -- helpers ----------------------------------------------------------
-    def q(self, name, default):
-        v = parse_qs(urlsplit(self.path).query).get(name)
-        return v[0] if v else default
-
-    def send(self, code, body=b"", headers=()):
+    def reply(self, code, body, headers=()):
+        if isinstance(body, str):
+            body = body.encode()
         self.send_response(code)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
         for k, v in headers:
             self.send_header(k, v)
-        if code >= 200 and code not in (204, 304):
-            self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        if self.command != "HEAD" and body:
+        if self.command != "HEAD":
             self.wfile.write(body)
 
-    def read_body(self):
-        te = self.headers.get("Transfer-Encoding", "")
-        if "chunked" in te.lower():
-            parts = []
-            while True:
-                line = self.rfile.readline()
-                size = int(line.split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    break
-                parts.append(self.rfile.read(size))
-                self.rfile.readline()
-            return b"".join(parts), "chunked"
-        n = self.headers.get("Content-Length")
-        if n is not None:
-            return self.rfile.read(int(n)), "length"
-        return b"", "none"
-
-    def chunk(self, data):
-        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-
-    # -- dispatch ---------------------------------------------------------
-    def handle_any(self):
-        path = urlsplit(self.path).path
-        if self.path.startswith("http://"):
-            return self.send(200, b"proxied " + self.path.encode())
-        if path.startswith("/status/"):
-            code = int(path.split("/")[2])
-            return self.send(code, b"status %d" % code)
-        if path == "/headers":
+    def do_GET(self):
+        u = urllib.parse.urlparse(self.path)
+        q = dict(urllib.parse.parse_qsl(u.query))
+        if u.path == "/chunked":
+            n, size = int(q.get("n", 3)), int(q.get("size", 10))
             self.send_response(200)
-            self.send_header("X-Rep", "a")
             self.send_header("Content-Type", "text/plain")
-            self.send_header("X-Rep", "b")
-            self.send_header("Set-Cookie", "a=1")
-            self.send_header("Set-Cookie", "b=2")
-            self.send_header("X-Mixed-CASE", "Yes")
-            self.send_header("Content-Length", "2")
-            self._headers_buffer.append(b"X-Folded: first\r\n  second\r\n")
-            self.end_headers()
-            return self.wfile.write(b"ok")
-        if path == "/echo":
-            body, _ = self.read_body()
-            head = "%s %s\n" % (self.command, self.path)
-            for k, v in self.headers.items():
-                head += "%s: %s\n" % (k, v)
-            return self.send(200, head.encode() + b"\n" + body)
-        if path == "/echo-len":
-            body, how = self.read_body()
-            return self.send(200, b"%d %s" % (len(body), how.encode()))
-        if path == "/chunked":
-            n, size = int(self.q("n", "3")), int(self.q("size", "5"))
-            self.send_response(200)
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
             for i in range(n):
-                self.chunk(bytes([97 + i % 26]) * size)
-            return self.wfile.write(b"0\r\n\r\n")
-        if path in ("/big", "/bigchunked"):
-            size = int(self.q("size", "1000"))
-            self.send_response(200)
-            if path == "/big":
-                self.send_header("Content-Length", str(size))
-            else:
-                self.send_header("Transfer-Encoding", "chunked")
-            self.end_headers()
-            left = size
-            while left > 0:
-                k = min(left, len(PATTERN))
-                if path == "/big":
-                    self.wfile.write(PATTERN[:k])
-                else:
-                    self.chunk(PATTERN[:k])
-                left -= k
-            if path == "/bigchunked":
-                self.wfile.write(b"0\r\n\r\n")
-            return
-        if path == "/lines":
-            n = int(self.q("n", "3"))
-            body = b"".join(b"line %d\n" % i for i in range(1, n + 1))
-            return self.send(200, body)
-        if path == "/trickle":
-            n, delay = int(self.q("n", "5")), float(self.q("delay", "0.1"))
-            self.send_response(200)
-            self.send_header("Content-Length", str(n))
-            self.end_headers()
-            self.wfile.flush()
-            for _ in range(n):
-                time.sleep(delay)
-                self.wfile.write(b"x")
+                data = (chr(ord("a") + i % 26) * size).encode()
+                self.wfile.write(b"%x;ext=1\r\n%s\r\n" % (len(data), data))
                 self.wfile.flush()
-            return
-        if path == "/slow":
-            time.sleep(float(self.q("delay", "1")))
-            return self.send(200, b"slow")
-        if path.startswith("/redirect/"):
-            n = int(path.split("/")[2])
-            if n <= 0:
-                return self.send(200, b"done")
-            return self.send(302, b"moved",
-                             [("Location", "/redirect/%d" % (n - 1))])
-        if path == "/redirect-to":
-            code = int(self.q("code", "302"))
-            if self.command in ("POST", "PUT"):
-                self.read_body()
-            return self.send(code, b"", [("Location", self.q("to", "/"))])
-        if path == "/conn":
-            return self.send(200, b"%d" % self.client_address[1])
-        if path == "/close-mid":
-            size = int(self.q("size", "1000"))
+            self.wfile.write(b"0\r\nX-Trailer: done\r\n\r\n")
+        elif u.path == "/redirect":
+            self.reply(302, "moved", [("Location", q["to"])])
+        elif u.path == "/hops":
+            n = int(q.get("n", 0))
+            if n > 0:
+                self.reply(302, "hop", [("Location", "/hops?n=%d" % (n - 1))])
+            else:
+                self.reply(200, "arrived")
+        elif u.path == "/status":
+            self.reply(int(q["code"]), "status " + q["code"])
+        elif u.path == "/sleep":
+            time.sleep(float(q.get("s", 1)))
+            self.reply(200, "slept")
+        elif u.path == "/barrier":
+            n, key = int(q["n"]), q.get("key", "")
+            with barriers_lock:
+                b = barriers.setdefault(key, threading.Barrier(n))
+            try:
+                b.wait(timeout=10)
+                self.reply(200, "together")
+            except threading.BrokenBarrierError:
+                self.reply(500, "barrier timeout")
+        elif u.path == "/close":
             self.send_response(200)
-            self.send_header("Content-Length", str(size))
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Connection", "close")
             self.end_headers()
-            self.wfile.write(pattern(size // 2))
-            self.wfile.flush()
+            self.wfile.write(b"until the end")
             self.close_connection = True
-            self.connection.shutdown(socket.SHUT_RDWR)
-            return
-        if path == "/nothing":
-            self.close_connection = True
-            self.connection.shutdown(socket.SHUT_RDWR)
-            return
-        if path == "/http10":
-            self.wfile.write(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain"
-                             b"\r\n\r\nold")
-            self.close_connection = True
-            return
-        if path == "/empty":
-            return self.send(204)
-        return self.send(404, b"not found")
+        else:
+            super().do_GET()
 
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = handle_any
-    do_OPTIONS = handle_any
+    def read_body(self):
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            parts = []
+            while True:
+                line = self.rfile.readline()
+                size = int(line.split(b";")[0].strip(), 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(parts), True
+                parts.append(self.rfile.read(size))
+                self.rfile.readline()
+        n = int(self.headers.get("Content-Length", 0))
+        return self.rfile.read(n), False
 
-    def do_HEAD(self):
-        self.handle_any()
+    def do_POST(self):
+        body, chunked = self.read_body()
+        self.reply(200, body, [("X-Chunked", "yes" if chunked else "no"),
+                               ("X-Length", str(len(body))),
+                               ("X-Method", self.command)])
+
+    do_PUT = do_POST
 
 
-class Server(ThreadingHTTPServer):
+class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
-    request_queue_size = 1024
+    allow_reuse_address = True
+    request_queue_size = 128  # many clients connect at once
 
     def handle_error(self, request, client_address):
-        pass  # clients that go away early are part of the tests
+        pass  # clients that give up (timeouts) are part of the specs
 
 
 def main():
-    srv = Server(("127.0.0.1", 0), Handler)
-    sys.stdout.write("%d %d\n" % (srv.server_address[1], __import__("os").getpid()))
-    sys.stdout.flush()
+    directory = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else ".")
+    handler = lambda *a, **k: Handler(*a, directory=directory, **k)
+    srv = Server(("127.0.0.1", 0), handler)
+    print(srv.server_address[1], os.getpid(), flush=True)
     try:
-        srv.serve_forever()  # until killed
+        srv.serve_forever()
     except KeyboardInterrupt:
         pass
 

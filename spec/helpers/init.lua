@@ -1,15 +1,38 @@
 -- spec/helpers/init.lua -- shared helpers for the busted specs.
 --
--- Load with `local H = dofile("spec/helpers/init.lua")` from a spec file
--- (busted runs from the repository root).  Nothing here keeps state between
--- spec files: every temporary file a helper creates is removed before the
--- helper returns, and every runtime it creates is closed.
+-- A spec file starts with
+--
+--   local H = require "spec.helpers"         -- this file
+--   local N = require "spec.helpers.net"     -- spec/helpers/net.lua (and
+--                                            -- so on for spec/helpers/*.lua)
+--
+-- `.busted` names this file as busted's helper (`-Xhelper preload`): run
+-- that way, before any spec file is loaded, it only adds a searcher that
+-- finds those modules in spec/helpers/, whatever package.path says.  busted
+-- restores package.loaded after every spec file, so each file gets its own
+-- H and its own `require "spindle"`.  Without the helper (busted run with
+-- another configuration, or plain lua5.4 from the repository root) the
+-- default "./?.lua;./?/init.lua" entries of package.path find the same
+-- files; `dofile("spec/helpers/init.lua")` works too.  Nothing here keeps
+-- state between spec files: every temporary file a helper creates is
+-- removed before the helper returns, and every runtime it creates is
+-- closed.
 --
 --   H.spindle              the module (require "spindle")
+--   H.ENV                  $SPINDLE_TEST_ENV: "plain", "asan" or "valgrind"
+--                          (set by the CTest tests, cmake/tests.cmake)
+--   H.scale(n)             an iteration count: n, or n / 10 (at least 1)
+--                          under valgrind.  Use it for soak loops, never to
+--                          skip a check
+--   H.timeout(s)           a wall-clock limit: s, times 2 under ASan and
+--                          times 10 under valgrind
 --   H.run_virtual(fn, ...) rt:run(fn, ...) on a fresh virtual-clock runtime,
 --                          then rt:close(); returns fn's results / re-raises
 --                          its error value unchanged
 --   H.run_real(fn, ...)    the same with the real clock
+--   H.run_with(o, fn, ...) the same with any runtime options
+--   H.vtest(fn, o)         spindle.test on the virtual clock, its wall-clock
+--                          limit (default 5 s) passed through H.timeout
 --   H.lua_child(src, o)    run `src` as a script under lua5.4 in a child
 --                          process (module on the same paths as this one)
 --   H.cli(args, o)         run the `spindle` command with a shell argument
@@ -31,6 +54,23 @@
 -- "signal", n).  Children run under `timeout`, so a hang is reported as exit
 -- code 124 instead of blocking the suite.
 
+-- Run as busted's helper: teach `require` where the helper modules are
+-- ("spec.helpers" is this file, "spec.helpers.<name>" spec/helpers/<name>.lua),
+-- load nothing yet.
+if select("#", ...) == 0 and type(arg) == "table" and arg[1] == "preload" then
+  local dir = debug.getinfo(1, "S").source:match("^@(.-)[^/]*$")
+  table.insert(package.searchers, 2, function(name)
+    local base = name == "spec.helpers" and "init"
+                 or name:match("^spec%.helpers%.([%w_]+)$")
+    if not base then return nil end
+    local path = dir .. base .. ".lua"
+    local chunk, err = loadfile(path)
+    if not chunk then return "\n\t" .. err end
+    return chunk, path
+  end)
+  return
+end
+
 local H = {}
 
 -- Make the specs runnable without the .busted file too.  With it, its
@@ -48,8 +88,9 @@ package.path = prepend(package.path, "./lua/?.lua")
 H.spindle = require "spindle"
 local spindle = H.spindle
 
--- The command under test: $SPINDLE_CLI, else the sanitizer build's command
--- during the asan stage of scripts/test.sh, else ./build/spindle.
+-- The command under test: $SPINDLE_CLI (the CTest tests set it to their
+-- build tree's command), else the sanitizer build's command under
+-- SPINDLE_TEST_ENV=asan, else ./build/spindle.
 H.ENV = os.getenv("SPINDLE_TEST_ENV") or "plain"
 do
   local cli = os.getenv("SPINDLE_CLI")
@@ -71,6 +112,22 @@ do
   end
 end
 
+-- ------------------------------------------------------------ slow runs
+
+-- How much slower than a plain run this one is (for wall-clock limits), and
+-- by how much loops are cut under valgrind, so the valgrind stage can run
+-- every spec file within the CI budget.
+local SLOWDOWN = ({asan = 2, valgrind = 10})[H.ENV] or 1
+local CUT = ({valgrind = 10})[H.ENV] or 1
+
+function H.scale(n)
+  return math.max(1, n // CUT)
+end
+
+function H.timeout(seconds)
+  return seconds * SLOWDOWN
+end
+
 -- ---------------------------------------------------------------- runtimes
 
 local function run_on(opts, fn, ...)
@@ -85,10 +142,12 @@ H.run_with = run_on -- H.run_with(opts, fn, ...): any runtime options
 function H.run_virtual(fn, ...) return run_on({clock = "virtual"}, fn, ...) end
 function H.run_real(fn, ...) return run_on({clock = "real"}, fn, ...) end
 
--- spindle.test(fn, o) on the virtual clock unless o.clock says otherwise.
+-- spindle.test(fn, o) on the virtual clock unless o.clock says otherwise;
+-- the wall-clock limit (spindle.test's default: 5 s) scaled by H.timeout.
 function H.vtest(fn, o)
   o = o or {}
   o.clock = o.clock or "virtual"
+  o.timeout = H.timeout(o.timeout or 5)
   return H.spindle.test(fn, o)
 end
 
@@ -162,12 +221,12 @@ local function check_sanitizer(r)
 end
 
 -- Run a shell command line with stdout/stderr captured into temp files.
--- o.timeout (default 30 s) bounds it.  o.env: extra "K=V ..." prefix.
+-- o.timeout (default H.timeout(30) s) bounds it.  o.env: extra "K=V ..." prefix.
 local function raw_sh(cmdline, o)
   o = o or {}
   local out, err = H.tmpname(), H.tmpname()
   local cmd = string.format("%s timeout -k 5 %d %s >%s 2>%s </dev/null",
-    o.env or "", o.timeout or 30, cmdline, H.q(out), H.q(err))
+    o.env or "", o.timeout or H.timeout(30), cmdline, H.q(out), H.q(err))
   local ok, how, code = os.execute(cmd)
   local r = {ok = ok, how = how, code = code, cmd = cmdline,
              stdout = H.read_file(out) or "", stderr = H.read_file(err) or ""}

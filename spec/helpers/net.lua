@@ -1,6 +1,6 @@
 -- spec/helpers/net.lua -- shared by the spec/20-net-*_spec.lua files.
 --
---   local N = dofile("spec/helpers/net.lua")
+--   local N = require "spec.helpers.net"   (see spec/helpers/init.lua)
 --   N.spindle, N.net         the module and spindle.net
 --   N.run(fn, ...)           fn as the main task of a fresh runtime (real
 --                            clock), closed after; re-raises fn's error
@@ -12,18 +12,11 @@
 --                            the file passes it) so that every spec of the
 --                            file leaves the descriptor count as it was
 
-if not package.searchpath("spindle", package.cpath) then
-  package.cpath = "./build/?.so;" .. package.cpath
-end
-if not package.path:find("./lua/?.lua", 1, true) then
-  package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
-end
+local H = require "spec.helpers"
 
 local N = {}
-N.spindle = require "spindle"
+N.spindle = H.spindle
 N.net = N.spindle.net
-
-local H = dofile("spec/helpers/init.lua")
 N.fd_count = H.fd_count
 
 function N.run(fn, ...)

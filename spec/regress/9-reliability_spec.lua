@@ -1,6 +1,6 @@
 -- Regressions for issue 9: seven defects found by probing spindle from
 -- outside.  Each `describe` names the defect; see docs/reliability.md.
-local H = dofile("spec/helpers/init.lua")
+local H = require "spec.helpers"
 local spindle = H.spindle
 local net = spindle.net
 

@@ -1,7 +1,7 @@
 -- luv 1.44 keeps a dangling pointer to its loop when the luv module is
 -- collected and required again (busted clears package.loaded between
 -- files).  A runtime on luv's loop pins the module so that cannot happen.
-local H = dofile("spec/helpers/init.lua")
+local H = require "spec.helpers"
 
 describe('loop = "luv" after package.loaded.luv was cleared', function()
   it("still finds a live loop", function()

@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# bench/http/server/run.sh -- "hello world" HTTP servers side by side, in one
+# run: nginx static (the C ceiling), OpenResty-style nginx + ngx_http_lua
+# (LuaJIT), lua-http on cqueues, a luv callback server, the least server on
+# spindle's streams, and spindle's http.serve.
+#
+#   bench/http/server/run.sh [--quick] [--rounds N] [--seconds S]
+#
+# Each server runs pinned to CPU 0 and wrk (-t1 --latency, keep-alive) to
+# CPU 1; for every round (interleaved: round 1 of everything, then round 2
+# ...) and every concurrency (10, 100, 1000) a wrk run of S seconds.  Per
+# run: requests/s, p99 latency, and the server's CPU time per request
+# (utime+stime from /proc/<pid>/stat over the run).  Medians over rounds.
+# Also ab -k -c 100 once per server, and the server's peak RSS (VmHWM)
+# after the 1000-connection runs.  Prints a markdown table, ratios against
+# OpenResty, and PASS/MISS for the targets of issue 11.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../../.."
+ROOT=$(pwd)
+ROUNDS=5 SECS=5
+CONCS="10 100 1000"
+while (($#)); do
+  case "$1" in
+    --quick) ROUNDS=1 SECS=2 ;;
+    --rounds) ROUNDS=$2; shift ;;
+    --seconds) SECS=$2; shift ;;
+    *) echo "usage: $0 [--quick] [--rounds N] [--seconds S]" >&2; exit 2 ;;
+  esac
+  shift
+done
+ulimit -n 16384 2>/dev/null || true
+for cmd in wrk ab nginx taskset lua5.4 curl; do
+  command -v "$cmd" >/dev/null || { echo "missing: $cmd" >&2; exit 1; }
+done
+[ -x build/spindle ] || { echo "build first (make build)" >&2; exit 1; }
+
+TMP=$(mktemp -d /tmp/spindle-httpbench.XXXXXX)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; sleep 0.3
+            for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done; rm -rf "$TMP"; }
+trap cleanup EXIT
+
+SERVERS="nginx-static openresty lua-http luv spindle-min spindle-serve"
+declare -A PORT PID URL
+p=18600
+for s in $SERVERS; do PORT[$s]=$p; p=$((p + 1)); done
+
+start() { # name, command...
+  local name=$1; shift
+  (cd "$ROOT" && exec taskset -c 0 "$@" >"$TMP/$name.log" 2>&1) &
+  PID[$name]=$!
+  PIDS+=("${PID[$name]}")
+}
+mkdir -p "$TMP/ngx-static" "$TMP/ngx-lua"
+for mode in static lua; do
+  port=${PORT[nginx-static]}; [ $mode = lua ] && port=${PORT[openresty]}
+  sed -e "s|@PREFIX@|$TMP/ngx-$mode|; s|@PORT@|$port|; s|@SSL@||" \
+    bench/http/server/nginx.conf.in >"$TMP/ngx-$mode/nginx.conf"
+done
+start nginx-static nginx -p "$TMP/ngx-static" -c "$TMP/ngx-static/nginx.conf"
+start openresty nginx -p "$TMP/ngx-lua" -c "$TMP/ngx-lua/nginx.conf"
+start lua-http lua5.4 bench/http/server/luahttp_server.lua "${PORT[lua-http]}"
+start luv lua5.4 bench/http/server/luv_server.lua "${PORT[luv]}"
+start spindle-min ./build/spindle bench/http/server/min_server.lua "${PORT[spindle-min]}"
+start spindle-serve ./build/spindle bench/http/server/serve_server.lua "${PORT[spindle-serve]}"
+URL[nginx-static]="http://127.0.0.1:${PORT[nginx-static]}/static"
+for s in openresty lua-http luv spindle-min spindle-serve; do URL[$s]="http://127.0.0.1:${PORT[$s]}/"; done
+sleep 1
+for s in $SERVERS; do
+  out=$(curl -s --max-time 2 "${URL[$s]}" || true)
+  [ "$out" = "hello world" ] || { echo "$s did not answer: '$out'" >&2; cat "$TMP/$s.log" >&2; exit 1; }
+done
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+TCK=$(getconf CLK_TCK)
+echo "# HTTP server benchmark -- $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+echo "# $(nproc) CPUs, load average at start: $(cut -d' ' -f1-3 /proc/loadavg); rounds $ROUNDS x ${SECS}s"
+RES="$TMP/results"
+: >"$RES"
+for r in $(seq "$ROUNDS"); do
+  for c in $CONCS; do
+    for s in $SERVERS; do
+      pid=${PID[$s]}
+      t0=$(cpu_ticks "$pid")
+      out=$(taskset -c 1 wrk -t1 -c"$c" -d"${SECS}s" --latency "${URL[$s]}" 2>&1 || true)
+      t1=$(cpu_ticks "$pid")
+      total=$(echo "$out" | awk '/requests in/ {print $1}')
+      rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+      p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
+      errs=$(echo "$out" | awk '/Non-2xx|Socket errors/ {print}' | tr '\n' ' ')
+      [ -n "$total" ] && [ "$total" -gt 0 ] || total=1
+      us=$(awk -v d=$((t1 - t0)) -v n="$total" -v t="$TCK" 'BEGIN { printf "%.2f", d / t * 1e6 / n }')
+      echo "$s $c $r ${rps:-0} $us ${p99:-?} $errs" >>"$RES"
+      echo "  round $r c=$c $s: ${rps:-0} req/s, $us us CPU/req, p99 ${p99:-?} $errs" >&2
+    done
+  done
+done
+declare -A RSS AB
+for s in $SERVERS; do
+  RSS[$s]=$(awk '/VmHWM/ {print $2}' "/proc/${PID[$s]}/status")
+  AB[$s]=$(taskset -c 1 timeout 60 ab -q -k -c 100 -n 20000 "${URL[$s]}" 2>/dev/null | awk '/Requests per second/ {print $4}' || true)
+  AB[$s]=${AB[$s]:-n/a}
+done
+
+RSSL="" ABL=""
+for s in $SERVERS; do RSSL="$RSSL ${RSS[$s]:-?}"; ABL="$ABL ${AB[$s]}"; done
+lua5.4 - "$RES" "$SERVERS" "$CONCS" "$RSSL" "$ABL" <<'LUA'
+local res, servers, concs, rss, ab = arg[1], arg[2], arg[3], arg[4], arg[5]
+local list = {} for s in servers:gmatch("%S+") do list[#list + 1] = s end
+local cs = {} for c in concs:gmatch("%S+") do cs[#cs + 1] = tonumber(c) end
+local rssv, abv = {}, {}
+do local i = 1 for v in rss:gmatch("%S+") do rssv[list[i]] = tonumber(v) i = i + 1 end end
+do local i = 1 for v in ab:gmatch("%S+") do abv[list[i]] = tonumber(v) i = i + 1 end end
+local data = {}
+for line in io.lines(res) do
+  local s, c, _, rps, us, p99 = line:match("^(%S+) (%d+) (%d+) (%S+) (%S+) (%S+)")
+  if s then
+    local k = s .. "/" .. c
+    data[k] = data[k] or {rps = {}, us = {}, p99 = {}}
+    table.insert(data[k].rps, tonumber(rps) or 0)
+    table.insert(data[k].us, tonumber(us) or 0)
+    table.insert(data[k].p99, p99)
+  end
+end
+local function med(t) table.sort(t) return t[(#t + 1) // 2] end
+local m = {}
+for k, d in pairs(data) do m[k] = {rps = med(d.rps), us = med(d.us), p99 = d.p99[(#d.p99 + 1) // 2]} end
+print("\n| server | conns | req/s | CPU µs/req | p99 | req/s ÷ OpenResty | CPU ÷ OpenResty |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+for _, c in ipairs(cs) do
+  local o = m["openresty/" .. c]
+  for _, s in ipairs(list) do
+    local v = m[s .. "/" .. c]
+    if v then
+      print(("| %s | %d | %.0f | %.2f | %s | %.2f× | %.2f× |"):format(s, c, v.rps, v.us, v.p99,
+        v.rps / o.rps, v.us / o.us))
+    end
+  end
+end
+print("\n| server | peak RSS KiB (after 1000 connections) | ab -k -c 100 req/s |")
+print("| --- | ---: | ---: |")
+for _, s in ipairs(list) do print(("| %s | %s | %s |"):format(s, rssv[s] or "?", abv[s] or "?")) end
+print("\n## targets (issue 11)\n")
+local function t(label, ok, measured) print(("- %s %s — measured %s"):format(ok and "PASS" or "MISS", label, measured)) end
+for _, c in ipairs({100, 1000}) do
+  local s, o = m["spindle-serve/" .. c], m["openresty/" .. c]
+  t(("http.serve CPU per request ≤ 0.8× OpenResty at %d connections"):format(c), s.us / o.us <= 0.8,
+    ("%.2f× (%.2f vs %.2f µs)"):format(s.us / o.us, s.us, o.us))
+end
+for _, c in ipairs(cs) do
+  local s, o = m["spindle-serve/" .. c], m["openresty/" .. c]
+  t(("http.serve req/s ≥ 1.0× OpenResty at %d connections"):format(c), s.rps / o.rps >= 1.0,
+    ("%.2f× (%.0f vs %.0f)"):format(s.rps / o.rps, s.rps, o.rps))
+end
+t("peak RSS at 1000 connections ≤ OpenResty's worker", (rssv["spindle-serve"] or 1e9) <= (rssv["openresty"] or 0),
+  ("%s KiB vs %s KiB"):format(rssv["spindle-serve"] or "?", rssv["openresty"] or "?"))
+LUA
