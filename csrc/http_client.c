@@ -86,7 +86,7 @@ int sp_http_open(lua_State *L) {
 #include <curl/curl.h>
 
 #define XFER_MT "spindle.http.transfer"
-#define RESPONSE_MT "spindle.http.response"
+#define RESPONSE_MT "spindle.http.client_response"
 
 static const char xfers_key = 0; /* registry: weak-keyed {[res] = xfer} */
 
