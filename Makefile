@@ -32,7 +32,7 @@ MAKEFLAGS += --no-print-directory
 DEB_PACKAGES := lua5.4 liblua5.4-dev libuv1-dev lua-busted luarocks cmake \
                 pkg-config gcc libc6-dev make valgrind lua-luv lua-cqueues \
                 lua-socket libhttp-parser-dev libssl-dev openssl curl python3 \
-                clang-format
+                clang-format libcurl4-openssl-dev nginx-light lua-http
 # Only `make fuzz` needs these (libFuzzer comes with clang's runtime).
 FUZZ_DEB_PACKAGES := clang libclang-rt-14-dev
 

@@ -268,6 +268,7 @@ static const struct {
 } lazy[] = {{"test", "spindle.test", NULL},
             {"join_all", "spindle.structured", "join_all"},
             {"race", "spindle.structured", "race"},
+            {"http", "spindle.http", NULL},
             {"socket", "spindle.socket", NULL},
             {NULL, NULL, NULL}};
 

@@ -275,6 +275,9 @@ struct sp_runtime {
   int deadlock;           /* nothing can wake the waiting tasks */
   int deadlocked;         /* run ended because of a deadlock */
   sp_owned owned;         /* sentinel: everything the runtime owns */
+  void *http;             /* the HTTP client's multi handle and pool
+                          ** (http_client.c): made by the first request,
+                          ** an owned entry, NULL again once closed */
   sp_wpool *wpool;        /* spindle.blocking's worker states, or NULL */
   /* Called after every poll, from the scheduler (not from libuv): the
   ** command's signal handlers act here.  May run Lua.  [-0, +0, m] */
@@ -376,6 +379,7 @@ int sp_fs_open(lua_State *L);       /* fs */
 int sp_process_open(lua_State *L);  /* process */
 int sp_signal_open(lua_State *L);   /* signal */
 int sp_net_open(lua_State *L);      /* net: streams, tcp, unix, dns, udp */
+int sp_http_open(lua_State *L);     /* _http_request: spindle.http's client */
 int sp_http_server_open(lua_State *L); /* _http_head, _http_chunked */
 
 /* dump.c: pushes the text of spindle.dump() for rt.  [-0, +1, m] */

@@ -131,6 +131,7 @@ static const lua_CFunction parts[] = {
     sp_process_open,  /* process */
     sp_signal_open,   /* signal */
     sp_net_open,      /* net: streams, TCP, Unix sockets, DNS, UDP */
+    sp_http_open,     /* the HTTP client under spindle.http */
     sp_http_server_open, /* the server's parsers (spindle.http.serve) */
     NULL};
 

@@ -27,6 +27,10 @@ external_dependencies = {
     header = "uv.h",
     library = "uv",
   },
+  -- The HTTP client of spindle.http (Debian: libcurl4-openssl-dev).
+  CURL = {
+    library = "curl",
+  },
   -- spindle.tls: OpenSSL >= 3.0 (Debian libssl-dev); CMake finds it with
   -- pkg-config.
   OPENSSL = {
@@ -43,7 +47,7 @@ build = {
     LUA_CMOD_DIR = "$(LIBDIR)",
     LUA_LMOD_DIR = "$(LUADIR)",
     LUA_INCDIR = "$(LUA_INCDIR)",
-    CMAKE_PREFIX_PATH = "$(LIBUV_DIR)",
+    CMAKE_PREFIX_PATH = "$(LIBUV_DIR);$(CURL_DIR)",
     -- A user's compiler may warn where gcc 12 does not; CI builds with
     -- -Werror separately. No C tests in the rock; the header, archive and
     -- spindle.pc would land in the Lua cpath, so they stay out too.

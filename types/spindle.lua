@@ -12,6 +12,7 @@
 ---@field fs spindle.fs
 ---@field process spindle.processlib
 ---@field tls spindle.tls
+---@field http spindle.http
 local spindle = {}
 
 -- ---------------------------------------------------------------- errors
