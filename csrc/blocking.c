@@ -55,13 +55,20 @@ static void buf_byte(buf *b, char c) { buf_add(b, &c, 1); }
 
 /* ---- encoding values --------------------------------------------------- */
 
-enum { V_NIL = 'n', V_FALSE = 'f', V_TRUE = 't', V_INT = 'i', V_NUM = 'd',
-       V_STR = 's', V_TABLE = '{', V_END = '}' };
+enum {
+  V_NIL = 'n',
+  V_FALSE = 'f',
+  V_TRUE = 't',
+  V_INT = 'i',
+  V_NUM = 'd',
+  V_STR = 's',
+  V_TABLE = '{',
+  V_END = '}'
+};
 
 /* Encodes the value at idx; seen is a table (absolute index) of tables on
 ** the current path.  Returns NULL, or what went wrong.  [-0, +0, m] */
-static const char *encode(lua_State *L, int idx, buf *b, int seen,
-                          int depth) {
+static const char *encode(lua_State *L, int idx, buf *b, int seen, int depth) {
   idx = lua_absindex(L, idx);
   switch (lua_type(L, idx)) {
     case LUA_TNIL: buf_byte(b, V_NIL); return NULL;
@@ -132,8 +139,7 @@ static int encode_values(lua_State *L, int idx, int n, buf *b,
       lua_pop(L, 1);
       if (strcmp(err, "a table with a cycle") == 0 ||
           strcmp(err, "tables nested too deep") == 0)
-        lua_pushfstring(L, "spindle.blocking: %s #%d is %s", what, i + 1,
-                        err);
+        lua_pushfstring(L, "spindle.blocking: %s #%d is %s", what, i + 1, err);
       else
         lua_pushfstring(L,
                         "spindle.blocking: %s #%d is a %s (only nil, "
@@ -187,8 +193,7 @@ static int decode(lua_State *L, reader *r) {
     }
     case V_STR: {
       size_t len;
-      if (!rd(r, &len, sizeof len) || (size_t)(r->end - r->p) < len)
-        return 0;
+      if (!rd(r, &len, sizeof len) || (size_t)(r->end - r->p) < len) return 0;
       lua_pushlstring(L, r->p, len);
       r->p += len;
       return 1;
@@ -221,21 +226,21 @@ static int decode_values(lua_State *L, const char *p, size_t len) {
 /* ---- the request -------------------------------------------------------- */
 
 typedef struct work {
-  sp_owned own;   /* in the runtime's list until work_done */
+  sp_owned own; /* in the runtime's list until work_done */
   uv_work_t req;
   sp_runtime *rt;
-  sp_wpool *pool; /* the runtime's worker states */
-  sp_task *task;  /* the waiting task; NULL once detached (aborted) */
-  buf code;       /* fn's bytecode (empty when fname is used) */
-  char *fname;    /* "mod.fn": require("mod").fn in the worker */
+  sp_wpool *pool;     /* the runtime's worker states */
+  sp_task *task;      /* the waiting task; NULL once detached (aborted) */
+  buf code;           /* fn's bytecode (empty when fname is used) */
+  char *fname;        /* "mod.fn": require("mod").fn in the worker */
   char *path, *cpath; /* the caller's package.path and cpath */
-  buf in;         /* arguments */
-  buf out;        /* results, or the error as one value */
-  int failed;     /* fn raised: out holds the error */
-  int status;     /* < 0: libuv could not run it (cancelled, ...) */
+  buf in;             /* arguments */
+  buf out;            /* results, or the error as one value */
+  int failed;         /* fn raised: out holds the error */
+  int status;         /* < 0: libuv could not run it (cancelled, ...) */
 } work;
 
-static const char code_key = 0; /* registry: weak {[fn] = bytecode} */
+static const char code_key = 0;   /* registry: weak {[fn] = bytecode} */
 static const char loaded_key = 0; /* worker registry: {[bytecode] = fn} */
 
 static int dump_writer(lua_State *L, const void *p, size_t sz, void *ud) {
@@ -365,8 +370,7 @@ static int job_p(lua_State *L) {
       lua_remove(L, -2);
       if (!lua_isfunction(L, -1)) {
         lua_pop(L, 1);
-        lua_pushfstring(L, "spindle.blocking: %s is not a function",
-                        w->fname);
+        lua_pushfstring(L, "spindle.blocking: %s is not a function", w->fname);
       }
     }
     if (!lua_isfunction(L, 1) || (n = decode_values(L, w->in.p, w->in.n)) < 0) {
@@ -483,12 +487,12 @@ static void work_close(sp_owned *o) {
 
 static void work_undo(sp_task *t) {
   work *w = (work *)t->w.obj;
-  w->task = NULL; /* work_done frees it */
+  w->task = NULL;                 /* work_done frees it */
   uv_cancel((uv_req_t *)&w->req); /* in case it has not started yet */
 }
 
-static const sp_waitops blocking_wait = {"blocking (worker thread)",
-                                         work_undo, NULL};
+static const sp_waitops blocking_wait = {"blocking (worker thread)", work_undo,
+                                         NULL};
 
 /* [w] -> the decoded values; a bad encoding raises.  [-1, +n, e] */
 static int decode_p(lua_State *L) {
@@ -613,8 +617,7 @@ static int blocking_start(lua_State *L, int nargs) {
   t->rt->inflight++;
   w->pool->jobs++;
   sp_own(t->rt, &w->own, work_close);
-  return sp_await_block(L, t, &blocking_wait, w, blocking_k,
-                        (lua_KContext)t);
+  return sp_await_block(L, t, &blocking_wait, w, blocking_k, (lua_KContext)t);
 }
 
 /* spindle.blocking(fn, ...) */
@@ -630,8 +633,9 @@ static int l_blocking(lua_State *L) {
   }
   luaL_checktype(L, 1, LUA_TFUNCTION);
   if (lua_iscfunction(L, 1))
-    luaL_argerror(L, 1, "a Lua function expected (C functions cannot be "
-                        "moved to another thread)");
+    luaL_argerror(L, 1,
+                  "a Lua function expected (C functions cannot be "
+                  "moved to another thread)");
   for (i = 1; (name = lua_getupvalue(L, 1, i)) != NULL; i++) {
     lua_pop(L, 1);
     if (strcmp(name, "_ENV") != 0)
@@ -642,7 +646,6 @@ static int l_blocking(lua_State *L) {
   }
   return blocking_start(L, nargs);
 }
-
 
 int sp_blocking_open(lua_State *L) {
   static const luaL_Reg fns[] = {{"blocking", l_blocking}, {NULL, NULL}};

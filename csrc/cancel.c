@@ -21,8 +21,7 @@ void sp_tscope_fire(sp_runtime *rt, sp_tscope *sc) {
   (void)rt;
   sc->expired = 1;
   t->nexpired++;
-  if (t->state == SP_T_WAITING && sc->shield >= t->shield)
-    sp_interrupt(t);
+  if (t->state == SP_T_WAITING && sc->shield >= t->shield) sp_interrupt(t);
 }
 
 static void timeout_fire(sp_runtime *rt, sp_timer *tm) {
@@ -79,12 +78,10 @@ static int l_timeout(lua_State *L) {
   sc->outer = t->scopes;
   t->scopes = sc;
   sc->open = 1;
-  sp_timer_add(t->rt, &sc->timer,
-               sp_now(t->rt) + (uint64_t)(secs * 1e9 + 0.5));
-  return timeout_k(L,
-                   lua_pcallk(L, nargs, LUA_MULTRET, 2, (lua_KContext)sc,
-                              timeout_k),
-                   (lua_KContext)sc);
+  sp_timer_add(t->rt, &sc->timer, sp_now(t->rt) + (uint64_t)(secs * 1e9 + 0.5));
+  return timeout_k(
+      L, lua_pcallk(L, nargs, LUA_MULTRET, 2, (lua_KContext)sc, timeout_k),
+      (lua_KContext)sc);
 }
 
 static int timeout_tostring(lua_State *L) {
@@ -109,10 +106,9 @@ static int l_shield(lua_State *L) {
   lua_pushcfunction(L, sp_msgh);
   lua_insert(L, 1); /* [msgh, fn, args...] */
   t->shield++;
-  return shield_k(L,
-                  lua_pcallk(L, nargs, LUA_MULTRET, 1, (lua_KContext)t,
-                             shield_k),
-                  (lua_KContext)t);
+  return shield_k(
+      L, lua_pcallk(L, nargs, LUA_MULTRET, 1, (lua_KContext)t, shield_k),
+      (lua_KContext)t);
 }
 
 /* Adds the functions to the module table at -1.  [-0, +0, m] */

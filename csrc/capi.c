@@ -10,7 +10,6 @@
 */
 #include "internal.h"
 
-
 static int new_p(lua_State *L) {
   uv_loop_t *loop = (uv_loop_t *)lua_touserdata(L, 1);
   sp_runtime *rt;
@@ -29,8 +28,7 @@ spindle_rt *spindle_new(lua_State *L, uv_loop_t *loop) {
   if (L == NULL || !lua_checkstack(L, 4)) return NULL;
   lua_pushcfunction(L, new_p);
   lua_pushlightuserdata(L, loop);
-  if (lua_pcall(L, 1, 1, 0) == LUA_OK)
-    rt = (spindle_rt *)lua_touserdata(L, -1);
+  if (lua_pcall(L, 1, 1, 0) == LUA_OK) rt = (spindle_rt *)lua_touserdata(L, -1);
   lua_pop(L, 1);
   return rt;
 }
@@ -53,7 +51,8 @@ int spindle_spawn(spindle_rt *rt, int nargs) {
   int r;
   if (rt == NULL || nargs < 0) return -SPINDLE_EINVAL;
   L = rt->L;
-  if (rt->closed || rt->closing) r = -SPINDLE_ECLOSED;
+  if (rt->closed || rt->closing)
+    r = -SPINDLE_ECLOSED;
   else if (lua_gettop(L) < nargs + 1 ||
            lua_type(L, -(nargs + 1)) != LUA_TFUNCTION)
     r = -SPINDLE_EINVAL;
@@ -120,8 +119,7 @@ static int close_p(lua_State *L) {
 
 void spindle_close(spindle_rt *rt) {
   lua_State *L;
-  if (rt == NULL || rt->closed || rt->closing || rt->box->cur != NULL)
-    return;
+  if (rt == NULL || rt->closed || rt->closing || rt->box->cur != NULL) return;
   L = rt->L;
   if (!lua_checkstack(L, 2)) return;
   lua_pushcfunction(L, close_p);

@@ -201,13 +201,12 @@ static cli_sigs *watch_signals(sp_runtime *rt) {
 
 /* Writes "spindle: <error>" with the traceback, if any, to stderr. */
 static void report_main(lua_State *L, sp_task *t) {
-  int h = lua_gettop(L); /* the main task's handle */
+  int h = lua_gettop(L);           /* the main task's handle */
   sp_task_push_traceback(L, h, t); /* traceback or nil */
   sp_task_push_error(L, h, t);
   if (lua_type(L, -2) == LUA_TSTRING)
     fprintf(stderr, "%s: %s\n", progname, lua_tostring(L, -2));
-  else if (luaL_callmeta(L, -1, "__tostring") &&
-           lua_type(L, -1) == LUA_TSTRING)
+  else if (luaL_callmeta(L, -1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
     fprintf(stderr, "%s: %s\n", progname, lua_tostring(L, -1));
   else if (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER)
     fprintf(stderr, "%s: %s\n", progname, lua_tostring(L, -1));
@@ -266,8 +265,7 @@ static int cli_main(lua_State *L) {
       lua_pushliteral(L, "virtual");
       lua_setfield(L, opts, "clock");
     } else if (strcmp(a, "--preempt") == 0) {
-      if (!number_arg(L, argv, argc, &i, &n) || n != (lua_Integer)n)
-        goto bad;
+      if (!number_arg(L, argv, argc, &i, &n) || n != (lua_Integer)n) goto bad;
       lua_pushinteger(L, (lua_Integer)n);
       lua_setfield(L, opts, "preempt");
     } else if (strcmp(a, "--warn-blocking") == 0) {
@@ -303,9 +301,8 @@ static int cli_main(lua_State *L) {
   }
   if (status == LUA_OK) {
     if (script < argc && ecode == NULL)
-      status = luaL_loadfile(L, strcmp(argv[script], "-") == 0
-                                    ? NULL
-                                    : argv[script]);
+      status = luaL_loadfile(L, strcmp(argv[script], "-") == 0 ? NULL
+                                                               : argv[script]);
     else
       lua_pushnil(L);
   }

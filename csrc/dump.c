@@ -83,10 +83,9 @@ static void where(lua_State *L, int idx, sp_task *t, char *buf, size_t size) {
 
 /* ms since the runtime started, on its clock, as t->born counts them. */
 static uint32_t clock_ms(sp_runtime *rt) {
-  int64_t ms = rt->virtual_clock
-                   ? (int64_t)(rt->vnow / 1000000)
-                   : (int64_t)(uv_hrtime() / 1000000) -
-                         (int64_t)(rt->t0 / 1000000);
+  int64_t ms = rt->virtual_clock ? (int64_t)(rt->vnow / 1000000)
+                                 : (int64_t)(uv_hrtime() / 1000000) -
+                                       (int64_t)(rt->t0 / 1000000);
   return ms > 0 ? (uint32_t)ms : 0;
 }
 
@@ -98,8 +97,7 @@ static void push_line(lua_State *L, int idx, sp_task *t) {
   describe(t, what, sizeof what);
   where(L, idx, t, at, sizeof at);
   if (sp_push_name(L, idx) == LUA_TSTRING)
-    lua_pushfstring(L, "task %I (%s)", (lua_Integer)t->id,
-                    lua_tostring(L, -1));
+    lua_pushfstring(L, "task %I (%s)", (lua_Integer)t->id, lua_tostring(L, -1));
   else
     lua_pushfstring(L, "task %I", (lua_Integer)t->id);
   lua_remove(L, -2);
@@ -369,11 +367,10 @@ static int module_index(lua_State *L) {
 }
 
 int sp_dump_open(lua_State *L) {
-  static const luaL_Reg fns[] = {
-      {"dump", l_dump},
-      {"_watchdog", l_watchdog},
-      {"_aborting", l_aborting},
-      {NULL, NULL}};
+  static const luaL_Reg fns[] = {{"dump", l_dump},
+                                 {"_watchdog", l_watchdog},
+                                 {"_aborting", l_aborting},
+                                 {NULL, NULL}};
   static const luaL_Reg wd_methods[] = {
       {"close", watchdog_close}, {"fired", watchdog_fired}, {NULL, NULL}};
   static const luaL_Reg wd_meta[] = {
@@ -394,4 +391,3 @@ int sp_dump_open(lua_State *L) {
   lua_setmetatable(L, -2);
   return 0;
 }
-

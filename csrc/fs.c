@@ -37,8 +37,19 @@
 /* ---- requests ---------------------------------------------------------- */
 
 enum {
-  FS_READFILE, FS_WRITEFILE, FS_OPEN, FS_READ, FS_WRITE, FS_CLOSE,
-  FS_STAT, FS_LSTAT, FS_REMOVE, FS_RENAME, FS_MKDIR, FS_LISTDIR, FS_FSTAT
+  FS_READFILE,
+  FS_WRITEFILE,
+  FS_OPEN,
+  FS_READ,
+  FS_WRITE,
+  FS_CLOSE,
+  FS_STAT,
+  FS_LSTAT,
+  FS_REMOVE,
+  FS_RENAME,
+  FS_MKDIR,
+  FS_LISTDIR,
+  FS_FSTAT
 };
 
 /* Steps of the multi-step operations. */
@@ -52,38 +63,38 @@ typedef struct fs_req {
   sp_ionode node; /* owned while anything is pending */
   uv_fs_t req;
   sp_runtime *rt;
-  sp_task *task;  /* NULL once abandoned (or never had one) */
-  fs_file *file;  /* FS_READ/FS_WRITE/FS_FSTAT: the file, while ours */
+  sp_task *task; /* NULL once abandoned (or never had one) */
+  fs_file *file; /* FS_READ/FS_WRITE/FS_FSTAT: the file, while ours */
   int op, step;
-  int pending;    /* a step is on the pool */
-  int grow;       /* FS_READ: read to the end of the file */
-  int eof;        /* FS_READ: a read returned 0 bytes */
-  int append;     /* FS_WRITE: written at the end; fstat for the position */
-  int64_t foff;   /* FS_READ/FS_WRITE: file offset of buf[0], -1: none */
-  size_t min;     /* FS_READ: read until at least this much (or the end) */
-  uv_file fd;     /* a descriptor this request must close, or -1 */
-  int err;        /* first error (< 0), or 0 */
-  char *buf;      /* data read or to write */
+  int pending;  /* a step is on the pool */
+  int grow;     /* FS_READ: read to the end of the file */
+  int eof;      /* FS_READ: a read returned 0 bytes */
+  int append;   /* FS_WRITE: written at the end; fstat for the position */
+  int64_t foff; /* FS_READ/FS_WRITE: file offset of buf[0], -1: none */
+  size_t min;   /* FS_READ: read until at least this much (or the end) */
+  uv_file fd;   /* a descriptor this request must close, or -1 */
+  int err;      /* first error (< 0), or 0 */
+  char *buf;    /* data read or to write */
   size_t len, cap, off, want;
   int flags, mode;
   uv_stat_t st;
-  char *path2;    /* rename: the second path */
+  char *path2; /* rename: the second path */
 } fs_req;
 
 struct fs_file {
   sp_ionode node; /* owned while fd is open */
   sp_runtime *rt;
-  uv_file fd;     /* -1 once closed */
-  fs_req *busy;   /* the request in flight */
-  sp_task *user;  /* the task suspended in read, write or seek: busy */
-  int64_t pos;    /* where the next read or write starts (as io's) */
-  char *rbuf;     /* read-ahead: rbuf[rhead..rtail) are the bytes at pos */
+  uv_file fd;    /* -1 once closed */
+  fs_req *busy;  /* the request in flight */
+  sp_task *user; /* the task suspended in read, write or seek: busy */
+  int64_t pos;   /* where the next read or write starts (as io's) */
+  char *rbuf;    /* read-ahead: rbuf[rhead..rtail) are the bytes at pos */
   size_t rcap, rhead, rtail;
-  size_t scan;    /* bytes after rhead known to hold no newline */
-  int nfmt;       /* the read call's formats: stack 2 .. nfmt + 1 */
-  int eof;        /* this read call met the end of the file */
-  int append;     /* mode "a": every write goes at the end */
-  int noseek;     /* a pipe or terminal: no positions (ESPIPE) */
+  size_t scan; /* bytes after rhead known to hold no newline */
+  int nfmt;    /* the read call's formats: stack 2 .. nfmt + 1 */
+  int eof;     /* this read call met the end of the file */
+  int append;  /* mode "a": every write goes at the end */
+  int noseek;  /* a pipe or terminal: no positions (ESPIPE) */
 };
 
 #define FS_FILE_MT "spindle.fs.file"
@@ -167,7 +178,8 @@ static void fs_cb(uv_fs_t *req) {
     return;
   }
   if ((r->op == FS_STAT || r->op == FS_LSTAT || r->op == FS_FSTAT ||
-       r->step == ST_STAT) && res >= 0)
+       r->step == ST_STAT) &&
+      res >= 0)
     r->st = req->statbuf;
   uv_fs_req_cleanup(req);
   switch (r->step) {
@@ -318,9 +330,7 @@ static int results_p(lua_State *L) {
       lua_pushlstring(L, r->buf ? r->buf : "", r->len);
       return 1;
     case FS_STAT:
-    case FS_LSTAT:
-      push_stat(L, &r->st);
-      return 1;
+    case FS_LSTAT: push_stat(L, &r->st); return 1;
     case FS_LISTDIR: {
       uv_dirent_t ent;
       lua_Integer i = 0;
@@ -335,9 +345,7 @@ static int results_p(lua_State *L) {
       file_new(L, r->rt, r->fd, r->flags);
       r->fd = -1;
       return 1;
-    default:
-      lua_pushboolean(L, 1);
-      return 1;
+    default: lua_pushboolean(L, 1); return 1;
   }
 }
 
@@ -403,8 +411,9 @@ static int fs_read_file(lua_State *L) {
   sp_task *t = sp_await_check(L, "spindle.fs.read_file");
   fs_req *r = fs_req_new(L, t->rt, FS_READFILE);
   r->step = ST_OPEN;
-  return fs_await(L, t, r, uv_fs_open(t->rt->loop, &r->req, path, UV_FS_O_RDONLY, 0,
-                           fs_cb));
+  return fs_await(
+      L, t, r,
+      uv_fs_open(t->rt->loop, &r->req, path, UV_FS_O_RDONLY, 0, fs_cb));
 }
 
 static int fs_write_file(lua_State *L) {
@@ -420,9 +429,10 @@ static int fs_write_file(lua_State *L) {
   if (len > 0) memcpy(r->buf, data, len);
   r->len = r->cap = len;
   r->step = ST_OPEN;
-  return fs_await(L, t, r, uv_fs_open(t->rt->loop, &r->req, path,
-                           UV_FS_O_WRONLY | UV_FS_O_CREAT | UV_FS_O_TRUNC,
-                           0666, fs_cb));
+  return fs_await(L, t, r,
+                  uv_fs_open(t->rt->loop, &r->req, path,
+                             UV_FS_O_WRONLY | UV_FS_O_CREAT | UV_FS_O_TRUNC,
+                             0666, fs_cb));
 }
 
 /* io.open's modes: r w a, optional +, then any b. */
@@ -454,7 +464,8 @@ static int fs_open(lua_State *L) {
   r = fs_req_new(L, t->rt, FS_OPEN);
   r->flags = flags;
   r->step = ST_OPEN;
-  return fs_await(L, t, r, uv_fs_open(t->rt->loop, &r->req, path, flags, 0666, fs_cb));
+  return fs_await(L, t, r,
+                  uv_fs_open(t->rt->loop, &r->req, path, flags, 0666, fs_cb));
 }
 
 static int fs_stat_common(lua_State *L, int op, const char *name) {
@@ -507,7 +518,8 @@ static int fs_mkdir(lua_State *L) {
   t = sp_await_check(L, "spindle.fs.mkdir");
   r = fs_req_new(L, t->rt, FS_MKDIR);
   r->step = ST_ONE;
-  return fs_await(L, t, r, uv_fs_mkdir(t->rt->loop, &r->req, path, (int)mode, fs_cb));
+  return fs_await(L, t, r,
+                  uv_fs_mkdir(t->rt->loop, &r->req, path, (int)mode, fs_cb));
 }
 
 static int fs_list_dir(lua_State *L) {
@@ -653,8 +665,7 @@ static sp_task *file_ready(lua_State *L, fs_file *f, const char *name) {
   sp_task *t = sp_await_check(L, name);
   if (f->fd >= 0 && f->rt != t->rt)
     luaL_error(L, "%s: the file belongs to another runtime", name);
-  if (f->busy != NULL || f->user != NULL)
-    luaL_error(L, "%s: file busy", name);
+  if (f->busy != NULL || f->user != NULL) luaL_error(L, "%s: file busy", name);
   return t;
 }
 
@@ -878,10 +889,9 @@ static int read_step(lua_State *L, sp_task *t, fs_file *f) {
         lua_pushlstring(L, f->rbuf ? f->rbuf + f->rhead : "", have);
         rbuf_take(f, have);
       } else if (c == 'l' || c == 'L') {
-        const char *nl = have > f->scan
-                             ? memchr(f->rbuf + f->rhead + f->scan, '\n',
-                                      have - f->scan)
-                             : NULL;
+        const char *nl = have > f->scan ? memchr(f->rbuf + f->rhead + f->scan,
+                                                 '\n', have - f->scan)
+                                        : NULL;
         if (nl != NULL) {
           size_t n = (size_t)(nl - (f->rbuf + f->rhead));
           lua_pushlstring(L, f->rbuf + f->rhead, c == 'L' ? n + 1 : n);
@@ -1131,9 +1141,8 @@ static int file_tostring(lua_State *L) {
 /* spindle.dump: "fs read_file /tmp/x", "file read fd 7". */
 static void fs_describe(sp_task *t, char *buf, size_t size) {
   static const char *const names[] = {
-      "read_file", "write_file", "open",   "read",   "write",  "close",
-      "stat",      "lstat",      "remove", "rename", "mkdir",  "list_dir",
-      "seek"};
+      "read_file", "write_file", "open",   "read",  "write",    "close", "stat",
+      "lstat",     "remove",     "rename", "mkdir", "list_dir", "seek"};
   fs_req *r = (fs_req *)t->w.obj;
   if (r == NULL) {
     snprintf(buf, size, "fs");
@@ -1148,8 +1157,8 @@ static void fs_describe(sp_task *t, char *buf, size_t size) {
 
 int sp_fs_open(lua_State *L) {
   static const luaL_Reg methods[] = {
-      {"read", file_read},   {"write", file_write}, {"lines", file_lines},
-      {"seek", file_seek},   {"close", file_close_m}, {NULL, NULL}};
+      {"read", file_read}, {"write", file_write},   {"lines", file_lines},
+      {"seek", file_seek}, {"close", file_close_m}, {NULL, NULL}};
   static const luaL_Reg fns[] = {
       {"read_file", fs_read_file}, {"write_file", fs_write_file},
       {"open", fs_open},           {"stat", fs_stat},

@@ -25,8 +25,7 @@ static void next_step_undo(sp_task *t) {
   sp_wlist_remove(&t->rt->next_step, t);
 }
 
-static const sp_waitops next_step_wait = {"next step", next_step_undo,
-                                          NULL};
+static const sp_waitops next_step_wait = {"next step", next_step_undo, NULL};
 
 void sp_host_step_begins(sp_runtime *rt) {
   sp_task *last, *t;

@@ -91,8 +91,8 @@ int sp_http_open(lua_State *L) {
 static const char xfers_key = 0; /* registry: weak-keyed {[res] = xfer} */
 
 enum {
-  HTTP_POOL = 64,                    /* easy handles kept per runtime */
-  HTTP_MAX_HEAD = 256 * 1024,        /* bytes of one response head */
+  HTTP_POOL = 64,                     /* easy handles kept per runtime */
+  HTTP_MAX_HEAD = 256 * 1024,         /* bytes of one response head */
   HTTP_STREAM_LIMIT = SP_STREAM_CHUNK /* body buffered before a read */
 };
 #define HTTP_MAX_BODY ((lua_Integer)64 * 1024 * 1024)
@@ -104,9 +104,16 @@ enum { R_SOME, R_ALL, R_LINE };
 
 /* Stack slots of a request (l_request and its continuations). */
 enum {
-  S_OPTS = 1, S_NAME, S_URLARG, S_BODYARG, /* the arguments */
-  S_URL, S_METHOD, S_BODY, S_HEADERS, S_TLS, /* the options read */
-  S_XFER                                     /* the transfer (to-be-closed) */
+  S_OPTS = 1,
+  S_NAME,
+  S_URLARG,
+  S_BODYARG, /* the arguments */
+  S_URL,
+  S_METHOD,
+  S_BODY,
+  S_HEADERS,
+  S_TLS, /* the options read */
+  S_XFER /* the transfer (to-be-closed) */
 };
 
 typedef struct hclient hclient;
@@ -123,9 +130,9 @@ struct hclient {
   hxfer *xfers; /* holding an easy handle (doubly linked) */
   hsock *socks; /* poll handles not yet closing */
   int closing;
-  int h2c_fresh; /* libcurl < 8.0 cannot reuse a prior-knowledge HTTP/2
+  int h2c_fresh;     /* libcurl < 8.0 cannot reuse a prior-knowledge HTTP/2
                  ** connection (curl/curl#10634): one connection each */
-  int no_proxy;  /* no proxy variable in the environment (seen when the
+  int no_proxy;      /* no proxy variable in the environment (seen when the
                  ** client was made): libcurl need not look each time */
   int running, peak; /* transfers in the multi now, and at most */
 };
@@ -139,7 +146,7 @@ struct hsock {
 };
 
 struct hxfer {
-  hclient *c;   /* set while it holds an easy handle */
+  hclient *c; /* set while it holds an easy handle */
   hstats *stats;
   CURL *easy;
   hxfer *next, *prev; /* in c->xfers */
@@ -159,20 +166,20 @@ struct hxfer {
   size_t hlen, hcap;
   int status;
   char version[4];
-  char *url;   /* effective URL, malloc()ed */
+  char *url;           /* effective URL, malloc()ed */
   lua_Integer clength; /* content-length of the head, -1 if none */
   /* body: bytes [boff, boff + blen) of buf */
   char *buf;
   size_t boff, blen, bcap;
-  size_t limit;    /* streamed: what is buffered before pausing */
+  size_t limit; /* streamed: what is buffered before pausing */
   size_t max_body;
   long follow;
   CURLcode result;
   long oserr;
   unsigned in_multi : 1, body_fn : 1, upload_eof : 1, want_chunk : 1,
-      send_paused : 1, recv_paused : 1, stream : 1, nobody : 1,
-      head_done : 1, saw_location : 1, done : 1, closed : 1, handed : 1,
-      counted : 1, too_large : 1, head_large : 1, nomem : 1;
+      send_paused : 1, recv_paused : 1, stream : 1, nobody : 1, head_done : 1,
+      saw_location : 1, done : 1, closed : 1, handed : 1, counted : 1,
+      too_large : 1, head_large : 1, nomem : 1;
   unsigned dirty : 1; /* options beyond the per-request set: reset it */
   char errbuf[CURL_ERROR_SIZE];
   /* method and URL for spindle.dump(): strings anchored in user values 3
@@ -386,7 +393,7 @@ static size_t header_cb(char *p, size_t size, size_t n, void *ud) {
     return len;
   }
   while (end > 0 && (p[end - 1] == '\n' || p[end - 1] == '\r')) end--;
-  if (end == 0) { /* the blank line: end of this head */
+  if (end == 0) {                         /* the blank line: end of this head */
     if (x->status / 100 == 1) return len; /* 100 Continue and the like */
     if (x->follow > 0 && x->status / 100 == 3 && x->saw_location)
       return len; /* curl follows it (or fails: too many redirects) */
@@ -487,13 +494,11 @@ static void client_check_done(hclient *c) {
       curl_easy_getinfo(x->easy, CURLINFO_OS_ERRNO, &x->oserr);
     else {
       if (x->url == NULL && x->follow > 0 &&
-          curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_URL, &v) ==
-              CURLE_OK &&
+          curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_URL, &v) == CURLE_OK &&
           v != NULL && (x->url = strdup(v)) == NULL)
         x->nomem = 1;
       if (x->version[0] == '\0' &&
-          curl_easy_getinfo(x->easy, CURLINFO_HTTP_VERSION, &ver) ==
-              CURLE_OK)
+          curl_easy_getinfo(x->easy, CURLINFO_HTTP_VERSION, &ver) == CURLE_OK)
         snprintf(x->version, sizeof x->version, "%s",
                  ver == CURL_HTTP_VERSION_1_0   ? "1.0"
                  : ver == CURL_HTTP_VERSION_2_0 ? "2"
@@ -552,8 +557,7 @@ static void sock_owned_close(sp_owned *o) {
   sock_close(s);
 }
 
-static int sock_cb(CURL *e, curl_socket_t fd, int what, void *ud,
-                   void *sockp) {
+static int sock_cb(CURL *e, curl_socket_t fd, int what, void *ud, void *sockp) {
   hclient *c = (hclient *)ud;
   hsock *s = (hsock *)sockp;
   int events = 0;
@@ -683,9 +687,9 @@ static hclient *client_get(lua_State *L, sp_runtime *rt) {
   c->h2c_fresh = curl_version_info(CURLVERSION_NOW)->version_num < 0x080000;
   {
     /* the variables libcurl reads for http and https (not HTTP_PROXY) */
-    static const char *const vars[] = {"http_proxy", "https_proxy",
+    static const char *const vars[] = {"http_proxy",  "https_proxy",
                                        "HTTPS_PROXY", "all_proxy",
-                                       "ALL_PROXY", NULL};
+                                       "ALL_PROXY",   NULL};
     int i;
     c->no_proxy = 1;
     for (i = 0; vars[i] != NULL; i++)
@@ -753,8 +757,8 @@ static int xfer_wait(lua_State *L, hxfer *x, sp_task *t, int kind,
     x->rt->inflight++;
     x->counted = 1;
   }
-  return sp_await_block(L, t, kind == W_READ ? &body_wait : &request_wait, x,
-                        k, (lua_KContext)t);
+  return sp_await_block(L, t, kind == W_READ ? &body_wait : &request_wait, x, k,
+                        (lua_KContext)t);
 }
 
 /* ---- results ------------------------------------------------------------ */
@@ -769,8 +773,7 @@ static int push_error(lua_State *L, hxfer *x) {
   if (x->nomem || x->result == CURLE_OUT_OF_MEMORY)
     return sp_io_fail_msg(L, "not enough memory", "ENOMEM");
   switch (x->result) {
-    case CURLE_OPERATION_TIMEDOUT:
-      return sp_io_fail(L, UV_ETIMEDOUT);
+    case CURLE_OPERATION_TIMEDOUT: return sp_io_fail(L, UV_ETIMEDOUT);
     case CURLE_COULDNT_RESOLVE_HOST:
     case CURLE_COULDNT_RESOLVE_PROXY:
       return sp_io_fail_msg(L, msg, "EAI_NONAME");
@@ -794,10 +797,8 @@ static int push_error(lua_State *L, hxfer *x) {
     case CURLE_USE_SSL_FAILED:
     case CURLE_SSL_ENGINE_NOTFOUND:
     case CURLE_SSL_ENGINE_SETFAILED:
-    case CURLE_SSL_ENGINE_INITFAILED:
-      return sp_io_fail_msg(L, msg, "ETLS");
-    default:
-      return sp_io_fail_msg(L, msg, "EHTTP");
+    case CURLE_SSL_ENGINE_INITFAILED: return sp_io_fail_msg(L, msg, "ETLS");
+    default: return sp_io_fail_msg(L, msg, "EHTTP");
   }
 }
 
@@ -1025,8 +1026,10 @@ static hxfer *res_xfer(lua_State *L, const char *name) {
   x = (hxfer *)lua_touserdata(L, -1); /* NULL for a buffered one's head */
   lua_pop(L, 2);
   if (x == NULL)
-    luaL_error(L, "%s: the body was not streamed (it is res.body; pass "
-                  "stream = true to read it in parts)", name);
+    luaL_error(L,
+               "%s: the body was not streamed (it is res.body; pass "
+               "stream = true to read it in parts)",
+               name);
   return x;
 }
 
@@ -1190,8 +1193,7 @@ static void opt_tls(lua_State *L, hopts *o, int idx) {
     luaL_error(L, "%s: option 'tls' must be a table", o->fname);
   lua_pushnil(L);
   while (lua_next(L, idx)) {
-    const char *k =
-        lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+    const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
     if (strcmp(k, "ca") == 0) {
       size_t len;
       if (lua_type(L, -1) != LUA_TSTRING)
@@ -1216,18 +1218,21 @@ static void parse_opts(lua_State *L, hopts *o, int shorthand) {
   if (lua_isnil(L, S_OPTS)) return;
   lua_pushnil(L);
   while (lua_next(L, S_OPTS)) {
-    const char *k =
-        lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+    const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
     int t = lua_type(L, -1);
     if (k == NULL) luaL_error(L, "%s: option names must be strings", o->fname);
     if (strcmp(k, "url") == 0 || strcmp(k, "body") == 0) {
       int body = k[0] == 'b';
       if (!body && shorthand != 'r')
-        luaL_error(L, "%s: option 'url' is not allowed (the URL is "
-                      "argument #1)", o->fname);
+        luaL_error(L,
+                   "%s: option 'url' is not allowed (the URL is "
+                   "argument #1)",
+                   o->fname);
       if (body && shorthand == 'p')
-        luaL_error(L, "%s: option 'body' is not allowed (the body is "
-                      "argument #2)", o->fname);
+        luaL_error(L,
+                   "%s: option 'body' is not allowed (the body is "
+                   "argument #2)",
+                   o->fname);
       if (!body && t != LUA_TSTRING)
         luaL_error(L, "%s: option 'url' must be a string", o->fname);
       if (body && t != LUA_TSTRING && t != LUA_TFUNCTION)
@@ -1239,8 +1244,10 @@ static void parse_opts(lua_State *L, hopts *o, int shorthand) {
       size_t len;
       const char *m = t == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
       if (m == NULL || !is_token(m, len))
-        luaL_error(L, "%s: option 'method' must be a method name like "
-                      "\"GET\"", o->fname);
+        luaL_error(L,
+                   "%s: option 'method' must be a method name like "
+                   "\"GET\"",
+                   o->fname);
       lua_pushvalue(L, -1);
       lua_replace(L, S_METHOD);
     } else if (strcmp(k, "headers") == 0) {
@@ -1302,7 +1309,6 @@ static void add_header(lua_State *L, hxfer *x, const hopts *o,
   lua_pop(L, 1);
 }
 
-
 static void add_line(lua_State *L, hxfer *x, const char *line) {
   struct curl_slist *l = curl_slist_append(x->hdrs, line);
   if (l == NULL) luaL_error(L, "not enough memory");
@@ -1310,8 +1316,8 @@ static void add_line(lua_State *L, hxfer *x, const char *line) {
 }
 
 /* Every header of the table at S_HEADERS into x->hdrs.  [-0, +0, v] */
-static void set_headers(lua_State *L, hxfer *x, const hopts *o,
-                        int *has_expect, int *has_ctype) {
+static void set_headers(lua_State *L, hxfer *x, const hopts *o, int *has_expect,
+                        int *has_ctype) {
   lua_pushnil(L);
   while (lua_next(L, S_HEADERS)) {
     size_t nlen;
@@ -1341,10 +1347,10 @@ static void setopt_fail(lua_State *L, const hopts *o, CURLcode rc) {
   luaL_error(L, "%s: %s", o->fname, curl_easy_strerror(rc));
 }
 
-#define SETOPT(e, opt, val)                                                 \
-  do {                                                                      \
-    CURLcode rc_ = curl_easy_setopt((e), (opt), (val));                     \
-    if (rc_ != CURLE_OK) setopt_fail(L, o, rc_);                            \
+#define SETOPT(e, opt, val)                                                    \
+  do {                                                                         \
+    CURLcode rc_ = curl_easy_setopt((e), (opt), (val));                        \
+    if (rc_ != CURLE_OK) setopt_fail(L, o, rc_);                               \
   } while (0)
 
 static long ms_of(double s) {
@@ -1392,10 +1398,8 @@ static void configure(lua_State *L, hxfer *x, const hopts *o) {
   ** ALPN: HTTP/2 shares it, HTTP/1.1 opens more.  (Not for cleartext
   ** HTTP/1.1: there it would queue them all on one connection.) */
   SETOPT(e, CURLOPT_PIPEWAIT,
-         o->version == 20 || strncasecmp(o->url, "https:", 6) == 0 ? 1L
-                                                                    : 0L);
-  if (!lua_isnil(L, S_HEADERS))
-    set_headers(L, x, o, &has_expect, &has_ctype);
+         o->version == 20 || strncasecmp(o->url, "https:", 6) == 0 ? 1L : 0L);
+  if (!lua_isnil(L, S_HEADERS)) set_headers(L, x, o, &has_expect, &has_ctype);
   /* No 100-continue round trip and no made-up content type (curl's
   ** application/x-www-form-urlencoded) unless asked for: "Name:" removes
   ** a header curl would add. */
@@ -1436,8 +1440,7 @@ static void configure(lua_State *L, hxfer *x, const hopts *o) {
   if (o->version == 11)
     SETOPT(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
   else if (o->version == 20) {
-    SETOPT(e, CURLOPT_HTTP_VERSION,
-           (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE);
+    SETOPT(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE);
     if (x->c->h2c_fresh && strncasecmp(o->url, "http:", 5) == 0) {
       SETOPT(e, CURLOPT_FRESH_CONNECT, 1L);
       SETOPT(e, CURLOPT_FORBID_REUSE, 1L);
@@ -1491,9 +1494,10 @@ static int chunk_k(lua_State *L, int status, lua_KContext ctx) {
     x->nchunks++;
     x->want_chunk = x->clen == 0; /* "" is skipped: ask again */
   } else
-    luaL_error(L, "spindle.http.%s: the body function returned a %s (a "
-                  "string or nil expected)", lua_tostring(L, S_NAME),
-               luaL_typename(L, -1));
+    luaL_error(L,
+               "spindle.http.%s: the body function returned a %s (a "
+               "string or nil expected)",
+               lua_tostring(L, S_NAME), luaL_typename(L, -1));
   lua_settop(L, S_XFER);
   if (!x->closed && !x->done) {
     if (!x->in_multi)
@@ -1510,8 +1514,7 @@ static int request_step(lua_State *L, hxfer *x, sp_task *t) {
   if (x->done) {
     /* a streamed response whose head came in is returned: its reads
     ** return the bytes that arrived, then the error */
-    if ((x->result != CURLE_OK || x->too_large || x->nomem ||
-         x->head_large) &&
+    if ((x->result != CURLE_OK || x->too_large || x->nomem || x->head_large) &&
         !(x->stream && x->head_done))
       return push_error(L, x);
     push_response(L, x, S_XFER);
@@ -1549,20 +1552,28 @@ static int request_common(lua_State *L) {
   for (int i = S_URL; i <= S_TLS; i++) lua_pushnil(L);
   if (kind == 'r') {
     if (lua_type(L, S_OPTS) != LUA_TTABLE)
-      return luaL_error(L, "bad argument #1 to 'request' (table expected, "
-                           "got %s)", luaL_typename(L, S_OPTS));
+      return luaL_error(L,
+                        "bad argument #1 to 'request' (table expected, "
+                        "got %s)",
+                        luaL_typename(L, S_OPTS));
   } else {
     int oarg = kind == 'p' ? 3 : 2;
     if (lua_type(L, S_URLARG) != LUA_TSTRING)
-      return luaL_error(L, "bad argument #1 to '%s' (string expected, got "
-                           "%s)", name, luaL_typename(L, S_URLARG));
+      return luaL_error(L,
+                        "bad argument #1 to '%s' (string expected, got "
+                        "%s)",
+                        name, luaL_typename(L, S_URLARG));
     if (kind == 'p' && lua_type(L, S_BODYARG) != LUA_TSTRING &&
         lua_type(L, S_BODYARG) != LUA_TFUNCTION)
-      return luaL_error(L, "bad argument #2 to 'post' (string or function "
-                           "expected, got %s)", luaL_typename(L, S_BODYARG));
+      return luaL_error(L,
+                        "bad argument #2 to 'post' (string or function "
+                        "expected, got %s)",
+                        luaL_typename(L, S_BODYARG));
     if (!lua_isnil(L, S_OPTS) && lua_type(L, S_OPTS) != LUA_TTABLE)
-      return luaL_error(L, "bad argument #%d to '%s' (table expected, got "
-                           "%s)", oarg, name, luaL_typename(L, S_OPTS));
+      return luaL_error(L,
+                        "bad argument #%d to '%s' (table expected, got "
+                        "%s)",
+                        oarg, name, luaL_typename(L, S_OPTS));
     lua_pushvalue(L, S_URLARG);
     lua_replace(L, S_URL);
     if (kind == 'p') {
@@ -1577,8 +1588,8 @@ static int request_common(lua_State *L) {
   if (strlen(o.url) != lua_rawlen(L, S_URL))
     return luaL_error(L, "%s: the URL contains a zero byte", fname);
   if (lua_isnil(L, S_METHOD))
-    lua_pushstring(L, kind == 'g'   ? "GET"
-                      : kind == 'p' ? "POST"
+    lua_pushstring(L, kind == 'g'            ? "GET"
+                      : kind == 'p'          ? "POST"
                       : lua_isnil(L, S_BODY) ? "GET"
                                              : "POST");
   else
@@ -1667,9 +1678,10 @@ static int l_post(lua_State *L) {
   lua_pushliteral(L, "post");
   lua_replace(L, S_NAME);
   if (nargs < 2)
-    return luaL_error(L, "bad argument #%d to 'post' (%s expected, got no "
-                         "value)", nargs + 1,
-                      nargs == 0 ? "string" : "string or function");
+    return luaL_error(L,
+                      "bad argument #%d to 'post' (%s expected, got no "
+                      "value)",
+                      nargs + 1, nargs == 0 ? "string" : "string or function");
   return request_common(L);
 }
 

@@ -36,7 +36,7 @@
 
 typedef struct head_parser {
   sp_http_request r;
-  char *buf;        /* the head so far */
+  char *buf; /* the head so far */
   size_t len, cap;
   uint32_t max_header, max_headers;
   sp_http_header *headers; /* max_headers entries, after the struct */
@@ -129,13 +129,13 @@ static void push_request(lua_State *L, head_parser *hp) {
   }
   lua_pushstring(L, r->version == 10 ? "1.0" : "1.1");
   lua_setfield(L, -2, "version");
-  lua_createtable(L, 0, (int)r->nheaders); /* headers */
+  lua_createtable(L, 0, (int)r->nheaders);     /* headers */
   lua_createtable(L, (int)r->nheaders * 2, 0); /* names and values */
   for (i = 0; i < r->nheaders; i++) {
     sp_http_header *h = &r->headers[i];
-    push_lower(L, SPAN(b, h->name));         /* name */
-    lua_pushlstring(L, SPAN(b, h->value));   /* name, value */
-    lua_pushvalue(L, -2);                    /* flat: the Lua side makes */
+    push_lower(L, SPAN(b, h->name));            /* name */
+    lua_pushlstring(L, SPAN(b, h->value));      /* name, value */
+    lua_pushvalue(L, -2);                       /* flat: the Lua side makes */
     lua_rawseti(L, -4, (lua_Integer)i * 2 + 1); /* header_list from it */
     lua_pushvalue(L, -1);
     lua_rawseti(L, -4, (lua_Integer)i * 2 + 2);
@@ -148,7 +148,7 @@ static void push_request(lua_State *L, head_parser *hp) {
       lua_pop(L, 1);
       lua_pushvalue(L, -1);
     }
-    lua_remove(L, -2);                       /* name, joined */
+    lua_remove(L, -2); /* name, joined */
     lua_rawset(L, -4);
   }
   lua_setfield(L, -3, "_fields");
@@ -252,8 +252,8 @@ static int chunked_feed(lua_State *L) {
   luaL_buffinit(L, &b);
   while (pos < n) {
     size_t used = 0, off = 0, len = 0;
-    int st = sp_http_chunked_parse(&cd->c, data + pos, n - pos, &used, &off,
-                                   &len);
+    int st =
+        sp_http_chunked_parse(&cd->c, data + pos, n - pos, &used, &off, &len);
     if (st == SP_HTTP_ERR) {
       lua_pushboolean(L, 0);
       lua_pushinteger(L, cd->c.status);

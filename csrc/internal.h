@@ -37,7 +37,7 @@ typedef struct sp_wpool sp_wpool; /* blocking.c: worker states */
 
 /* Metatable names (also the __name shown by luaL_typeerror). */
 #define SP_TASK_MT "spindle.task"
-#define SP_TASK_GC_MT "spindle.task*"  /* failed, not yet observed */
+#define SP_TASK_GC_MT "spindle.task*" /* failed, not yet observed */
 #define SP_RT_MT "spindle.runtime"
 #define SP_TIMEOUT_MT "spindle.timeout"
 #define SP_CANCEL_MT "spindle.cancelled"
@@ -52,8 +52,8 @@ typedef struct sp_wpool sp_wpool; /* blocking.c: worker states */
 /* ---- per-Lua-state box: which runtime is running now ------------------ */
 
 typedef struct sp_box {
-  sp_runtime *cur;      /* the runtime inside run/step in this Lua state */
-  const void *task_mt;  /* the handle metatables, to recognise handles */
+  sp_runtime *cur;        /* the runtime inside run/step in this Lua state */
+  const void *task_mt;    /* the handle metatables, to recognise handles */
   const void *task_gc_mt; /* without a lookup by name */
 } sp_box;
 
@@ -72,7 +72,7 @@ typedef struct sp_timer sp_timer;
 struct sp_timer {
   uint64_t seq; /* insertion order, breaks ties FIFO */
   void (*fire)(sp_runtime *rt, sp_timer *tm);
-  int index;    /* slot in the heap, -1 while not armed */
+  int index; /* slot in the heap, -1 while not armed */
 };
 
 /* A heap slot keeps its deadline next to the pointer: sifting compares
@@ -129,8 +129,7 @@ struct sp_fhook {
   void (*fn)(sp_fhook *h, sp_task *finished);
 };
 
-void sp_fhook_add(sp_task *t, sp_fhook *h,
-                  void (*fn)(sp_fhook *, sp_task *));
+void sp_fhook_add(sp_task *t, sp_fhook *h, void (*fn)(sp_fhook *, sp_task *));
 void sp_fhook_remove(sp_task *t, sp_fhook *h); /* idempotent */
 
 /* ---- owned handles and requests --------------------------------------- */
@@ -144,7 +143,7 @@ void sp_fhook_remove(sp_task *t, sp_fhook *h); /* idempotent */
 ** runs the loop until the list is empty and the loop closes. */
 typedef struct sp_owned sp_owned;
 struct sp_owned {
-  sp_owned *next, *prev; /* NULL while not linked */
+  sp_owned *next, *prev;      /* NULL while not linked */
   void (*close)(sp_owned *o); /* no Lua; may sp_disown(o) itself */
 };
 
@@ -169,15 +168,15 @@ enum {
 /* Kept small: a task idle in an await should cost little more than its
 ** coroutine (bench/: RSS per idle task). */
 struct sp_task {
-  sp_runtime *rt;           /* valid while unfinished or unobserved */
-  lua_State *co;            /* its coroutine while it runs (user value 1);
+  sp_runtime *rt; /* valid while unfinished or unobserved */
+  lua_State *co;  /* its coroutine while it runs (user value 1);
                                NULL before its first slice and once it
                                ended (the coroutine went back to the
                                runtime's pool) */
   lua_Integer id;
-  sp_task *rnext, *rprev;   /* ready queue */
-  sp_tscope *scopes;        /* innermost open spindle.timeout */
-  const sp_waitops *wait;   /* what it waits for, NULL when not waiting */
+  sp_task *rnext, *rprev; /* ready queue */
+  sp_tscope *scopes;      /* innermost open spindle.timeout */
+  const sp_waitops *wait; /* what it waits for, NULL when not waiting */
   struct {
     void *obj; /* the object waited on */
     union {
@@ -188,16 +187,16 @@ struct sp_task {
       sp_fhook hook;  /* join: in the target's finish hooks */
     };
   } w;
-  sp_fhook *hooks;          /* finish hooks (join, scope, watch sets) */
-  uint32_t born;            /* ms since the runtime started, for dump */
-  int anchor;               /* slot in the anchors table, 0 when none */
-  unsigned short fast;      /* awaits completed without waiting, in a row */
-  unsigned short shield;    /* depth of spindle.shield calls */
-  unsigned short nexpired;  /* expired timeout scopes still open */
-  unsigned char state;      /* SP_T_* */
-  unsigned char wake;       /* SP_WAKE_* for the pending resume */
-  unsigned char cancel : 1; /* abort requested */
-  unsigned char failed : 1; /* body raised (set by task_body_k) */
+  sp_fhook *hooks;            /* finish hooks (join, scope, watch sets) */
+  uint32_t born;              /* ms since the runtime started, for dump */
+  int anchor;                 /* slot in the anchors table, 0 when none */
+  unsigned short fast;        /* awaits completed without waiting, in a row */
+  unsigned short shield;      /* depth of spindle.shield calls */
+  unsigned short nexpired;    /* expired timeout scopes still open */
+  unsigned char state;        /* SP_T_* */
+  unsigned char wake;         /* SP_WAKE_* for the pending resume */
+  unsigned char cancel : 1;   /* abort requested */
+  unsigned char failed : 1;   /* body raised (set by task_body_k) */
   unsigned char observed : 1; /* a failure was seen by join/result */
   unsigned char warned : 1;   /* warn_blocking reported */
   unsigned char bare : 1;     /* suspended in a bare coroutine.yield */
@@ -229,7 +228,7 @@ struct sp_tscope {
   sp_task *task;
   sp_tscope *outer;
   void (*on_abort)(lua_State *L, sp_tscope *sc); /* [-0, +0, m] */
-  int shield;  /* task->shield when it was opened */
+  int shield; /* task->shield when it was opened */
   int expired;
   int open;
 };
@@ -239,7 +238,7 @@ struct sp_tscope {
 struct sp_runtime {
   uv_loop_t *loop;
   uv_loop_t own_loop;
-  uv_timer_t timer;       /* armed to the earliest deadline while polling */
+  uv_timer_t timer; /* armed to the earliest deadline while polling */
   sp_box *box;
   lua_State *L;           /* the main thread of the Lua state */
   sp_task *current;       /* the task being resumed */
@@ -248,37 +247,37 @@ struct sp_runtime {
   sp_heapent *heap;
   int nheap, heapcap;
   uint64_t tseq;
-  uint64_t vnow;          /* virtual clock, ns */
-  uint64_t t0;            /* clock at creation, ns */
-  sp_wlist next_step;     /* tasks in spindle.next_step() */
-  uint64_t slice_start;   /* ns, for warn_blocking */
+  uint64_t vnow;        /* virtual clock, ns */
+  uint64_t t0;          /* clock at creation, ns */
+  sp_wlist next_step;   /* tasks in spindle.next_step() */
+  uint64_t slice_start; /* ns, for warn_blocking */
   lua_Integer nextid;
   int *freeslots;
   int nfree, freecap, nslots;
-  int anchors_ref;        /* registry ref: the anchors table */
-  int pool_ref;           /* registry ref: coroutines to reuse */
-  int deadlock_ref;       /* registry ref: the dump at the last deadlock */
-  int npool;              /* how many are in it */
-  int self_ref;           /* registry ref to this userdata until closed */
-  int host_owned;         /* made by spindle_new: self_ref kept for good */
-  int on_error_ref;       /* registry ref or LUA_NOREF */
-  int on_warning_ref;     /* registry ref or LUA_NOREF */
+  int anchors_ref;    /* registry ref: the anchors table */
+  int pool_ref;       /* registry ref: coroutines to reuse */
+  int deadlock_ref;   /* registry ref: the dump at the last deadlock */
+  int npool;          /* how many are in it */
+  int self_ref;       /* registry ref to this userdata until closed */
+  int host_owned;     /* made by spindle_new: self_ref kept for good */
+  int on_error_ref;   /* registry ref or LUA_NOREF */
+  int on_warning_ref; /* registry ref or LUA_NOREF */
   int virtual_clock;
-  int use_luv;            /* loop = "luv": luv's default loop */
-  int preempt;            /* instructions per slice, 0: off */
-  double warn_blocking;   /* seconds, 0: off */
-  int own;                /* loop is own_loop */
-  int polling;            /* inside uv_run */
+  int use_luv;          /* loop = "luv": luv's default loop */
+  int preempt;          /* instructions per slice, 0: off */
+  double warn_blocking; /* seconds, 0: off */
+  int own;              /* loop is own_loop */
+  int polling;          /* inside uv_run */
   int closing, closed;
-  int shutting_down;      /* aborting everything: new tasks start cancelled */
-  int inflight;           /* requests that will complete in real time */
-  int deadlock;           /* nothing can wake the waiting tasks */
-  int deadlocked;         /* run ended because of a deadlock */
-  sp_owned owned;         /* sentinel: everything the runtime owns */
-  void *http;             /* the HTTP client's multi handle and pool
+  int shutting_down; /* aborting everything: new tasks start cancelled */
+  int inflight;      /* requests that will complete in real time */
+  int deadlock;      /* nothing can wake the waiting tasks */
+  int deadlocked;    /* run ended because of a deadlock */
+  sp_owned owned;    /* sentinel: everything the runtime owns */
+  void *http;        /* the HTTP client's multi handle and pool
                           ** (http_client.c): made by the first request,
                           ** an owned entry, NULL again once closed */
-  sp_wpool *wpool;        /* spindle.blocking's worker states, or NULL */
+  sp_wpool *wpool;   /* spindle.blocking's worker states, or NULL */
   /* Called after every poll, from the scheduler (not from libuv): the
   ** command's signal handlers act here.  May run Lua.  [-0, +0, m] */
   void (*after_poll)(lua_State *L, sp_runtime *rt);
@@ -341,18 +340,16 @@ const char *sp_status_name(int state);
 sp_task *sp_await_check(lua_State *L, const char *name);
 void sp_check_cancel(lua_State *L, sp_task *t);
 void sp_resumed(lua_State *L, sp_task *t);
-int sp_await_yield(lua_State *L, sp_task *t, lua_KFunction k,
-                   lua_KContext ctx);
-int sp_await_block(lua_State *L, sp_task *t, const sp_waitops *ops,
-                   void *obj, lua_KFunction k, lua_KContext ctx);
-int sp_await_fast(lua_State *L, sp_task *t, lua_KFunction k,
-                  lua_KContext ctx);
+int sp_await_yield(lua_State *L, sp_task *t, lua_KFunction k, lua_KContext ctx);
+int sp_await_block(lua_State *L, sp_task *t, const sp_waitops *ops, void *obj,
+                   lua_KFunction k, lua_KContext ctx);
+int sp_await_fast(lua_State *L, sp_task *t, lua_KFunction k, lua_KContext ctx);
 double sp_check_seconds(lua_State *L, int arg);
 void sp_push_cancel_error(lua_State *L);
 int sp_msgh(lua_State *L);
 void sp_take_traceback(lua_State *co, int idx);
 void sp_forget_traceback(lua_State *L, lua_State *co); /* [-0, +0, m] */
-void sp_stashed_traceback(lua_State *L, int erridx);     /* [-0, +1, m] */
+void sp_stashed_traceback(lua_State *L, int erridx);   /* [-0, +1, m] */
 void sp_reraise_traceback(lua_State *L, int erridx, const char *what);
 void sp_weak_keys(lua_State *L, const void *key); /* [-0, +0, m] */
 void sp_set_hooks(sp_runtime *rt, lua_State *co);
@@ -402,7 +399,7 @@ void *sp_testclass(lua_State *L, int idx, const char *name);  /* [-0,+0,-] */
 ** the pointer; __gc ignores anything not of the class.  close runs no Lua.
 ** [-0, +0, m] */
 typedef struct sp_closer {
-  const char *name;            /* the class (metatable name) */
+  const char *name; /* the class (metatable name) */
   void (*close)(void *obj);
 } sp_closer;
 void sp_setcloser(lua_State *L, const sp_closer *c);
@@ -413,8 +410,7 @@ void sp_setcloser(lua_State *L, const sp_closer *c);
 ** [-0, +0, v] */
 void sp_check_options(lua_State *L, int arg, const char *const known[]);
 
-
-#define sp_container_of(p, type, field)                                     \
-  ((type *)((char *)(p) - offsetof(type, field)))
+#define sp_container_of(p, type, field)                                        \
+  ((type *)((char *)(p)-offsetof(type, field)))
 
 #endif

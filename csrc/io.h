@@ -79,13 +79,13 @@ typedef struct sp_gai sp_gai;
 struct sp_gai {
   sp_ionode node;
   uv_getaddrinfo_t req;
-  sp_task *task;   /* woken when done; NULL once detached */
+  sp_task *task;              /* woken when done; NULL once detached */
   void (*done_cb)(sp_gai *g); /* instead of waking a task (connect) */
-  void *data;      /* for done_cb */
+  void *data;                 /* for done_cb */
   struct addrinfo *res;
   int status;
   int done;
-  char name[64];   /* for spindle.dump() */
+  char name[64]; /* for spindle.dump() */
 };
 
 /* A new request for name (port may be NULL; socktype SOCK_STREAM or
@@ -93,8 +93,8 @@ struct sp_gai {
 ** caller either waits on it (g->task, sp_gai_wait) or sets done_cb. */
 sp_gai *sp_gai_start(sp_runtime *rt, const char *name, const char *port,
                      int socktype, int *err);
-void sp_gai_detach(sp_gai *g); /* cancel; frees itself when done */
-void sp_gai_free(sp_gai *g);   /* a done request */
+void sp_gai_detach(sp_gai *g);       /* cancel; frees itself when done */
+void sp_gai_free(sp_gai *g);         /* a done request */
 extern const sp_waitops sp_gai_wait; /* "resolve <name>" */
 
 /* ---- streams (stream.c) ------------------------------------------------- */
@@ -118,9 +118,9 @@ struct sp_stream {
     uv_tcp_t tcp;
     uv_pipe_t pipe;
   } u;
-  sp_sbox *box;     /* the Lua object, NULL when none (yet) */
+  sp_sbox *box;       /* the Lua object, NULL when none (yet) */
   struct sp_tls *tls; /* TLS state (tls.c), NULL for a plain stream */
-  const char *kind; /* "tcp", "unix", "pipe" */
+  const char *kind;   /* "tcp", "unix", "pipe" */
   /* read side: bytes [roff, roff + rlen) of rbuf are buffered */
   char *rbuf;
   size_t rcap, roff, rlen;
@@ -133,8 +133,8 @@ struct sp_stream {
   size_t dlen;
   int rerr; /* sticky read error (libuv code), 0 if none */
   /* write side */
-  sp_task *writer;  /* the task whose write has the write side */
-  sp_wlist wq;      /* writers waiting for their turn, FIFO */
+  sp_task *writer; /* the task whose write has the write side */
+  sp_wlist wq;     /* writers waiting for their turn, FIFO */
   uv_write_t wreq;
   uv_shutdown_t sreq;
   int wstatus, sstatus; /* results of the last write / shutdown */
@@ -199,8 +199,8 @@ double sp_opt_timeout(lua_State *L, int arg);
 /* Connects to host:port (path NULL) or the Unix socket path, waiting in
 ** the current task; timeout in seconds, 0 for none.  An await: returns
 ** through lua_yieldk.  [-0, +(1|3), e] */
-int sp_connect_start(lua_State *L, const char *host, int port,
-                     const char *path, double timeout);
+int sp_connect_start(lua_State *L, const char *host, int port, const char *path,
+                     double timeout);
 /* The same from a local address: local (may be NULL) is where the TCP
 ** socket is bound first; only addresses of its family are tried.
 ** [-0, +(1|3), e] */

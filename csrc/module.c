@@ -7,7 +7,8 @@
 
 #include "internal.h"
 
-static const char box_key = 0; /* registry: the sp_box userdata of this Lua state */
+static const char box_key =
+    0; /* registry: the sp_box userdata of this Lua state */
 
 /* [-0, +0, m] */
 sp_box *sp_box_get(lua_State *L) {
@@ -53,7 +54,8 @@ void *sp_testclass(lua_State *L, int idx, const char *name) {
 /* close(), __close and __gc of a class whose userdata's first field points
 ** at the C object (NULL once closed).  Upvalue 1: the class's sp_closer. */
 static int closer_close(lua_State *L) {
-  const sp_closer *c = (const sp_closer *)lua_touserdata(L, lua_upvalueindex(1));
+  const sp_closer *c =
+      (const sp_closer *)lua_touserdata(L, lua_upvalueindex(1));
   void **box = (void **)sp_checkclass(L, 1, c->name);
   void *obj = *box;
   if (obj != NULL) {
@@ -65,7 +67,8 @@ static int closer_close(lua_State *L) {
 }
 
 static int closer_gc(lua_State *L) {
-  const sp_closer *c = (const sp_closer *)lua_touserdata(L, lua_upvalueindex(1));
+  const sp_closer *c =
+      (const sp_closer *)lua_touserdata(L, lua_upvalueindex(1));
   void **box = (void **)sp_testclass(L, 1, c->name);
   if (box != NULL && *box != NULL) {
     void *obj = *box;
@@ -118,20 +121,20 @@ void sp_check_options(lua_State *L, int arg, const char *const known[]) {
 /* ---- the library parts -------------------------------------------------- */
 
 static const lua_CFunction parts[] = {
-    sp_wait_open,     /* is_cancelled, is_timeout, cancellation errors */
-    sp_task_open,     /* spawn, yield, sleep, now, current, tasks */
-    sp_cancel_open,   /* timeout, shield */
-    sp_runtime_open,  /* run, runtime, stats */
-    sp_host_open,     /* next_step, await */
-    sp_blocking_open, /* blocking */
-    sp_sync_open,     /* channel, semaphore, mutex, event */
-    sp_scope_open,    /* scope, the watch sets of join_all and race */
-    sp_dump_open,     /* dump, _watchdog, lazily loaded Lua parts */
-    sp_fs_open,       /* fs */
-    sp_process_open,  /* process */
-    sp_signal_open,   /* signal */
-    sp_net_open,      /* net: streams, TCP, Unix sockets, DNS, UDP */
-    sp_http_open,     /* the HTTP client under spindle.http */
+    sp_wait_open,        /* is_cancelled, is_timeout, cancellation errors */
+    sp_task_open,        /* spawn, yield, sleep, now, current, tasks */
+    sp_cancel_open,      /* timeout, shield */
+    sp_runtime_open,     /* run, runtime, stats */
+    sp_host_open,        /* next_step, await */
+    sp_blocking_open,    /* blocking */
+    sp_sync_open,        /* channel, semaphore, mutex, event */
+    sp_scope_open,       /* scope, the watch sets of join_all and race */
+    sp_dump_open,        /* dump, _watchdog, lazily loaded Lua parts */
+    sp_fs_open,          /* fs */
+    sp_process_open,     /* process */
+    sp_signal_open,      /* signal */
+    sp_net_open,         /* net: streams, TCP, Unix sockets, DNS, UDP */
+    sp_http_open,        /* the HTTP client under spindle.http */
     sp_http_server_open, /* the server's parsers (spindle.http.serve) */
     NULL};
 

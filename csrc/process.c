@@ -41,19 +41,19 @@ typedef struct proc_obj {
   sp_ionode node; /* owned until every handle's close callback */
   uv_process_t h;
   sp_runtime *rt;
-  proc_box *box;  /* the Lua object, NULL once closed or collected */
+  proc_box *box; /* the Lua object, NULL once closed or collected */
   sp_wlist waiters;
   int pid;
   int exited, detached;
   int64_t status;
   int termsig;
-  int nopen;      /* handles whose close callback is still to come */
+  int nopen; /* handles whose close callback is still to come */
   int killed_on_close;
-  int orphan;     /* its owner let go: exit_cb closes the handles */
+  int orphan; /* its owner let go: exit_cb closes the handles */
   /* run() */
   int is_run;
-  sp_task *task;  /* the task in run(), NULL while detached */
-  int reaping;    /* aborted: only the exit is awaited */
+  sp_task *task; /* the task in run(), NULL while detached */
+  int reaping;   /* aborted: only the exit is awaited */
   uv_pipe_t cap[2];
   int cap_open[2], eof[2];
   char *buf[2];
@@ -197,8 +197,10 @@ static int stdio_opt(lua_State *L, int opts, const char *name) {
     for (i = 0; v != NULL && names[i] != NULL; i++)
       if (strcmp(v, names[i]) == 0) break;
     if (v == NULL || names[i] == NULL)
-      luaL_error(L, "bad option '%s' (\"pipe\", \"inherit\" or \"ignore\" "
-                    "expected)", name);
+      luaL_error(L,
+                 "bad option '%s' (\"pipe\", \"inherit\" or \"ignore\" "
+                 "expected)",
+                 name);
     r = i;
   }
   lua_pop(L, 1);
@@ -252,8 +254,8 @@ static void build_args(lua_State *L, int fidx, int aidx, int opts,
                  aidx, (int)i, luaL_typename(L, -1));
     sa->argv[i] = (char *)lua_tostring(L, -1);
     if (strlen(sa->argv[i]) != lua_rawlen(L, -1))
-      luaL_error(L, "bad argument #%d (argument %d contains a zero byte)",
-                 aidx, (int)i);
+      luaL_error(L, "bad argument #%d (argument %d contains a zero byte)", aidx,
+                 (int)i);
     lua_rawseti(L, anchor, (lua_Integer)(i + 1));
   }
   sa->argv[n + 1] = NULL;
@@ -347,7 +349,7 @@ static int l_spawn(lua_State *L) {
   rt = sp_io_runtime(L, "spindle.process.spawn");
   lua_settop(L, 3);
   for (i = 0; i < 3; i++) modes[i] = stdio_opt(L, opts, names[i]);
-  build_args(L, 1, 2, opts, &sa); /* 4: anchor */
+  build_args(L, 1, 2, opts, &sa);             /* 4: anchor */
   box = lua_newuserdatauv(L, sizeof *box, 3); /* 5 */
   memset(box, 0, sizeof *box);
   luaL_setmetatable(L, PROC_MT);
@@ -364,8 +366,8 @@ static int l_spawn(lua_State *L) {
       }
       sp_stream_wrap(L, rt, (uv_stream_t *)pp, "pipe"); /* owns pp now */
       lua_setiuservalue(L, boxidx, i + 1);
-      stdio[i].flags = UV_CREATE_PIPE |
-                       (i == 0 ? UV_READABLE_PIPE : UV_WRITABLE_PIPE);
+      stdio[i].flags =
+          UV_CREATE_PIPE | (i == 0 ? UV_READABLE_PIPE : UV_WRITABLE_PIPE);
       stdio[i].data.stream = (uv_stream_t *)pp;
     } else if (modes[i] == IO_INHERIT) {
       stdio[i].flags = UV_INHERIT_FD;
@@ -429,8 +431,7 @@ static void wait_undo(sp_task *t) {
 
 static void proc_describe(sp_task *t, char *buf, size_t size);
 
-static const sp_waitops wait_wait = {"process wait", wait_undo,
-                                     proc_describe};
+static const sp_waitops wait_wait = {"process wait", wait_undo, proc_describe};
 
 static int wait_k(lua_State *L, int status, lua_KContext ctx) {
   sp_task *t = (sp_task *)ctx;
@@ -505,7 +506,9 @@ static int proc_index(lua_State *L) {
 static int proc_tostring(lua_State *L) {
   proc_box *box = proc_check(L);
   lua_pushfstring(L, "spindle.process (pid %d%s)", box->pid,
-                  box->exited ? ", exited" : box->p ? "" : ", closed");
+                  box->exited ? ", exited"
+                  : box->p    ? ""
+                              : ", closed");
   return 1;
 }
 
@@ -550,13 +553,10 @@ static void run_undo(sp_task *t) {
   if (!p->exited) uv_process_kill(&p->h, SIGKILL);
 }
 
-static void reap_undo(sp_task *t) {
-  ((proc_obj *)t->w.obj)->task = NULL;
-}
+static void reap_undo(sp_task *t) { ((proc_obj *)t->w.obj)->task = NULL; }
 
 static const sp_waitops run_wait = {"process run", run_undo, proc_describe};
-static const sp_waitops reap_wait = {"process run", reap_undo,
-                                     proc_describe};
+static const sp_waitops reap_wait = {"process run", reap_undo, proc_describe};
 
 static int run_reaped_k(lua_State *L, int status, lua_KContext ctx) {
   sp_task *t = (sp_task *)ctx;
@@ -583,8 +583,7 @@ static int run_k(lua_State *L, int status, lua_KContext ctx) {
     t->shield++;
     p->reaping = 1;
     p->task = t;
-    return sp_await_block(L, t, &reap_wait, p, run_reaped_k,
-                          (lua_KContext)t);
+    return sp_await_block(L, t, &reap_wait, p, run_reaped_k, (lua_KContext)t);
   }
   if (t->wake == SP_WAKE_INTERRUPT) {
     p->task = NULL;
@@ -660,8 +659,7 @@ static int l_run(lua_State *L) {
   }
   p->pid = p->h.pid;
   for (i = 0; i < 2; i++)
-    if ((r = uv_read_start((uv_stream_t *)&p->cap[i], cap_alloc, cap_read)) <
-        0)
+    if ((r = uv_read_start((uv_stream_t *)&p->cap[i], cap_alloc, cap_read)) < 0)
       p->eof[i] = 1;
   p->task = t;
   return sp_await_block(L, t, &run_wait, p, run_k, (lua_KContext)t);
@@ -676,9 +674,11 @@ static void proc_describe(sp_task *t, char *buf, size_t size) {
 }
 
 int sp_process_open(lua_State *L) {
-  static const luaL_Reg methods[] = {
-      {"wait", proc_wait}, {"kill", proc_kill}, {"close", proc_close_m},
-      {"pid", proc_pid},   {NULL, NULL}};
+  static const luaL_Reg methods[] = {{"wait", proc_wait},
+                                     {"kill", proc_kill},
+                                     {"close", proc_close_m},
+                                     {"pid", proc_pid},
+                                     {NULL, NULL}};
   static const luaL_Reg fns[] = {
       {"spawn", l_spawn}, {"run", l_run}, {NULL, NULL}};
   static const luaL_Reg meta[] = {{"__gc", proc_gc},

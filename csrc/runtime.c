@@ -24,7 +24,8 @@
 
 #include "internal.h"
 
-static const char weak_key = 0; /* registry: {[light rt] = runtime}, weak values */
+static const char weak_key =
+    0; /* registry: {[light rt] = runtime}, weak values */
 
 sp_runtime *sp_runtime_check(lua_State *L, int idx) {
   return (sp_runtime *)sp_checkclass(L, idx, SP_RT_MT);
@@ -79,8 +80,7 @@ static sp_runtime *check_open(lua_State *L, int idx) {
 /* ---- entering and leaving: one runtime runs at a time per Lua state -- */
 
 static void enter(lua_State *L, sp_runtime *rt, const char *name) {
-  if (rt->box->cur != NULL)
-    luaL_error(L, "%s: already inside a runtime", name);
+  if (rt->box->cur != NULL) luaL_error(L, "%s: already inside a runtime", name);
   rt->box->cur = rt;
   (void)L;
 }
@@ -351,19 +351,16 @@ static void parse_options(lua_State *L, int idx, sp_runtime *rt) {
   luaL_checktype(L, idx, LUA_TTABLE);
   lua_pushnil(L);
   while (lua_next(L, idx)) {
-    const char *k =
-        lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+    const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
     if (k == NULL)
       luaL_error(L, "spindle.runtime: option names must be strings");
     if (strcmp(k, "clock") == 0) {
-      const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
-                                                     : "";
+      const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
       if (strcmp(v, "virtual") == 0)
         rt->virtual_clock = 1;
       else if (strcmp(v, "real") != 0)
-        luaL_error(L,
-                   "spindle.runtime: option 'clock' must be \"real\" or "
-                   "\"virtual\"");
+        luaL_error(L, "spindle.runtime: option 'clock' must be \"real\" or "
+                      "\"virtual\"");
     } else if (strcmp(k, "on_error") == 0 || strcmp(k, "on_warning") == 0) {
       if (lua_type(L, -1) != LUA_TFUNCTION)
         luaL_error(L, "spindle.runtime: option '%s' must be a function", k);
@@ -372,26 +369,22 @@ static void parse_options(lua_State *L, int idx, sp_runtime *rt) {
     } else if (strcmp(k, "preempt") == 0) {
       lua_Integer n = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 0;
       if (n < 1 || n > 1000000000)
-        luaL_error(L,
-                   "spindle.runtime: option 'preempt' must be an integer "
-                   "from 1 to 1e9");
+        luaL_error(L, "spindle.runtime: option 'preempt' must be an integer "
+                      "from 1 to 1e9");
       rt->preempt = (int)n;
     } else if (strcmp(k, "warn_blocking") == 0) {
       lua_Number s = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : 0;
       if (!(s > 0) || s > SP_MAX_SECONDS)
-        luaL_error(L,
-                   "spindle.runtime: option 'warn_blocking' must be a "
-                   "positive number of seconds");
+        luaL_error(L, "spindle.runtime: option 'warn_blocking' must be a "
+                      "positive number of seconds");
       rt->warn_blocking = (double)s;
     } else if (strcmp(k, "loop") == 0) {
-      const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
-                                                     : "";
+      const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
       if (strcmp(v, "luv") == 0)
         rt->use_luv = 1;
       else if (strcmp(v, "own") != 0)
-        luaL_error(L,
-                   "spindle.runtime: option 'loop' must be \"own\" or "
-                   "\"luv\"");
+        luaL_error(L, "spindle.runtime: option 'loop' must be \"own\" or "
+                      "\"luv\"");
     } else
       luaL_error(L, "spindle.runtime: unknown option '%s'", k);
     lua_pop(L, 1);
@@ -462,8 +455,7 @@ sp_runtime *sp_runtime_new(lua_State *L, int optidx, uv_loop_t *loop) {
     rt->loop = loop;
   if ((r = uv_timer_init(rt->loop, &rt->timer)) != 0) {
     if (rt->own) uv_loop_close(rt->loop);
-    luaL_error(L, "spindle.runtime: cannot create a timer: %s",
-               uv_strerror(r));
+    luaL_error(L, "spindle.runtime: cannot create a timer: %s", uv_strerror(r));
   }
   rt->timer.data = rt;
   rt->t0 = uv_hrtime();
@@ -479,8 +471,10 @@ static void timer_closed(uv_handle_t *h) {
 #ifndef NDEBUG
 static void stray_cb(uv_handle_t *h, void *arg) {
   (void)arg;
-  fprintf(stderr, "spindle: internal error: a %s handle was not owned by "
-                  "the runtime\n", uv_handle_type_name(h->type));
+  fprintf(stderr,
+          "spindle: internal error: a %s handle was not owned by "
+          "the runtime\n",
+          uv_handle_type_name(h->type));
   abort();
 }
 #endif
@@ -508,8 +502,7 @@ static void release_c(sp_runtime *rt) {
     o->close(o);
   }
   uv_close((uv_handle_t *)&rt->timer, timer_closed);
-  while (!owned_empty(&dying) || !owned_empty(&rt->owned) ||
-         rt->closed != 2) {
+  while (!owned_empty(&dying) || !owned_empty(&rt->owned) || rt->closed != 2) {
     while (!owned_empty(&rt->owned)) { /* made by a callback: close too */
       o = rt->owned.next;
       sp_disown(o);
@@ -601,9 +594,7 @@ static int main_results(lua_State *L, sp_runtime *rt, int close) {
   sp_task *t = (sp_task *)lua_touserdata(L, -1);
   int base = lua_gettop(L), failed = 0;
   switch (t->state) {
-    case SP_T_DONE:
-      sp_task_push_results(L, base, t);
-      break;
+    case SP_T_DONE: sp_task_push_results(L, base, t); break;
     case SP_T_FAILED:
       sp_task_push_error(L, base, t);
       failed = 1;
@@ -741,8 +732,8 @@ static int rt_gc(lua_State *L) {
 
 static void push_stats(lua_State *L, sp_runtime *rt) {
   lua_createtable(L, 0, 8);
-#define F(name, v)        \
-  lua_pushinteger(L, v);  \
+#define F(name, v)                                                             \
+  lua_pushinteger(L, v);                                                       \
   lua_setfield(L, -2, name)
   F("spawned", rt->spawned);
   F("finished", rt->finished);
@@ -800,19 +791,16 @@ static int rt_tostring(lua_State *L) {
 }
 
 int sp_runtime_open(lua_State *L) {
-  static const luaL_Reg methods[] = {
-      {"run", rt_run},
-      {"spawn", rt_spawn},
-      {"step", rt_step},
-      {"close", rt_close},
-      {"stats", rt_stats},
-      {"backend_fd", rt_backend_fd},
-      {"next_timeout", rt_next_timeout},
-      {NULL, NULL}};
-  static const luaL_Reg fns[] = {{"run", l_run},
-                                 {"runtime", l_runtime},
-                                 {"stats", l_stats},
-                                 {NULL, NULL}};
+  static const luaL_Reg methods[] = {{"run", rt_run},
+                                     {"spawn", rt_spawn},
+                                     {"step", rt_step},
+                                     {"close", rt_close},
+                                     {"stats", rt_stats},
+                                     {"backend_fd", rt_backend_fd},
+                                     {"next_timeout", rt_next_timeout},
+                                     {NULL, NULL}};
+  static const luaL_Reg fns[] = {
+      {"run", l_run}, {"runtime", l_runtime}, {"stats", l_stats}, {NULL, NULL}};
   static const luaL_Reg meta[] = {{"__gc", rt_gc},
                                   {"__close", rt_close},
                                   {"__tostring", rt_tostring},

@@ -76,8 +76,7 @@ void sp_wlist_remove(sp_wlist *l, sp_task *t) {
   t->w.next = t->w.prev = NULL;
 }
 
-void sp_fhook_add(sp_task *t, sp_fhook *h,
-                  void (*fn)(sp_fhook *, sp_task *)) {
+void sp_fhook_add(sp_task *t, sp_fhook *h, void (*fn)(sp_fhook *, sp_task *)) {
   sp_fhook *head = t->hooks;
   h->fn = fn;
   if (head == NULL) {
@@ -217,8 +216,8 @@ void sp_warn_blocking(lua_State *L, sp_task *t, double secs) {
   t->warned = 1;
   sp_push_task(L, t);
   if (sp_push_name(L, -1) == LUA_TSTRING)
-    lua_pushfstring(L, "spindle: task %I (%s) ran %f s without awaiting",
-                    t->id, lua_tostring(L, -1), secs);
+    lua_pushfstring(L, "spindle: task %I (%s) ran %f s without awaiting", t->id,
+                    lua_tostring(L, -1), secs);
   else
     lua_pushfstring(L, "spindle: task %I ran %f s without awaiting", t->id,
                     secs);
@@ -232,9 +231,8 @@ static void resume(lua_State *L, sp_runtime *rt, sp_task *t) {
   int nres = 0, st;
   int nargs = t->state == SP_T_NEW ? lua_gettop(co) - 1 : 0;
   if (t->bare) { /* resuming a bare coroutine.yield: it has no */
-    t->bare = 0;   /* continuation, so a cancellation goes through a hook */
-    if ((t->cancel && t->shield == 0) || t->nexpired > 0)
-      sp_hook_cancel(co);
+    t->bare = 0; /* continuation, so a cancellation goes through a hook */
+    if ((t->cancel && t->shield == 0) || t->nexpired > 0) sp_hook_cancel(co);
   }
   t->state = SP_T_RUNNING;
   rt->current = t;

@@ -56,14 +56,14 @@ typedef struct scope_link scope_link;
 ** marker, 4 the traceback of the first error when a child raised it.  The userdata sits at stack index 1 of the owner's frame while
 ** the scope is open, which keeps tsc alive while it is linked. */
 typedef struct sp_scope {
-  sp_tscope tsc;  /* fail-fast: "expires" when a child fails */
+  sp_tscope tsc; /* fail-fast: "expires" when a child fails */
   sp_task *owner;
   scope_link *live; /* unfinished children, spawn order (circular) */
   scope_link *lost; /* a child that failed before its code ran (memory):
                        child_body never saw it; the owner takes it */
   int nchildren;
   int nlive;
-  int failed;      /* the first error is recorded */
+  int failed; /* the first error is recorded */
   int phase;
   int saved_shield;
 } sp_scope;
@@ -97,8 +97,8 @@ static void abort_children(lua_State *L, sp_scope *s, int sidx,
   sidx = lua_absindex(L, sidx);
   lua_getiuservalue(L, sidx, 1);
   for (i = 1; i <= s->nchildren && s->nlive > 0; i++) {
-    scope_link *k = (scope_link *)(lua_rawgeti(L, -1, i),
-                                   lua_touserdata(L, -1));
+    scope_link *k =
+        (scope_link *)(lua_rawgeti(L, -1, i), lua_touserdata(L, -1));
     lua_pop(L, 1);
     if (k != NULL && k->child != NULL && k->child != except &&
         !sp_task_finished(k->child))
@@ -170,8 +170,7 @@ static const sp_waitops scope_wait = {"scope wait", NULL, describe_scope};
 
 static int owner_waits(sp_scope *s) {
   sp_task *o = s->owner;
-  return o->state == SP_T_WAITING && o->wait == &scope_wait &&
-         o->w.obj == s;
+  return o->state == SP_T_WAITING && o->wait == &scope_wait && o->w.obj == s;
 }
 
 /* A child ended (its finish hook): unlink it; the last one wakes the
@@ -331,8 +330,7 @@ static int l_scope(lua_State *L) {
   lua_pushcfunction(L, sp_msgh);
   lua_insert(L, 2); /* [S, msgh, fn] */
   lua_pushvalue(L, 1);
-  return body_k(L,
-                lua_pcallk(L, 1, LUA_MULTRET, 2, (lua_KContext)s, body_k),
+  return body_k(L, lua_pcallk(L, 1, LUA_MULTRET, 2, (lua_KContext)s, body_k),
                 (lua_KContext)s);
 }
 
@@ -402,7 +400,7 @@ static int scope_spawn(lua_State *L) {
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_pushcclosure(L, child_body, 1);
   lua_pushvalue(L, 1);
-  lua_rotate(L, 2, 2); /* [S, child_body, S, f, args...] */
+  lua_rotate(L, 2, 2);    /* [S, child_body, S, f, args...] */
   c = sp_spawn(L, rt, n); /* [S, handle] */
   lua_getiuservalue(L, 1, 1);
   lua_rawgeti(L, -1, s->nchildren); /* the link made above */
@@ -478,7 +476,8 @@ static const sp_waitops watch_wait = {"join", watch_undo, NULL};
 static void watch_release(sp_watch *w) {
   int i;
   for (i = 0; i < w->n; i++)
-    if (w->ent[i].hook.next != NULL) sp_fhook_remove(w->ent[i].t, &w->ent[i].hook);
+    if (w->ent[i].hook.next != NULL)
+      sp_fhook_remove(w->ent[i].t, &w->ent[i].hook);
   w->waiter = NULL;
 }
 
@@ -538,7 +537,7 @@ static int l_watch(lua_State *L) {
   w->done = (int *)(void *)&w->ent[n > 0 ? n : 1];
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, -2, 1); /* keeps the handles alive */
-  for (i = 1; i <= n; i++) { /* check first: no hook is added on error */
+  for (i = 1; i <= n; i++) {   /* check first: no hook is added on error */
     lua_rawgeti(L, 1, i);
     w->ent[i - 1].t = sp_task_check(L, -1);
     lua_pop(L, 1);
@@ -549,8 +548,7 @@ static int l_watch(lua_State *L) {
     watch_ent *e = &w->ent[i];
     e->w = w;
     e->idx = (int)i + 1;
-    if (sp_task_finished(e->t))
-      w->done[w->tail++] = e->idx;
+    if (sp_task_finished(e->t)) w->done[w->tail++] = e->idx;
   }
   for (i = 0; i < n; i++) {
     watch_ent *e = &w->ent[i];
@@ -564,16 +562,13 @@ static int l_watch(lua_State *L) {
 ** [-0, +0, m] */
 int sp_scope_open(lua_State *L) {
   static const luaL_Reg methods[] = {{"spawn", scope_spawn}, {NULL, NULL}};
-  static const luaL_Reg meta[] = {{"__tostring", scope_tostring},
-                                  {NULL, NULL}};
-  static const luaL_Reg watch_methods[] = {{"next", watch_next},
-                                           {"close", watch_close},
-                                           {NULL, NULL}};
-  static const luaL_Reg watch_meta[] = {{"__close", watch_close},
-                                        {"__gc", watch_gc},
-                                        {NULL, NULL}};
-  static const luaL_Reg fns[] = {{"scope", l_scope}, {"_watch", l_watch},
-                                 {NULL, NULL}};
+  static const luaL_Reg meta[] = {{"__tostring", scope_tostring}, {NULL, NULL}};
+  static const luaL_Reg watch_methods[] = {
+      {"next", watch_next}, {"close", watch_close}, {NULL, NULL}};
+  static const luaL_Reg watch_meta[] = {
+      {"__close", watch_close}, {"__gc", watch_gc}, {NULL, NULL}};
+  static const luaL_Reg fns[] = {
+      {"scope", l_scope}, {"_watch", l_watch}, {NULL, NULL}};
   sp_newclass(L, SCOPE_MT, methods, meta);
   sp_newclass(L, LINK_MT, NULL, NULL);
   sp_newclass(L, WATCH_MT, watch_methods, watch_meta);

@@ -22,7 +22,8 @@
 
 /* ---- names ------------------------------------------------------------ */
 
-#define SIGN(x) {#x, "SIG" #x, SIG##x}
+#define SIGN(x)                                                                \
+  { #x, "SIG" #x, SIG##x }
 static const struct {
   const char *name, *full;
   int num;
@@ -151,12 +152,12 @@ int sp_signum(lua_State *L, int arg) {
 #define SIG_MT "spindle.signal"
 
 typedef struct sig_obj {
-  sp_ionode node;       /* owned until the close callback */
+  sp_ionode node; /* owned until the close callback */
   uv_signal_t h;
   sp_runtime *rt;
-  struct sig_obj **ud;  /* the userdata's pointer, NULL once collected */
+  struct sig_obj **ud; /* the userdata's pointer, NULL once collected */
   sp_wlist waiters;
-  lua_Integer pending;  /* deliveries nobody has taken yet */
+  lua_Integer pending; /* deliveries nobody has taken yet */
   int signum;
 } sig_obj;
 
@@ -261,8 +262,7 @@ static int sig_wait(lua_State *L) {
   }
   if (s->waiters.head == NULL) uv_ref((uv_handle_t *)&s->h);
   sp_wlist_push(&s->waiters, t);
-  return sp_await_block(L, t, &sig_wait_ops, s, sig_wait_k,
-                        (lua_KContext)t);
+  return sp_await_block(L, t, &sig_wait_ops, s, sig_wait_k, (lua_KContext)t);
 }
 
 static void sig_close_any(void *obj) { sig_close((sig_obj *)obj); }
@@ -274,9 +274,8 @@ static int sig_tostring(lua_State *L) {
   if (s == NULL)
     lua_pushliteral(L, "spindle.signal (closed)");
   else
-    lua_pushfstring(L, "spindle.signal (%s)", sp_signame(s->signum)
-                                                  ? sp_signame(s->signum)
-                                                  : "?");
+    lua_pushfstring(L, "spindle.signal (%s)",
+                    sp_signame(s->signum) ? sp_signame(s->signum) : "?");
   return 1;
 }
 
@@ -288,15 +287,12 @@ static void sig_describe(sp_task *t, char *buf, size_t size) {
 }
 
 int sp_signal_open(lua_State *L) {
-  static const luaL_Reg methods[] = {
-      {"wait", sig_wait}, {NULL, NULL}};
+  static const luaL_Reg methods[] = {{"wait", sig_wait}, {NULL, NULL}};
   static const luaL_Reg fns[] = {{"signal", l_signal}, {NULL, NULL}};
-  static const luaL_Reg meta[] = {{"__tostring", sig_tostring},
-                                  {NULL, NULL}};
+  static const luaL_Reg meta[] = {{"__tostring", sig_tostring}, {NULL, NULL}};
   sp_newclass(L, SIG_MT, methods, meta);
   lua_pop(L, 1);
   sp_setcloser(L, &sig_closer);
   sp_setfuncs(L, fns);
   return 0;
 }
-

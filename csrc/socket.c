@@ -31,9 +31,8 @@ static int l_gethostname(lua_State *L) {
 
 /* Adds the functions to the net table at -1.  [-0, +0, m] */
 int sp_socket_open(lua_State *L) {
-  static const luaL_Reg fns[] = {{"_gettime", l_gettime},
-                                 {"_gethostname", l_gethostname},
-                                 {NULL, NULL}};
+  static const luaL_Reg fns[] = {
+      {"_gettime", l_gettime}, {"_gethostname", l_gethostname}, {NULL, NULL}};
   sp_setfuncs(L, fns);
   return 0;
 }

@@ -20,10 +20,10 @@ extern "C" {
 
 /* Error codes, returned negated (-SPINDLE_EINVAL ...) by spindle_spawn,
 ** spindle_step and spindle_run. */
-#define SPINDLE_EINVAL  1 /* NULL runtime or bad arguments */
+#define SPINDLE_EINVAL 1  /* NULL runtime or bad arguments */
 #define SPINDLE_ECLOSED 2 /* the runtime was closed */
-#define SPINDLE_EBUSY   3 /* called from inside a running runtime */
-#define SPINDLE_ERUN    4 /* a Lua error escaped (message on L's top) */
+#define SPINDLE_EBUSY 3   /* called from inside a running runtime */
+#define SPINDLE_ERUN 4    /* a Lua error escaped (message on L's top) */
 
 typedef struct sp_runtime spindle_rt;
 

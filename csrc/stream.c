@@ -343,8 +343,7 @@ static void read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
     s->rerr = (int)nread;
     read_stop(s);
   }
-  if (s->reader != NULL && s->reader->state == SP_T_WAITING &&
-      reader_ready(s))
+  if (s->reader != NULL && s->reader->state == SP_T_WAITING && reader_ready(s))
     wake_waiter(s->reader);
 }
 
@@ -367,8 +366,7 @@ static void read_start(sp_stream *s) {
 void sp_stream_read_start(sp_stream *s) { read_start(s); }
 
 void sp_stream_wake_reader(sp_stream *s) {
-  if (s->reader != NULL && s->reader->state == SP_T_WAITING &&
-      reader_ready(s))
+  if (s->reader != NULL && s->reader->state == SP_T_WAITING && reader_ready(s))
     wake_waiter(s->reader);
 }
 
@@ -398,8 +396,7 @@ static int rtry(lua_State *L, sp_stream *s, int kind, size_t n, size_t max,
       if (!s->eof && !s->rerr) return -1;
       return stream_error(L, s, s->rerr ? s->rerr : UV_EOF);
     case R_ALL:
-      if (s->rlen > max)
-        return sp_io_fail_msg(L, "too long", "ENOBUFS");
+      if (s->rlen > max) return sp_io_fail_msg(L, "too long", "ENOBUFS");
       if (s->rerr) { /* as read(n): the error, with what came before it */
         stream_error(L, s, s->rerr);
         lua_pushlstring(L, rdata(s), s->rlen);
@@ -441,8 +438,7 @@ static void reader_undo(sp_task *t) {
 
 static void describe_stream(sp_task *t, char *buf, size_t size);
 
-static const sp_waitops read_wait_ops = {"read", reader_undo,
-                                         describe_stream};
+static const sp_waitops read_wait_ops = {"read", reader_undo, describe_stream};
 
 /* The results of a read that completed at once are already on the stack:
 ** this continuation only passes them on (after a fairness yield). */
@@ -480,8 +476,7 @@ static int read_wait(lua_State *L, sp_stream *s, sp_task *t) {
       return n;
     }
   }
-  return sp_await_block(L, t, &read_wait_ops, s, read_k,
-                        (lua_KContext)t);
+  return sp_await_block(L, t, &read_wait_ops, s, read_k, (lua_KContext)t);
 }
 
 /* The common part of every read method. */
@@ -560,8 +555,8 @@ static int lines_iter(lua_State *L) {
   lua_settop(L, 0);
   lua_pushvalue(L, lua_upvalueindex(3)); /* the stream */
   lua_pushvalue(L, lua_upvalueindex(4)); /* max */
-  return read_common(L, "lines", R_LINE, 0,
-                     check_max(L, 2, SP_STREAM_CHUNK), "\n", 1);
+  return read_common(L, "lines", R_LINE, 0, check_max(L, 2, SP_STREAM_CHUNK),
+                     "\n", 1);
 }
 
 static int s_lines(lua_State *L) {
@@ -656,8 +651,7 @@ static int write_k(lua_State *L, int status, lua_KContext ctx) {
   switch (what) {
     case W_PREV: /* the previous, abandoned write is done: our turn */
       return write_start(L, s, t, 0);
-    case W_PREV_SHUT:
-      return shutdown_start(L, s, t, 0);
+    case W_PREV_SHUT: return shutdown_start(L, s, t, 0);
     case W_SHUT:
       if (s->spending) return wait_writer(L, s, t, W_SHUT);
       write_release(s, t);
@@ -858,10 +852,10 @@ static int addr_common(lua_State *L, int peer) {
   if (s->h->type == UV_TCP) {
     struct sockaddr_storage ss;
     int len = (int)sizeof ss, r;
-    r = peer ? uv_tcp_getpeername((uv_tcp_t *)s->h, (struct sockaddr *)&ss,
-                                  &len)
-             : uv_tcp_getsockname((uv_tcp_t *)s->h, (struct sockaddr *)&ss,
-                                  &len);
+    r = peer
+            ? uv_tcp_getpeername((uv_tcp_t *)s->h, (struct sockaddr *)&ss, &len)
+            : uv_tcp_getsockname((uv_tcp_t *)s->h, (struct sockaddr *)&ss,
+                                 &len);
     if (r < 0) return sp_io_fail(L, r);
     if (sp_push_sockaddr(L, (struct sockaddr *)&ss) == 0)
       return sp_io_fail(L, UV_EAFNOSUPPORT);
@@ -926,24 +920,23 @@ static int s_tostring(lua_State *L) {
 
 /* Creates the stream metatable.  [-0, +0, m] */
 int sp_stream_open(lua_State *L) {
-  static const luaL_Reg methods[] = {
-      {"read", s_read},
-      {"read_some", s_read_some},
-      {"read_line", s_read_line},
-      {"read_until", s_read_until},
-      {"read_all", s_read_all},
-      {"lines", s_lines},
-      {"write", s_write},
-      {"shutdown", s_shutdown},
-      {"close", s_close},
-      {"close_reset", s_close_reset},
-      {"peer", s_peer},
-      {"local_addr", s_local_addr},
-      {"set_nodelay", s_set_nodelay},
-      {"set_keepalive", s_set_keepalive},
-      {"handshake", sp_tls_m_handshake},
-      {"tls_info", sp_tls_m_info},
-      {NULL, NULL}};
+  static const luaL_Reg methods[] = {{"read", s_read},
+                                     {"read_some", s_read_some},
+                                     {"read_line", s_read_line},
+                                     {"read_until", s_read_until},
+                                     {"read_all", s_read_all},
+                                     {"lines", s_lines},
+                                     {"write", s_write},
+                                     {"shutdown", s_shutdown},
+                                     {"close", s_close},
+                                     {"close_reset", s_close_reset},
+                                     {"peer", s_peer},
+                                     {"local_addr", s_local_addr},
+                                     {"set_nodelay", s_set_nodelay},
+                                     {"set_keepalive", s_set_keepalive},
+                                     {"handshake", sp_tls_m_handshake},
+                                     {"tls_info", sp_tls_m_info},
+                                     {NULL, NULL}};
   static const luaL_Reg meta[] = {{"__gc", s_gc},
                                   {"__close", s_close},
                                   {"__tostring", s_tostring},
@@ -976,8 +969,7 @@ static void describe_stream(sp_task *t, char *buf, size_t size) {
   if (s->h->type == UV_TCP) {
     struct sockaddr_storage ss;
     int len = (int)sizeof ss;
-    if (uv_tcp_getpeername((uv_tcp_t *)s->h, (struct sockaddr *)&ss,
-                           &len) == 0)
+    if (uv_tcp_getpeername((uv_tcp_t *)s->h, (struct sockaddr *)&ss, &len) == 0)
       sp_format_sockaddr((struct sockaddr *)&ss, addr, sizeof addr);
   } else if (strcmp(s->kind, "unix") == 0) {
     size_t len = sizeof addr - 1;

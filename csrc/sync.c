@@ -196,8 +196,7 @@ static int ch_send(lua_State *L) {
       lua_pushboolean(L, 1);
     } else {
       sp_wlist_push(&c->sendq, t);
-      return sp_await_block(L, t, &send_wait, c, send_k,
-                            (lua_KContext)t);
+      return sp_await_block(L, t, &send_wait, c, send_k, (lua_KContext)t);
     }
   }
   return sp_await_fast(L, t, send_k, (lua_KContext)t);
@@ -327,8 +326,8 @@ static int ch_tostring(lua_State *L) {
     lua_pushfstring(L, "spindle.channel (%I queued, unbounded%s)", c->count,
                     c->closed ? ", closed" : "");
   else
-    lua_pushfstring(L, "spindle.channel (%I queued, capacity %I%s)",
-                    c->count, c->cap, c->closed ? ", closed" : "");
+    lua_pushfstring(L, "spindle.channel (%I queued, capacity %I%s)", c->count,
+                    c->cap, c->closed ? ", closed" : "");
   return 1;
 }
 
@@ -456,8 +455,7 @@ static int sem_tostring(lua_State *L) {
   sp_sem *s = (sp_sem *)sp_testclass(L, 1, SEM_MT);
   if (s == NULL) s = (sp_sem *)sp_checkclass(L, 1, MUTEX_MT);
   if (s->mutex)
-    lua_pushfstring(L, "spindle.mutex (%s)",
-                    s->avail ? "unlocked" : "locked");
+    lua_pushfstring(L, "spindle.mutex (%s)", s->avail ? "unlocked" : "locked");
   else
     lua_pushfstring(L, "spindle.semaphore (%I available)", s->avail);
   return 1;
@@ -566,8 +564,8 @@ static int event_is_set(lua_State *L) {
 }
 
 static int event_tostring(lua_State *L) {
-  lua_pushfstring(L, "spindle.event (%s)", check_event(L)->set ? "set"
-                                                               : "clear");
+  lua_pushfstring(L, "spindle.event (%s)",
+                  check_event(L)->set ? "set" : "clear");
   return 1;
 }
 
@@ -612,9 +610,8 @@ int sp_sync_open(lua_State *L) {
                                       {NULL, NULL}};
   static const luaL_Reg permit_methods[] = {{"release", permit_release},
                                             {NULL, NULL}};
-  static const luaL_Reg guard_methods[] = {{"release", permit_release},
-                                           {"unlock", permit_release},
-                                           {NULL, NULL}};
+  static const luaL_Reg guard_methods[] = {
+      {"release", permit_release}, {"unlock", permit_release}, {NULL, NULL}};
   static const luaL_Reg permit_meta[] = {{"__close", permit_release},
                                          {"__tostring", permit_tostring},
                                          {NULL, NULL}};

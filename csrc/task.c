@@ -30,8 +30,9 @@
 
 #include "internal.h"
 
-static const char unobserved_key = 0; /* registry: weak set of failed, unseen handles */
-static const char names_key = 0;      /* registry: weak {[handle] = name} */
+static const char unobserved_key =
+    0; /* registry: weak set of failed, unseen handles */
+static const char names_key = 0; /* registry: weak {[handle] = name} */
 
 /* Pushes the name of the handle at idx, or nil.  [-0, +1, -] */
 int sp_push_name(lua_State *L, int idx) {
@@ -55,7 +56,8 @@ const char *sp_status_name(int state) {
   }
 }
 
-static const char task_mt_key = 0; /* registry: the handle metatable, by address */
+static const char task_mt_key =
+    0; /* registry: the handle metatable, by address */
 
 /* A handle at idx, or NULL.  Compares metatables by address (kept in the
 ** box) instead of looking them up by name.  [-0, +0, -] */
@@ -94,10 +96,9 @@ static int task_body(lua_State *co) {
   lua_KContext t = (lua_KContext)lua_touserdata(co, 1);
   lua_pushcfunction(co, sp_msgh);
   lua_replace(co, 1);
-  return task_body_k(co,
-                     lua_pcallk(co, lua_gettop(co) - 2, LUA_MULTRET, 1, t,
-                                task_body_k),
-                     t);
+  return task_body_k(
+      co, lua_pcallk(co, lua_gettop(co) - 2, LUA_MULTRET, 1, t, task_body_k),
+      t);
 }
 
 /* fn and nargs arguments on top of L: creates the task, queues it, and
@@ -171,14 +172,14 @@ void sp_task_start(lua_State *L, sp_runtime *rt, sp_task *t) {
   lua_State *co;
   int i, top = lua_gettop(L);
   luaL_checkstack(L, t->nuv + 4, "spindle.spawn: too many arguments");
-  sp_push_task(L, t);                                  /* top + 1 */
+  sp_push_task(L, t); /* top + 1 */
   if (rt->npool > 0) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->pool_ref);   /* top + 2 */
-    lua_rawgeti(L, -1, rt->npool);                      /* top + 3 */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->pool_ref); /* top + 2 */
+    lua_rawgeti(L, -1, rt->npool);                   /* top + 3 */
     co = lua_tothread(L, -1);
   } else {
     lua_pushnil(L);
-    co = lua_newthread(L);                              /* top + 3 */
+    co = lua_newthread(L); /* top + 3 */
   }
   if (!lua_checkstack(co, t->nuv + 3))
     luaL_error(L, "spindle.spawn: too many arguments");
@@ -275,7 +276,9 @@ void sp_task_keep_end(lua_State *L, sp_runtime *rt, sp_task *t, int nres) {
     }
   }
   t->nres = nres;
-  for (i = t->rkind == SP_R_INLINE ? nres + 1 : t->rkind == SP_R_ERROR ? 3 : 2;
+  for (i = t->rkind == SP_R_INLINE  ? nres + 1
+           : t->rkind == SP_R_ERROR ? 3
+                                    : 2;
        i <= t->nuv; i++) { /* let go of the arguments */
     lua_pushnil(L);
     lua_setiuservalue(L, h, i);
@@ -485,8 +488,8 @@ void sp_report_unobserved(lua_State *L, sp_runtime *rt) {
 /* __gc of a failed handle nobody observed. */
 static int task_gc(lua_State *L) {
   sp_task *t = sp_task_test(L, 1);
-  if (t != NULL && t->state == SP_T_FAILED && !t->observed &&
-      t->rt != NULL && !t->rt->closed)
+  if (t != NULL && t->state == SP_T_FAILED && !t->observed && t->rt != NULL &&
+      !t->rt->closed)
     report(L, 1, t);
   return 0;
 }
@@ -529,7 +532,7 @@ static int join_finish(lua_State *L, int mode) {
       if (mode == RESULT) return 2;
       /* the report of the joiner shows where the error really happened */
       lua_pushfstring(L, "(raised again by join of task %I)", target->id);
-      sp_task_push_traceback(L, 1, target);   /* [err, what, tb] */
+      sp_task_push_traceback(L, 1, target); /* [err, what, tb] */
       sp_reraise_traceback(L, -3, lua_tostring(L, -2));
       lua_pop(L, 1);
       return lua_error(L);
@@ -701,10 +704,10 @@ static int l_tasks(lua_State *L) {
 ** handle metatables.  [-0, +0, m] */
 int sp_task_open(lua_State *L) {
   static const luaL_Reg methods[] = {
-      {"join", task_join},     {"result", task_result},
-      {"abort", task_abort},   {"status", task_status},
+      {"join", task_join},           {"result", task_result},
+      {"abort", task_abort},         {"status", task_status},
       {"traceback", task_traceback}, {"id", task_id},
-      {"name", task_name},     {NULL, NULL}};
+      {"name", task_name},           {NULL, NULL}};
   static const luaL_Reg fns[] = {
       {"spawn", l_spawn}, {"yield", l_yield},     {"sleep", l_sleep},
       {"now", l_now},     {"current", l_current}, {"tasks", l_tasks},

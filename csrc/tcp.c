@@ -238,8 +238,7 @@ static void describe_accept(sp_task *t, char *buf, size_t size) {
   snprintf(buf, size, "%s accept %s", l->is_pipe ? "unix" : "tcp", addr);
 }
 
-static const sp_waitops accept_wait = {"accept", accept_undo,
-                                       describe_accept};
+static const sp_waitops accept_wait = {"accept", accept_undo, describe_accept};
 
 static void accept_wake(sp_listener *l) {
   sp_task *t = l->acceptor;
@@ -294,8 +293,7 @@ static int push_accepted(lua_State *L, sp_listener *l, int fd) {
     free(s);
     return sp_io_fail(L, r);
   }
-  r = l->is_pipe ? uv_pipe_open(&s->u.pipe, fd)
-                 : uv_tcp_open(&s->u.tcp, fd);
+  r = l->is_pipe ? uv_pipe_open(&s->u.pipe, fd) : uv_tcp_open(&s->u.tcp, fd);
   sp_stream_opened(s, rt);
   if (r < 0) {
     close(fd);
@@ -339,8 +337,7 @@ static int accept_try(lua_State *L, sp_listener *l, sp_task *t, int fast) {
     return sp_io_fail(L, n);
 wait:
   l->acceptor = t;
-  return sp_await_block(L, t, &accept_wait, l, accept_k,
-                        (lua_KContext)t);
+  return sp_await_block(L, t, &accept_wait, l, accept_k, (lua_KContext)t);
 }
 
 static int accept_k(lua_State *L, int status, lua_KContext ctx) {
@@ -496,8 +493,7 @@ static int l_listen(lua_State *L) {
   if (g == NULL) return sp_io_fail(L, r);
   g->task = t;
   lua_pushlightuserdata(L, g);
-  return sp_await_block(L, t, &sp_gai_wait, g, listen_k,
-                        (lua_KContext)t);
+  return sp_await_block(L, t, &sp_gai_wait, g, listen_k, (lua_KContext)t);
 }
 
 /* ---- connect ------------------------------------------------------------ */
@@ -510,8 +506,8 @@ typedef struct net_connect {
   struct addrinfo *ai, *cur;
   uv_timer_t timer;
   uv_connect_t creq;
-  sp_stream *s; /* the stream being connected, then the result */
-  char *path;   /* Unix socket path */
+  sp_stream *s;  /* the stream being connected, then the result */
+  char *path;    /* Unix socket path */
   char what[96]; /* "127.0.0.1:80" or the path, for spindle.dump() */
   struct sockaddr_storage local; /* opts.local_host/local_port */
   int status, last_err;
@@ -727,8 +723,8 @@ static int connect_k(lua_State *L, int status, lua_KContext ctx) {
 
 /* Starts a connect to host:port (path NULL) or to a Unix socket path and
 ** waits for it.  [-0, +(1|3), e] */
-int sp_connect_start(lua_State *L, const char *host, int port,
-                     const char *path, double timeout) {
+int sp_connect_start(lua_State *L, const char *host, int port, const char *path,
+                     double timeout) {
   return sp_connect_start_from(L, host, port, path, timeout, NULL);
 }
 
@@ -767,8 +763,8 @@ int sp_connect_start_from(lua_State *L, const char *host, int port,
     op->timer.data = op;
     op->has_timer = 1;
     op->refs++;
-    uv_timer_start(&op->timer, op_timer_cb,
-                   (uint64_t)(timeout * 1000 + 0.999), 0);
+    uv_timer_start(&op->timer, op_timer_cb, (uint64_t)(timeout * 1000 + 0.999),
+                   0);
   }
   if (r < 0)
     ; /* reported below */
@@ -799,8 +795,7 @@ int sp_connect_start_from(lua_State *L, const char *host, int port,
     return 3;
   }
   lua_pushlightuserdata(L, op);
-  return sp_await_block(L, t, &connect_wait, op, connect_k,
-                        (lua_KContext)t);
+  return sp_await_block(L, t, &connect_wait, op, connect_k, (lua_KContext)t);
 }
 
 /* opts.local_host (a numeric address) and opts.local_port (default 0):

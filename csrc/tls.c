@@ -65,10 +65,10 @@
 #define CIN_CAP (2 * TLS_RECORD + 4096) /* ciphertext read ahead */
 #define PLAIN_CHUNK 16384               /* plaintext per SSL_write */
 #define TLS_PLAIN_MAX 16384 /* plaintext of one record: per SSL_read */
-#define OUT_HIGH 65536   /* encrypt ahead of the kernel at most this */
-#define OUT_LIMIT 262144 /* unsent output at which reading stops */
-#define OUT_KEEP 262144  /* larger idle output buffers are freed */
-#define CACHE_MAX 64     /* client sessions kept per context */
+#define OUT_HIGH 65536      /* encrypt ahead of the kernel at most this */
+#define OUT_LIMIT 262144    /* unsent output at which reading stops */
+#define OUT_KEEP 262144     /* larger idle output buffers are freed */
+#define CACHE_MAX 64        /* client sessions kept per context */
 
 enum { HS_NONE, HS_RUNNING, HS_DONE, HS_FAILED };
 

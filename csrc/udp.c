@@ -30,7 +30,7 @@
 #define UDP_BUF 65536
 
 typedef struct udp_obj {
-  sp_ionode node;      /* owned until the close callback */
+  sp_ionode node; /* owned until the close callback */
   uv_udp_t h;
   sp_runtime *rt;
   struct udp_obj **ud; /* the userdata's pointer, NULL once collected */
@@ -45,7 +45,7 @@ typedef struct udp_rd {
   size_t max;
   char *data; /* malloc'd copy, freed by the continuation */
   size_t len;
-  int err;    /* < 0: error; UV_ECANCELED: closed */
+  int err; /* < 0: error; UV_ECANCELED: closed */
   struct sockaddr_storage addr;
 } udp_rd;
 
@@ -303,8 +303,7 @@ static void recv_undo(sp_task *t) {
 
 static void udp_describe(sp_task *t, char *buf, size_t size);
 
-static const sp_waitops recv_wait = {"udp recv_from", recv_undo,
-                                     udp_describe};
+static const sp_waitops recv_wait = {"udp recv_from", recv_undo, udp_describe};
 
 /* [rd] -> data, host, port.  [-1, +3, m] */
 static int push_datagram_p(lua_State *L) {
@@ -339,7 +338,8 @@ static int udp_recv_from(lua_State *L) {
   udp_rd *rd;
   luaL_argcheck(L, max >= 1 && max <= 0x7fffffff, 2, "max out of range");
   t = sp_await_check(L, "recv_from");
-  if ((u = udp_for(L, t, "recv_from")) == NULL) return sp_io_closed(L, "ECANCELED");
+  if ((u = udp_for(L, t, "recv_from")) == NULL)
+    return sp_io_closed(L, "ECANCELED");
   rd = lua_newuserdatauv(L, sizeof *rd, 0); /* lives on this stack */
   memset(rd, 0, sizeof *rd);
   rd->u = u;
@@ -419,8 +419,8 @@ static int send_now(lua_State *L, sp_task *t, udp_obj *u,
   s->status = 0;
   s->done = 0;
   b = uv_buf_init(s->data, (unsigned int)len);
-  if ((r = uv_udp_send(&s->req, &u->h, &b, 1, (struct sockaddr *)ss,
-                       send_cb)) < 0) {
+  if ((r = uv_udp_send(&s->req, &u->h, &b, 1, (struct sockaddr *)ss, send_cb)) <
+      0) {
     free(s);
     return sp_io_fail(L, r);
   }
@@ -474,13 +474,13 @@ static void udp_describe(sp_task *t, char *buf, size_t size) {
 }
 
 int sp_udp_open(lua_State *L) {
-  static const luaL_Reg methods[] = {
-      {"bind", udp_bind},           {"send_to", udp_send_to},
-      {"recv_from", udp_recv_from}, {"local_addr", udp_local_addr},
-      {NULL, NULL}};
+  static const luaL_Reg methods[] = {{"bind", udp_bind},
+                                     {"send_to", udp_send_to},
+                                     {"recv_from", udp_recv_from},
+                                     {"local_addr", udp_local_addr},
+                                     {NULL, NULL}};
   static const luaL_Reg fns[] = {{"udp", l_udp}, {NULL, NULL}};
-  static const luaL_Reg meta[] = {{"__tostring", udp_tostring},
-                                  {NULL, NULL}};
+  static const luaL_Reg meta[] = {{"__tostring", udp_tostring}, {NULL, NULL}};
   sp_newclass(L, UDP_MT, methods, meta);
   lua_pop(L, 1);
   sp_setcloser(L, &udp_closer);

@@ -20,8 +20,10 @@
 
 #include "internal.h"
 
-static const char cancel_key = 0;  /* registry: the cancellation error singleton */
-static const char tbstash_key = 0; /* registry: weak {[thread] = {err, traceback}} */
+static const char cancel_key =
+    0; /* registry: the cancellation error singleton */
+static const char tbstash_key =
+    0; /* registry: weak {[thread] = {err, traceback}} */
 
 /* The traceback stash is keyed by the thread object itself, weakly, so an
 ** entry lives no longer than the coroutine it describes (an error caught
@@ -127,16 +129,15 @@ int sp_await_yield(lua_State *L, sp_task *t, lua_KFunction k,
 
 /* Suspends t at an await: it waits for `obj`, as ops says (dump reads
 ** its name and description, abort runs its undo).  [-0, +0, y] */
-int sp_await_block(lua_State *L, sp_task *t, const sp_waitops *ops,
-                   void *obj, lua_KFunction k, lua_KContext ctx) {
+int sp_await_block(lua_State *L, sp_task *t, const sp_waitops *ops, void *obj,
+                   lua_KFunction k, lua_KContext ctx) {
   t->wait = ops;
   t->w.obj = obj;
   t->state = SP_T_WAITING;
   return sp_await_yield(L, t, k, ctx);
 }
 
-int sp_await_fast(lua_State *L, sp_task *t, lua_KFunction k,
-                  lua_KContext ctx) {
+int sp_await_fast(lua_State *L, sp_task *t, lua_KFunction k, lua_KContext ctx) {
   if (++t->fast >= SP_FAST_BUDGET) {
     t->state = SP_T_READY;
     return sp_await_yield(L, t, k, ctx);
@@ -232,7 +233,7 @@ void sp_reraise_traceback(lua_State *L, int erridx, const char *what) {
   }
   lua_pushliteral(L, "\n");
   luaL_traceback(L, L, what, 1);
-  lua_concat(L, 3);                                 /* the whole story */
+  lua_concat(L, 3); /* the whole story */
   lua_rawgetp(L, LUA_REGISTRYINDEX, &tbstash_key);
   lua_pushthread(L);
   lua_createtable(L, 2, 0);
@@ -360,9 +361,8 @@ static int is_timeout(lua_State *L) {
 
 /* Adds the functions to the module table at -1.  [-0, +0, m] */
 int sp_wait_open(lua_State *L) {
-  static const luaL_Reg fns[] = {{"is_cancelled", is_cancelled},
-                                 {"is_timeout", is_timeout},
-                                 {NULL, NULL}};
+  static const luaL_Reg fns[] = {
+      {"is_cancelled", is_cancelled}, {"is_timeout", is_timeout}, {NULL, NULL}};
   static const luaL_Reg meta[] = {{"__tostring", cancel_tostring},
                                   {NULL, NULL}};
   sp_newclass(L, SP_CANCEL_MT, NULL, meta);

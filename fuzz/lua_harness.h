@@ -37,8 +37,7 @@ static void fuzz_lua_init(const char *file) {
   luaL_requiref(L, "spindle", luaopen_spindle, 0);
   lua_pop(L, 1);
   if (luaL_dofile(L, file) != LUA_OK || !lua_istable(L, -1)) {
-    fprintf(stderr, "fuzz: cannot load %s: %s\n", file,
-            lua_tostring(L, -1));
+    fprintf(stderr, "fuzz: cannot load %s: %s\n", file, lua_tostring(L, -1));
     abort();
   }
   lua_getfield(L, -1, "case");

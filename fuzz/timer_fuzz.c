@@ -71,17 +71,17 @@ void sp_fuzz_fail(const char *what) {
 #endif
 static jmp_buf bail; /* the structures are broken: drop this input */
 
-#define CHECK(c, ...)                                                  \
-  do {                                                                 \
-    if (!(c)) {                                                        \
-      char msg_[256];                                                  \
-      int n_ = snprintf(msg_, sizeof msg_, "timer_fuzz: " __VA_ARGS__); \
-      if (n_ > 0 && (size_t)n_ < sizeof msg_)                          \
-        snprintf(msg_ + n_, sizeof msg_ - (size_t)n_, " (%s:%d)",       \
-                 __FILE__, __LINE__);                                  \
-      sp_fuzz_fail(msg_);                                              \
-      longjmp(bail, 1);                                                \
-    }                                                                  \
+#define CHECK(c, ...)                                                          \
+  do {                                                                         \
+    if (!(c)) {                                                                \
+      char msg_[256];                                                          \
+      int n_ = snprintf(msg_, sizeof msg_, "timer_fuzz: " __VA_ARGS__);        \
+      if (n_ > 0 && (size_t)n_ < sizeof msg_)                                  \
+        snprintf(msg_ + n_, sizeof msg_ - (size_t)n_, " (%s:%d)", __FILE__,    \
+                 __LINE__);                                                    \
+      sp_fuzz_fail(msg_);                                                      \
+      longjmp(bail, 1);                                                        \
+    }                                                                          \
   } while (0)
 
 static void on_fire(sp_runtime *r, sp_timer *tm) {
@@ -225,8 +225,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         CHECK(n == nwant && nfired == nwant, "fired %d (%d), model %d", n,
               nfired, nwant);
         for (i = 0; i < nwant; i++)
-          CHECK(fired[i] == want[i], "firing order differs at %d: %d vs %d",
-                i, fired[i], want[i]);
+          CHECK(fired[i] == want[i], "firing order differs at %d: %d vs %d", i,
+                fired[i], want[i]);
         break;
       }
       case 3: { /* min */
@@ -253,8 +253,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         queued[j] = 0;
         for (i = 0; i < nready && ready[i] != j; i++) {
         }
-        memmove(&ready[i], &ready[i + 1], (size_t)(nready - i - 1) *
-                                              sizeof ready[0]);
+        memmove(&ready[i], &ready[i + 1],
+                (size_t)(nready - i - 1) * sizeof ready[0]);
         nready--;
         break;
       case 6: /* ready pop */
@@ -284,8 +284,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         on_list[k] = 0;
         for (i = 0; i < nwl[j] && wl[j][i] != k; i++) {
         }
-        memmove(&wl[j][i], &wl[j][i + 1], (size_t)(nwl[j] - i - 1) *
-                                               sizeof wl[j][0]);
+        memmove(&wl[j][i], &wl[j][i + 1],
+                (size_t)(nwl[j] - i - 1) * sizeof wl[j][0]);
         nwl[j]--;
         break;
     }

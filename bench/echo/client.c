@@ -38,8 +38,8 @@ static double cpu_seconds(int pid) {
   fclose(f);
   p = strrchr(buf, ')'); /* the name may contain spaces */
   if (p == NULL ||
-      sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
-             &ut, &st) != 2)
+      sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
+             &st) != 2)
     return 0;
   return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
@@ -177,8 +177,8 @@ static int run_echo(int n, size_t size, double secs) {
   qsort(lat, nlat, sizeof *lat, cmp_u32);
   printf("RESULT mode=echo conns=%d size=%zu secs=%.3f round_trips=%zu "
          "rt_per_s=%.0f p50_us=%u p99_us=%u",
-         n, size, wall, nlat, (double)nlat / wall,
-         nlat ? lat[nlat / 2] : 0, nlat ? lat[nlat * 99 / 100] : 0);
+         n, size, wall, nlat, (double)nlat / wall, nlat ? lat[nlat / 2] : 0,
+         nlat ? lat[nlat * 99 / 100] : 0);
   if (server_pid > 0)
     printf(" server_cpu_s=%.3f server_us_per_rt=%.3f", cpu1 - cpu0,
            nlat ? (cpu1 - cpu0) * 1e6 / (double)nlat : 0);
@@ -296,8 +296,7 @@ int main(int argc, char **argv) {
     server_pid = argc > 4 ? atoi(argv[4]) : 0;
     return run_bulk(atof(argv[3]));
   }
-  fprintf(stderr,
-          "usage: client echo PORT CONNS SIZE SECONDS [SERVER_PID]\n"
-          "       client bulk PORT MIB [SERVER_PID]\n");
+  fprintf(stderr, "usage: client echo PORT CONNS SIZE SECONDS [SERVER_PID]\n"
+                  "       client bulk PORT MIB [SERVER_PID]\n");
   return 2;
 }

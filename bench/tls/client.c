@@ -86,8 +86,8 @@ static double cpu_seconds(int pid) {
   fclose(f);
   p = strrchr(buf, ')'); /* the name may contain spaces */
   if (p == NULL ||
-      sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
-             &ut, &st) != 2)
+      sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
+             &st) != 2)
     return 0;
   return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
@@ -192,143 +192,142 @@ static void start_clock(void);
 static void drive(conn_t *c) {
   int r;
   for (;;) switch (c->state) {
-    case S_CONNECT: {
-      int e = 0;
-      socklen_t l = sizeof e;
-      getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &e, &l);
-      if (e != 0) {
-        errno = e;
-        conn_fail(c, "connect");
-        return;
-      }
-      c->state = S_HANDSHAKE;
-      break;
-    }
-    case S_HANDSHAKE:
-      if ((r = SSL_do_handshake(c->ssl)) != 1) {
-        want(c, r, "handshake");
-        return;
-      }
-      note_params(c->ssl);
-      if (SSL_session_reused(c->ssl)) resumed++;
-      if (mode == M_HS) {
-        c->state = S_WRITE;
-      } else if (mode == M_ECHO) { /* wait for the others, then the clock */
-        c->state = S_PARKED;
-        set_events(c, 0);
-        if (++parked == nconns) start_clock();
-        return;
-      } else {
-        c->state = S_BULK;
-        bt0 = uv_hrtime();
-      }
-      break;
-    case S_PARKED:
-      return;
-    case S_WRITE:
-      if (mode == M_ECHO) c->t0 = uv_hrtime();
-      if ((r = SSL_write(c->ssl, msg, (int)msg_size)) <= 0) {
-        want(c, r, "write");
-        return;
-      }
-      c->got = 0;
-      c->state = S_READ;
-      set_events(c, UV_READABLE); /* the echo cannot be there yet */
-      return;
-    case S_READ: {
-      uint64_t now;
-      while (c->got < msg_size) {
-        if ((r = SSL_read(c->ssl, rbuf, RBUF)) <= 0) {
-          want(c, r, "read");
+      case S_CONNECT: {
+        int e = 0;
+        socklen_t l = sizeof e;
+        getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &e, &l);
+        if (e != 0) {
+          errno = e;
+          conn_fail(c, "connect");
           return;
         }
-        if (c->got + (size_t)r > msg_size ||
-            memcmp(rbuf, msg + c->got, (size_t)r) != 0) {
-          conn_fail(c, "wrong echo");
+        c->state = S_HANDSHAKE;
+        break;
+      }
+      case S_HANDSHAKE:
+        if ((r = SSL_do_handshake(c->ssl)) != 1) {
+          want(c, r, "handshake");
           return;
         }
-        c->got += (size_t)r;
-      }
-      now = uv_hrtime();
-      sample(now - c->t0);
-      count++;
-      if (mode == M_HS) {
-        if (resume) {
-          SSL_SESSION_free(c->session);
-          c->session = SSL_get1_session(c->ssl);
+        note_params(c->ssl);
+        if (SSL_session_reused(c->ssl)) resumed++;
+        if (mode == M_HS) {
+          c->state = S_WRITE;
+        } else if (mode == M_ECHO) { /* wait for the others, then the clock */
+          c->state = S_PARKED;
+          set_events(c, 0);
+          if (++parked == nconns) start_clock();
+          return;
+        } else {
+          c->state = S_BULK;
+          bt0 = uv_hrtime();
         }
-        SSL_shutdown(c->ssl); /* sends close_notify; does not wait */
-        conn_close(c);
+        break;
+      case S_PARKED: return;
+      case S_WRITE:
+        if (mode == M_ECHO) c->t0 = uv_hrtime();
+        if ((r = SSL_write(c->ssl, msg, (int)msg_size)) <= 0) {
+          want(c, r, "write");
+          return;
+        }
+        c->got = 0;
+        c->state = S_READ;
+        set_events(c, UV_READABLE); /* the echo cannot be there yet */
         return;
-      }
-      if (now >= t_end) {
-        SSL_shutdown(c->ssl);
-        conn_close(c);
-        return;
-      }
-      c->state = S_WRITE;
-      break;
-    }
-    case S_BULK: {
-      int ev = UV_READABLE;
-      for (;;) { /* everything readable */
-        if ((r = SSL_read(c->ssl, rbuf, RBUF)) <= 0) {
-          if (SSL_get_error(c->ssl, r) != SSL_ERROR_WANT_READ) {
-            conn_fail(c, "read");
+      case S_READ: {
+        uint64_t now;
+        while (c->got < msg_size) {
+          if ((r = SSL_read(c->ssl, rbuf, RBUF)) <= 0) {
+            want(c, r, "read");
             return;
           }
-          break;
-        }
-        {
-          size_t off = (size_t)(bgot % BULK_CHUNK), n = (size_t)r, i = 0;
-          while (i < n) { /* the stream is the pattern, repeated */
-            size_t k = n - i < BULK_CHUNK - off ? n - i : BULK_CHUNK - off;
-            if (memcmp(rbuf + i, bpattern + off, k) != 0) {
-              conn_fail(c, "wrong bulk data");
-              return;
-            }
-            i += k;
-            off = 0;
+          if (c->got + (size_t)r > msg_size ||
+              memcmp(rbuf, msg + c->got, (size_t)r) != 0) {
+            conn_fail(c, "wrong echo");
+            return;
           }
+          c->got += (size_t)r;
         }
-        bgot += (uint64_t)r;
-        if (bgot > btotal) {
-          conn_fail(c, "more bytes than sent");
+        now = uv_hrtime();
+        sample(now - c->t0);
+        count++;
+        if (mode == M_HS) {
+          if (resume) {
+            SSL_SESSION_free(c->session);
+            c->session = SSL_get1_session(c->ssl);
+          }
+          SSL_shutdown(c->ssl); /* sends close_notify; does not wait */
+          conn_close(c);
           return;
         }
-        if (bgot == btotal) {
-          bt1 = uv_hrtime();
-          count = bgot;
+        if (now >= t_end) {
           SSL_shutdown(c->ssl);
           conn_close(c);
           return;
         }
+        c->state = S_WRITE;
+        break;
       }
-      while (bsent < btotal && bsent - bgot < BULK_WINDOW) {
-        uint64_t n = c->wpending;
-        if (n == 0)
-          n = btotal - bsent < BULK_CHUNK ? btotal - bsent : BULK_CHUNK;
-        if ((r = SSL_write(c->ssl, bpattern, (int)n)) <= 0) {
-          int err = SSL_get_error(c->ssl, r);
-          if (err == SSL_ERROR_WANT_WRITE) {
-            c->wpending = n; /* retried with the same arguments */
-            ev |= UV_WRITABLE;
+      case S_BULK: {
+        int ev = UV_READABLE;
+        for (;;) { /* everything readable */
+          if ((r = SSL_read(c->ssl, rbuf, RBUF)) <= 0) {
+            if (SSL_get_error(c->ssl, r) != SSL_ERROR_WANT_READ) {
+              conn_fail(c, "read");
+              return;
+            }
             break;
           }
-          if (err != SSL_ERROR_WANT_READ) {
-            conn_fail(c, "write");
+          {
+            size_t off = (size_t)(bgot % BULK_CHUNK), n = (size_t)r, i = 0;
+            while (i < n) { /* the stream is the pattern, repeated */
+              size_t k = n - i < BULK_CHUNK - off ? n - i : BULK_CHUNK - off;
+              if (memcmp(rbuf + i, bpattern + off, k) != 0) {
+                conn_fail(c, "wrong bulk data");
+                return;
+              }
+              i += k;
+              off = 0;
+            }
+          }
+          bgot += (uint64_t)r;
+          if (bgot > btotal) {
+            conn_fail(c, "more bytes than sent");
             return;
           }
-          c->wpending = n;
-          break;
+          if (bgot == btotal) {
+            bt1 = uv_hrtime();
+            count = bgot;
+            SSL_shutdown(c->ssl);
+            conn_close(c);
+            return;
+          }
         }
-        c->wpending = 0;
-        bsent += n;
+        while (bsent < btotal && bsent - bgot < BULK_WINDOW) {
+          uint64_t n = c->wpending;
+          if (n == 0)
+            n = btotal - bsent < BULK_CHUNK ? btotal - bsent : BULK_CHUNK;
+          if ((r = SSL_write(c->ssl, bpattern, (int)n)) <= 0) {
+            int err = SSL_get_error(c->ssl, r);
+            if (err == SSL_ERROR_WANT_WRITE) {
+              c->wpending = n; /* retried with the same arguments */
+              ev |= UV_WRITABLE;
+              break;
+            }
+            if (err != SSL_ERROR_WANT_READ) {
+              conn_fail(c, "write");
+              return;
+            }
+            c->wpending = n;
+            break;
+          }
+          c->wpending = 0;
+          bsent += n;
+        }
+        set_events(c, ev);
+        return;
       }
-      set_events(c, ev);
-      return;
     }
-  }
 }
 
 static void poll_cb(uv_poll_t *h, int status, int events) {
@@ -438,8 +437,7 @@ static int run(int m, int n, double secs) {
   else
     printf("RESULT mode=echo conns=%d size=%zu secs=%.3f round_trips=%llu "
            "rt_per_s=%.0f",
-           n, msg_size, wall, (unsigned long long)count,
-           (double)count / wall);
+           n, msg_size, wall, (unsigned long long)count, (double)count / wall);
   printf(" p50_us=%u p99_us=%u", nlat ? lat[nlat / 2] : 0,
          nlat ? lat[nlat * 99 / 100] : 0);
   print_common(cpu1, wall);

@@ -128,8 +128,8 @@ int main(int argc, char **argv) {
   idle0 = uv_hrtime();
   for (i = 0; i < IDLE_STEPS; i++) spindle_step(rt, 0);
   idle_total = uv_hrtime() - idle0;
-  printf("host: %d idle steps took %.3f ms in all (%.0f ns each)\n",
-         IDLE_STEPS, ms(idle_total), (double)idle_total / IDLE_STEPS);
+  printf("host: %d idle steps took %.3f ms in all (%.0f ns each)\n", IDLE_STEPS,
+         ms(idle_total), (double)idle_total / IDLE_STEPS);
   if (idle_total > 20000000ull) {
     fprintf(stderr, "host: idle steps are too slow\n");
     failed = 1;

@@ -79,26 +79,26 @@ int __lsan_do_recoverable_leak_check(void);
 
 static int passed, failed;
 
-#define CHECK(cond, ...)                   \
-  do {                                     \
-    if (cond) {                            \
-      passed++;                            \
-      printf("ok - ");                     \
-    } else {                               \
-      failed++;                            \
-      printf("not ok - ");                 \
-    }                                      \
-    printf(__VA_ARGS__);                   \
-    printf("\n");                          \
-    fflush(stdout);                        \
+#define CHECK(cond, ...)                                                       \
+  do {                                                                         \
+    if (cond) {                                                                \
+      passed++;                                                                \
+      printf("ok - ");                                                         \
+    } else {                                                                   \
+      failed++;                                                                \
+      printf("not ok - ");                                                     \
+    }                                                                          \
+    printf(__VA_ARGS__);                                                       \
+    printf("\n");                                                              \
+    fflush(stdout);                                                            \
   } while (0)
 
 /* ---- the failing allocators ------------------------------------------- */
 
-static atomic_long count;    /* allocations since armed */
-static atomic_long fail_at;  /* 0: never fail */
-static atomic_int injected;  /* the armed failure happened */
-static atomic_int counting;  /* count at all (off: host bookkeeping) */
+static atomic_long count;   /* allocations since armed */
+static atomic_long fail_at; /* 0: never fail */
+static atomic_int injected; /* the armed failure happened */
+static atomic_int counting; /* count at all (off: host bookkeeping) */
 
 /* Lua retries a failed request once after an emergency collection: that
 ** retry fails too.  Only the Lua allocator retries (libuv and spindle
@@ -315,10 +315,9 @@ static void print_stack(int fd, void *const *frames, int n) {
     const char *name = frame_name(frames[i], &in_exe);
     Dl_info info;
     if (!in_exe && dladdr(frames[i], &info) != 0 && info.dli_fname)
-      snprintf(line, sizeof line, "    #%d %s (%s)\n", i,
-               name ? name : "?", strrchr(info.dli_fname, '/')
-                                      ? strrchr(info.dli_fname, '/') + 1
-                                      : info.dli_fname);
+      snprintf(line, sizeof line, "    #%d %s (%s)\n", i, name ? name : "?",
+               strrchr(info.dli_fname, '/') ? strrchr(info.dli_fname, '/') + 1
+                                            : info.dli_fname);
     else
       snprintf(line, sizeof line, "    #%d %s\n", i, name ? name : "?");
     if (write(fd, line, strlen(line)) < 0) return;
@@ -330,8 +329,9 @@ static void print_stack(int fd, void *const *frames, int n) {
 ** right above them is kept). */
 static void site_of(char *buf, size_t size) {
   static const char *const skip[] = {
-      "should_fail", "lua_alloc", "__wrap_malloc", "__wrap_calloc",
-      "__wrap_realloc", "uv_malloc_f", "uv_calloc_f", "uv_realloc_f", NULL};
+      "should_fail",   "lua_alloc",      "__wrap_malloc",
+      "__wrap_calloc", "__wrap_realloc", "uv_malloc_f",
+      "uv_calloc_f",   "uv_realloc_f",   NULL};
   int i, k, in_exe, taken = 0;
   size_t len = 0;
   const char *api = NULL;
@@ -340,8 +340,8 @@ static void site_of(char *buf, size_t size) {
     const char *name = frame_name(site_frames[i], &in_exe);
     int skipped = 0;
     if (!in_exe) {
-      if (name != NULL && (strncmp(name, "lua", 3) == 0 ||
-                           strncmp(name, "uv_", 3) == 0))
+      if (name != NULL &&
+          (strncmp(name, "lua", 3) == 0 || strncmp(name, "uv_", 3) == 0))
         api = name;
       continue;
     }
@@ -423,8 +423,8 @@ static void where(const char *what) {
            "%s)\n",
            what, cur_scenario, cur_n, site[0] ? site : "none");
   say(line);
-  printf("not ok - %s in scenario %s, N=%ld [%s]\n", what, cur_scenario,
-         cur_n, site);
+  printf("not ok - %s in scenario %s, N=%ld [%s]\n", what, cur_scenario, cur_n,
+         site);
   fflush(stdout);
 }
 
@@ -500,8 +500,7 @@ static void rm_tree(const char *path, int keep_top) {
   struct stat st;
   if (d != NULL) {
     while ((e = readdir(d)) != NULL) {
-      if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-        continue;
+      if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
       snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
       if (lstat(sub, &st) == 0 && S_ISDIR(st.st_mode))
         rm_tree(sub, 0);
@@ -527,14 +526,16 @@ static const char PRELUDE[] =
     "-- e is the error we provoked, or something else (a memory error)\n"
     "-- that is raised on as the run's outcome\n"
     "local function expect(e, pred) if not pred(e) then error(e, 0) end end\n"
-    "-- a task that failed by itself (a memory error): its error is the outcome\n"
+    "-- a task that failed by itself (a memory error): its error is the "
+    "outcome\n"
     "local function settled(h)\n"
     "  if h:status() == 'failed' then error(select(2, h:result()), 0) end\n"
     "  return h\n"
     "end\n"
     "-- an I/O result: the value, or its error raised as the outcome\n"
     "local function io(v, msg, code)\n"
-    "  if v == nil then error(tostring(msg) .. ' (' .. tostring(code) .. ')', 0) end\n"
+    "  if v == nil then error(tostring(msg) .. ' (' .. tostring(code) .. ')', "
+    "0) end\n"
     "  return v\n"
     "end\n"
     "local function has(s) return function(e)\n"
@@ -652,7 +653,8 @@ static const char SC_ABORT_CLOSE[] =
     "  same('f')\n"
     "  -- a failing child aborts its sibling in a scope\n"
     "  local ok5, e5 = pcall(spindle.scope, function(s)\n"
-    "    s:spawn(function() local e <close> = closer('e') spindle.sleep(10) end)\n"
+    "    s:spawn(function() local e <close> = closer('e') spindle.sleep(10) "
+    "end)\n"
     "    s:spawn(function() spindle.yield(); error('boom') end)\n"
     "  end)\n"
     "  check(not ok5, 'scope with a failing child returned')\n"
@@ -771,7 +773,8 @@ static const char SC_TCP_ECHO[] =
     "    assert(c:write('hello\\r\\n', 'world\\n'))\n"
     "    check(io(c:read_line()) == 'hello', 'line 1')\n"
     "    check(io(c:read_line()) == 'world', 'line 2')\n"
-    "    s:spawn(function() assert(c:write(payload)); assert(c:shutdown()) end)\n"
+    "    s:spawn(function() assert(c:write(payload)); assert(c:shutdown()) "
+    "end)\n"
     "    local got, err = c:read(#payload)\n"
     "    if got == nil then error(err) end\n"
     "    check(got == payload, 'echoed payload')\n"
@@ -928,7 +931,8 @@ static const char SC_SYNC[] =
     "  local ev = spindle.event()\n"
     "  local woke = 0\n"
     "  spindle.scope(function(s)\n"
-    "    for i = 1, 3 do s:spawn(function() ev:wait(); woke = woke + 1 end) end\n"
+    "    for i = 1, 3 do s:spawn(function() ev:wait(); woke = woke + 1 end) "
+    "end\n"
     "    s:spawn(function() spindle.yield(); ev:set() end)\n"
     "  end)\n"
     "  check(woke == 3 and ev:is_set(), 'event')\n"
@@ -986,7 +990,8 @@ static const char SC_RUNTIMES[] =
     "  end)\n"
     "  r3:step()\n"
     "  r3:close()\n"
-    "  if h:status() == 'failed' then error(h:traceback(), 0) end -- by itself\n"
+    "  if h:status() == 'failed' then error(h:traceback(), 0) end -- by "
+    "itself\n"
     "  check(h:status() == 'cancelled' and closed, 'close unwinds a task')\n"
     "  local r4 <close> = spindle.runtime({clock = 'virtual'})\n"
     "  local ok, e = pcall(r4.run, r4, function() error('main failed') end)\n"
@@ -1009,12 +1014,18 @@ typedef struct scenario {
 
 static const scenario scenarios[] = {
     /* first: it also sweeps the setup every scenario shares */
-    {"runtimes", SC_RUNTIMES, 1},     {"spawn_join", SC_SPAWN_JOIN, 0},
-    {"abort_close", SC_ABORT_CLOSE, 0}, {"channels", SC_CHANNELS, 0},
-    {"timers", SC_TIMERS, 0},         {"tcp_echo", SC_TCP_ECHO, 0},
-    {"udp", SC_UDP, 0},               {"fs", SC_FS, 0},
-    {"process", SC_PROCESS, 0},       {"blocking", SC_BLOCKING, 0},
-    {"sync", SC_SYNC, 0},             {"unix", SC_UNIX, 0},
+    {"runtimes", SC_RUNTIMES, 1},
+    {"spawn_join", SC_SPAWN_JOIN, 0},
+    {"abort_close", SC_ABORT_CLOSE, 0},
+    {"channels", SC_CHANNELS, 0},
+    {"timers", SC_TIMERS, 0},
+    {"tcp_echo", SC_TCP_ECHO, 0},
+    {"udp", SC_UDP, 0},
+    {"fs", SC_FS, 0},
+    {"process", SC_PROCESS, 0},
+    {"blocking", SC_BLOCKING, 0},
+    {"sync", SC_SYNC, 0},
+    {"unix", SC_UNIX, 0},
 };
 #define NSCENARIOS ((int)(sizeof scenarios / sizeof scenarios[0]))
 
@@ -1023,22 +1034,22 @@ static const scenario scenarios[] = {
 enum { OUT_OK, OUT_MEMORY, OUT_OTHER, OUT_BUG, OUT_HANG };
 
 typedef struct run_result {
-  int stage;       /* how far the armed part got (ST_*) */
-  int outcome;     /* OUT_* of the armed part */
-  char msg[200];   /* its error message, if any */
-  int followup_ok; /* the follow-up returned "ok" */
-  char fmsg[200];  /* else why */
-  long allocs;     /* allocations counted while armed */
-  long setup;      /* of which before the scenario's chunk was loaded */
-  char site[200];  /* where the failing allocation was made */
+  int stage;           /* how far the armed part got (ST_*) */
+  int outcome;         /* OUT_* of the armed part */
+  char msg[200];       /* its error message, if any */
+  int followup_ok;     /* the follow-up returned "ok" */
+  char fmsg[200];      /* else why */
+  long allocs;         /* allocations counted while armed */
+  long setup;          /* of which before the scenario's chunk was loaded */
+  char site[200];      /* where the failing allocation was made */
   const char *skipped; /* not injected: at this known open bug */
   int injected;
 } run_result;
 
 enum { ST_STATE, ST_LIBS, ST_NEW, ST_LOAD, ST_SPAWN, ST_RUN, ST_DONE };
 static const char *const stage_names[] = {
-    "lua_newstate", "luaL_openlibs", "spindle_new", "loading the chunk",
-    "spindle_spawn", "spindle_run", "completed"};
+    "lua_newstate",  "luaL_openlibs", "spindle_new", "loading the chunk",
+    "spindle_spawn", "spindle_run",   "completed"};
 
 /* Lua 5.4.4's luaL_Buffer registers its box metatable ("_UBOX*") before
 ** filling it in: a memory error in between leaves a metatable without
@@ -1100,7 +1111,8 @@ static int classify(lua_State *L, int idx, char *msg, size_t size) {
   const char *s;
   int out, top;
   idx = lua_absindex(L, idx);
-  if (lua_type(L, idx) == LUA_TSTRING && strcmp(lua_tostring(L, idx), "ok") == 0) {
+  if (lua_type(L, idx) == LUA_TSTRING &&
+      strcmp(lua_tostring(L, idx), "ok") == 0) {
     snprintf(msg, size, "ok");
     return OUT_OK;
   }
@@ -1349,8 +1361,7 @@ static int one(const scenario *sc, long n, int *base_fds, tally *t) {
   }
   if (ok && fds != *base_fds) {
     ok = 0;
-    snprintf(why, sizeof why, "%d descriptors open, %d before", fds,
-             *base_fds);
+    snprintf(why, sizeof why, "%d descriptors open, %d before", fds, *base_fds);
   }
   *base_fds = fds; /* one report per leak, not one per later run */
   if (ok && children_left(kid, sizeof kid)) {
@@ -1362,8 +1373,8 @@ static int one(const scenario *sc, long n, int *base_fds, tally *t) {
   if (res.skipped != NULL) {
     t->known++;
     if (verbose)
-      printf("# %s N=%ld: not injected at [%s]: %s\n", sc->name, n,
-             res.site, res.skipped);
+      printf("# %s N=%ld: not injected at [%s]: %s\n", sc->name, n, res.site,
+             res.skipped);
     note_known(res.skipped);
   }
   if (!ok) {
@@ -1432,8 +1443,7 @@ int main(int argc, char **argv) {
   long grand_runs = 0, grand_injected = 0, grand_n = 0;
 
   /* Before anything in libuv allocates. */
-  if (uv_replace_allocator(uv_malloc_f, uv_realloc_f, uv_calloc_f, free) !=
-      0) {
+  if (uv_replace_allocator(uv_malloc_f, uv_realloc_f, uv_calloc_f, free) != 0) {
     printf("not ok - uv_replace_allocator failed\n0 passed, 1 failed\n");
     return 1;
   }
@@ -1453,10 +1463,11 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[i], "--strict") == 0)
       strict = 1;
     else {
-      fprintf(stderr,
-              "usage: %s [--deep] [--fork] [--strict] [--stride K] [--only NAME] "
-              "[--n N] [-v]\n",
-              argv[0]);
+      fprintf(
+          stderr,
+          "usage: %s [--deep] [--fork] [--strict] [--stride K] [--only NAME] "
+          "[--n N] [-v]\n",
+          argv[0]);
       return 2;
     }
   }
@@ -1465,8 +1476,7 @@ int main(int argc, char **argv) {
     void *frames[2];
     backtrace(frames, 2); /* loads the unwinder now, not while failing */
   }
-  if ((e = getenv("ALLOCFAIL_TRACE")) != NULL && strcmp(e, "1") == 0)
-    trace = 1;
+  if ((e = getenv("ALLOCFAIL_TRACE")) != NULL && strcmp(e, "1") == 0) trace = 1;
   /* The CI form: runs per scenario. */
   max_runs = sanitized_env("valgrind") ? 2 : sanitized_env("asan") ? 25 : 40;
   if ((e = getenv("ALLOCFAIL_RUNS")) != NULL) max_runs = atol(e);
@@ -1537,9 +1547,9 @@ int main(int argc, char **argv) {
     total = clean_allocs[i];
     first = swept_setup ? clean_setup[i] + 1 : 1;
     swept_setup = 1;
-    step = stride > 0   ? stride
-           : deep       ? 1
-                        : (total - first + max_runs) / max_runs;
+    step = stride > 0 ? stride
+           : deep     ? 1
+                      : (total - first + max_runs) / max_runs;
     if (step < 1) step = 1;
     if (step > 1) first += (i * 7919L) % step;
     for (n = first;; n += step) {
@@ -1557,8 +1567,8 @@ int main(int argc, char **argv) {
     printf("# %s: %ld allocations, N=%ld..%ld step %ld: %ld runs, %ld "
            "failures injected; armed part: %ld ok, %ld memory errors, %ld "
            "other errors; stopped in",
-           sc->name, total, first, n, step, t.runs, t.injected, t.ok,
-           t.memory, t.other);
+           sc->name, total, first, n, step, t.runs, t.injected, t.ok, t.memory,
+           t.other);
     for (int s = 0; s <= ST_DONE; s++)
       if (t.stage[s]) printf(" %s %ld,", stage_names[s], t.stage[s]);
     printf("\n");
@@ -1566,15 +1576,16 @@ int main(int argc, char **argv) {
       printf("#   other error: %s\n", t.others[k]);
     if (t.known > 0)
       printf("#   %ld runs not injected: the allocation was at a known "
-             "open bug\n", t.known);
+             "open bug\n",
+             t.known);
     CHECK(failed == total_fail_before,
           "%s: %ld runs with a failing allocation, no crash, leak of "
           "descriptors, hang or unusable runtime",
           sc->name, t.runs);
   }
   clock_gettime(CLOCK_MONOTONIC, &t1);
-  printf("# sweep: %ld runs, %ld failures injected, %s, %.1f s\n",
-         grand_runs, grand_injected, deep ? "every N" : "strided",
+  printf("# sweep: %ld runs, %ld failures injected, %s, %.1f s\n", grand_runs,
+         grand_injected, deep ? "every N" : "strided",
          (double)(t1.tv_sec - t0.tv_sec) +
              (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
   (void)grand_n;

@@ -14,15 +14,15 @@
 
 static int passed, failed;
 
-#define CHECK(cond, what)                                        \
-  do {                                                           \
-    if (cond) {                                                  \
-      passed++;                                                  \
-      printf("ok - %s\n", what);                                 \
-    } else {                                                     \
-      failed++;                                                  \
-      printf("not ok - %s (%s:%d)\n", what, __FILE__, __LINE__); \
-    }                                                            \
+#define CHECK(cond, what)                                                      \
+  do {                                                                         \
+    if (cond) {                                                                \
+      passed++;                                                                \
+      printf("ok - %s\n", what);                                               \
+    } else {                                                                   \
+      failed++;                                                                \
+      printf("not ok - %s (%s:%d)\n", what, __FILE__, __LINE__);               \
+    }                                                                          \
   } while (0)
 
 static lua_State *new_state(void) {
@@ -50,13 +50,12 @@ static void test_own_loop(void) {
   lua_getfield(L, -1, "spindle");
   CHECK(lua_istable(L, -1), "spindle_new registers package.loaded.spindle");
   lua_pop(L, 3);
-  push_chunk(L,
-             "local spindle = require 'spindle'\n"
-             "return function(a, b)\n"
-             "  spindle.sleep(0.01)\n"
-             "  result = a + b\n"
-             "  return result\n"
-             "end");
+  push_chunk(L, "local spindle = require 'spindle'\n"
+                "return function(a, b)\n"
+                "  spindle.sleep(0.01)\n"
+                "  result = a + b\n"
+                "  return result\n"
+                "end");
   lua_pushinteger(L, 1);
   lua_pushinteger(L, 2);
   CHECK(spindle_spawn(rt, 2) == 0, "spindle_spawn returns 0");
@@ -91,12 +90,11 @@ static void test_host_loop(void) {
   uv_loop_init(&loop);
   rt = spindle_new(L, &loop);
   CHECK(rt != NULL, "spindle_new on the host's loop");
-  push_chunk(L,
-             "local spindle = require 'spindle'\n"
-             "return function()\n"
-             "  for i = 1, 3 do spindle.sleep(0.001) end\n"
-             "  done = true\n"
-             "end");
+  push_chunk(L, "local spindle = require 'spindle'\n"
+                "return function()\n"
+                "  for i = 1, 3 do spindle.sleep(0.001) end\n"
+                "  done = true\n"
+                "end");
   CHECK(spindle_spawn(rt, 0) == 0, "spawn on the host's loop");
   lua_pop(L, 1);
   CHECK(spindle_run(rt) == 0, "spindle_run returns 0 when no task is alive");
@@ -129,9 +127,8 @@ static void test_misuse(void) {
   CHECK(spindle_step(rt, -1) == -SPINDLE_EINVAL, "negative step budget");
   CHECK(spindle_step(rt, 0.0 / 0.0) == -SPINDLE_EINVAL, "NaN step budget");
   /* a task whose body calls spindle_step on its own runtime */
-  push_chunk(L,
-             "local spindle = require 'spindle'\n"
-             "return function() spindle.sleep(0) end");
+  push_chunk(L, "local spindle = require 'spindle'\n"
+                "return function() spindle.sleep(0) end");
   CHECK(spindle_spawn(rt, 0) == 0, "spawn before lua_close");
   lua_pop(L, 1);
   CHECK(spindle_step(rt, 0) >= 0, "a step runs");
@@ -153,9 +150,8 @@ static void test_busy(void) {
   busy_rt = spindle_new(L, NULL);
   lua_pushcfunction(L, step_from_task);
   lua_setglobal(L, "step_from_task");
-  push_chunk(L,
-             "return function() inner_step, inner_run = step_from_task() "
-             "end");
+  push_chunk(L, "return function() inner_step, inner_run = step_from_task() "
+                "end");
   CHECK(spindle_spawn(busy_rt, 0) == 0, "spawn a task that steps");
   lua_pop(L, 1);
   CHECK(spindle_run(busy_rt) == 0, "run it");

@@ -76,7 +76,8 @@ int main(void) {
   if (completed) {
     passed++;
     printf("ok - scope spawn survives a memory error at every allocation "
-           "(%ld swept)\n", n);
+           "(%ld swept)\n",
+           n);
   } else {
     failed++;
     printf("not ok - the script never completed within the sweep\n");
