@@ -190,17 +190,18 @@ local function report(group, problems)
 end
 
 -- The groups, from the child (one source of truth).
-local GROUPS = {}
+local GROUPS, GROUPS_WHY = {}, ""
 do
   local dir = scratch()
   local r = child(dir, "groups", 60)
   rmdir(dir)
   for _, l in ipairs(lines_of(r.stdout)) do GROUPS[#GROUPS + 1] = l end
+  GROUPS_WHY = ("the child: %s, stderr: %s"):format(how_it_died(r), r.stderr)
 end
 
 describe("bad input sweep", function()
   it("knows every class: each spindle.* metatable with a function has an instance", function()
-    assert.is_true(#GROUPS > 10, "no groups from the child")
+    assert.is_true(#GROUPS > 10, "no groups from the child; " .. GROUPS_WHY)
     local dir = scratch()
     local r = child(dir, "classes", 60)
     rmdir(dir)

@@ -81,6 +81,22 @@ local function tcp_pair()
   return c
 end
 
+-- A response from a peer on loopback that answers one request.
+local function http_response(opts)
+  local l = assert(spindle.net.listen("127.0.0.1", 0))
+  local _, port = l:local_addr()
+  spindle.spawn(function()
+    local c = l:accept()
+    l:close()
+    if c then
+      c:read_until("\r\n\r\n")
+      c:write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+      c:close()
+    end
+  end)
+  return assert(spindle.http.get(("http://127.0.0.1:%d/"):format(port), opts))
+end
+
 local CLASSES = {
   {name = "spindle.task",
    make = function() return spindle.spawn(spindle.sleep, 1e6) end,
@@ -145,6 +161,21 @@ local CLASSES = {
    make = function()
      local _, e = pcall(spindle.timeout, 0.001, spindle.sleep, 1)
      return e
+   end},
+  {name = "spindle.http.client_response", make = function() return http_response() end},
+  {name = "spindle.http.transfer",
+   make = function()
+     -- the transfer behind a streamed response, found where the client
+     -- keeps it: a weak table in the registry, response -> transfer
+     local res = http_response({stream = true})
+     local mt = debug.getregistry()["spindle.http.transfer"]
+     for _, v in pairs(debug.getregistry()) do
+       if type(v) == "table" then
+         local x = rawget(v, res)
+         if x ~= nil and debug.getmetatable(x) == mt then return x end
+       end
+     end
+     error("no transfer found for a streamed response")
    end},
   {name = "spindle.http.head", make = function() return spindle._http_head(8192) end},
   {name = "spindle.http.chunked", make = function() return spindle._http_chunked() end},
@@ -595,6 +626,12 @@ local function run(group, from, to, stride)
   -- inside a task
   local i = from
   local function inside()
+    -- The runtime's HTTP client (a libcurl multi handle and its
+    -- descriptors) is made at the first request and kept until the runtime
+    -- closes: make it before the descriptors are counted.
+    if spindle.http and spindle.http.request then
+      pcall(spindle.http.get, "http://127.0.0.1:9/", {timeout = 1})
+    end
     build_others()
     instances = {}
     while i <= to and calls[i].ctx == "in" do
