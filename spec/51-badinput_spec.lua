@@ -15,7 +15,13 @@
 -- preload of the asan stage, where a sanitizer report counts as a crash.
 local H = dofile("spec/helpers/init.lua")
 
-local ROOT = assert(os.getenv("PWD"), "PWD not set")
+-- The working directory (not $PWD: ctest changes directory without it).
+local ROOT
+do
+  local p = assert(io.popen("pwd -P"))
+  ROOT = assert(p:read("l"), "pwd failed")
+  p:close()
+end
 local CHILD = ROOT .. "/spec/helpers/badinput_child.lua"
 
 -- Module paths of this process, made absolute for a child in another
