@@ -26,46 +26,13 @@ local SCALE = ({plain = 1, asan = 0.25, valgrind = 0.05})[H.ENV] or 1
 local CYCLES = DEEP and 1000000 or math.floor(200000 * SCALE)
 local CONNS = DEEP and 150000 or math.floor(20000 * SCALE)
 
-local function rss_kb()
-  local f = assert(io.open("/proc/self/status"))
-  local s = f:read("a")
-  f:close()
-  return assert(tonumber(s:match("VmRSS:%s*(%d+)")), "no VmRSS")
-end
-
-local function heap_kb()
-  collectgarbage("collect")
-  collectgarbage("collect")
-  return collectgarbage("count")
-end
-
-local function fmt(samples)
-  local list = {}
-  for i, v in ipairs(samples) do list[i] = ("%.0f"):format(v) end
-  return table.concat(list, " ")
-end
-
-local function check_flat(what, samples, tol)
-  local base, worst, at = samples[1], 0, 1
-  for i, v in ipairs(samples) do
-    local dev = math.abs(v - base) / base
-    if dev > worst then worst, at = dev, i end
-  end
-  assert.is_true(worst <= tol, ("%s not flat: sample %d deviates %.1f%% from %.0f KiB; samples (KiB): %s")
-    :format(what, at, worst * 100, base, fmt(samples)))
-end
+local rss_kb, heap_kb, check_flat = H.rss_kb, H.heap_kb, H.check_flat
 
 local function check_no_growth(what, samples, tol)
   -- RSS only in the plain run: ASan's quarantine and memcheck's queue of
   -- freed blocks grow it by design (the heap checks run everywhere).
   if H.ENV == "asan" or H.ENV == "valgrind" then return end
-  local lowest = samples[1]
-  for i, v in ipairs(samples) do
-    assert.is_true(v <= samples[1] * (1 + tol) and v <= lowest * (1 + tol),
-      ("%s grew: sample %d is %.0f KiB, baseline %.0f, lowest before %.0f; samples (KiB): %s")
-      :format(what, i, v, samples[1], lowest, fmt(samples)))
-    if v < lowest then lowest = v end
-  end
+  H.check_no_growth(what, samples, tol)
 end
 
 -- Calls sample() 20 times, evenly, after the first 10% of n steps.

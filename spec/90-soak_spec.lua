@@ -24,50 +24,8 @@ end
 -- the plain run, with the full cycle counts.
 local quarantined = H.ENV ~= "plain"
 
-local function rss_kb()
-  local f = assert(io.open("/proc/self/status"))
-  local s = f:read("a")
-  f:close()
-  return assert(tonumber(s:match("VmRSS:%s*(%d+)")), "no VmRSS")
-end
-
-local function heap_kb()
-  collectgarbage("collect")
-  collectgarbage("collect")
-  return collectgarbage("count")
-end
-
-local function fmt(samples)
-  local list = {}
-  for i, v in ipairs(samples) do list[i] = ("%.0f"):format(v) end
-  return table.concat(list, " ")
-end
-
--- Samples taken after warm-up must stay within ±tol of the first one.
-local function check_flat(what, samples, tol)
-  local base = samples[1]
-  local worst, at = 0, 1
-  for i, v in ipairs(samples) do
-    local dev = math.abs(v - base) / base
-    if dev > worst then worst, at = dev, i end
-  end
-  assert.is_true(worst <= tol, ("%s not flat: sample %d deviates %.1f%% from %.0f KiB; samples (KiB): %s")
-    :format(what, at, worst * 100, base, fmt(samples)))
-end
-
--- RSS: no sample may exceed the warm-up baseline, or any earlier sample, by
--- more than tol.  A *drop* is allowed: glibc returns freed pages of the test
--- process (busted's own garbage) at unpredictable moments, which says
--- nothing about the runtime; growth is what a leak looks like.
-local function check_no_growth(what, samples, tol)
-  local lowest = samples[1]
-  for i, v in ipairs(samples) do
-    assert.is_true(v <= samples[1] * (1 + tol) and v <= lowest * (1 + tol),
-      ("%s grew: sample %d is %.0f KiB, baseline %.0f, lowest before %.0f; samples (KiB): %s")
-      :format(what, i, v, samples[1], lowest, fmt(samples)))
-    if v < lowest then lowest = v end
-  end
-end
+local rss_kb, heap_kb, check_flat = H.rss_kb, H.heap_kb, H.check_flat
+local check_no_growth = H.check_no_growth
 
 local function check_rss(rss)
   if quarantined then

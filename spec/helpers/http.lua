@@ -47,12 +47,7 @@ function HT.stats() return spindle._http_stats() end
 
 HT.sh = nil -- set below
 
-function HT.rss_kb()
-  for line in io.lines("/proc/self/status") do
-    local kb = line:match("^VmRSS:%s+(%d+)")
-    if kb then return tonumber(kb) end
-  end
-end
+HT.rss_kb = H.rss_kb
 
 -- A shell command line, without the sanitizers; raises if it fails.
 local function sh(cmd)

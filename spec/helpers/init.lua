@@ -158,6 +158,51 @@ end
 
 -- ------------------------------------------------------------------- files
 
+-- Memory checks of the soak specs (52, 90) and the HTTP client's.
+-- H.rss_kb(): this process's resident set, KiB.  H.heap_kb(): the Lua heap
+-- after two full collections, KiB.  H.check_flat(what, samples, tol): every
+-- sample within +-tol of the first.  H.check_no_growth(what, samples, tol):
+-- no sample above the first, or above the lowest before it, by more than
+-- tol (a drop is fine: glibc hands pages back when it likes).
+function H.rss_kb()
+  local f = assert(io.open("/proc/self/status"))
+  local s = f:read("a")
+  f:close()
+  return assert(tonumber(s:match("VmRSS:%s*(%d+)")), "no VmRSS")
+end
+
+function H.heap_kb()
+  collectgarbage("collect")
+  collectgarbage("collect")
+  return collectgarbage("count")
+end
+
+local function fmt_kb(samples)
+  local list = {}
+  for i, v in ipairs(samples) do list[i] = ("%.0f"):format(v) end
+  return table.concat(list, " ")
+end
+
+function H.check_flat(what, samples, tol)
+  local base, worst, at = samples[1], 0, 1
+  for i, v in ipairs(samples) do
+    local dev = math.abs(v - base) / base
+    if dev > worst then worst, at = dev, i end
+  end
+  assert(worst <= tol, ("%s not flat: sample %d deviates %.1f%% from %.0f KiB; samples (KiB): %s")
+    :format(what, at, worst * 100, base, fmt_kb(samples)))
+end
+
+function H.check_no_growth(what, samples, tol)
+  local lowest = samples[1]
+  for i, v in ipairs(samples) do
+    assert(v <= samples[1] * (1 + tol) and v <= lowest * (1 + tol),
+      ("%s grew: sample %d is %.0f KiB, baseline %.0f, lowest before %.0f; samples (KiB): %s")
+      :format(what, i, v, samples[1], lowest, fmt_kb(samples)))
+    if v < lowest then lowest = v end
+  end
+end
+
 function H.tmpname()
   local p = os.tmpname()   -- Lua 5.4 creates the file (mkstemp)
   os.remove(p)
