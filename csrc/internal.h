@@ -278,6 +278,8 @@ struct sp_runtime {
                           ** (http_client.c): made by the first request,
                           ** an owned entry, NULL again once closed */
   sp_wpool *wpool;   /* spindle.blocking's worker states, or NULL */
+  void *sbufs;       /* stream.c's cache of given-back read buffers, an
+                     ** owned entry, or NULL */
   /* Called after every poll, from the scheduler (not from libuv): the
   ** command's signal handlers act here.  May run Lua.  [-0, +0, m] */
   void (*after_poll)(lua_State *L, sp_runtime *rt);

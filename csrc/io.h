@@ -106,6 +106,8 @@ typedef struct sp_stream sp_stream;
 
 /* Bytes asked of the kernel per read, and the least read-buffer bound. */
 #define SP_STREAM_CHUNK 65536
+/* The read buffer inside every stream, for short messages (stream.c). */
+#define SP_STREAM_INLINE 512
 
 typedef struct sp_sbox {
   sp_stream *s; /* NULL once closed */
@@ -122,8 +124,11 @@ struct sp_stream {
   struct sp_tls *tls; /* TLS state (tls.c), NULL for a plain stream */
   const char *kind;   /* "tcp", "unix", "pipe" */
   /* read side: bytes [roff, roff + rlen) of rbuf are buffered */
-  char *rbuf;
+  char *rbuf;         /* NULL while nothing is buffered, or rinline */
   size_t rcap, roff, rlen;
+  size_t rnext; /* size class of the next buffer (stream.c, "Reading") */
+  size_t rhigh; /* the most of rbuf that reads have filled (roff + rlen) */
+  unsigned rlow; /* buffers in a row given back less than a quarter used */
   size_t rscan;  /* bytes from roff already searched for the delimiter */
   size_t rlimit; /* buffer bound: the largest need of any reader */
   sp_task *reader;
@@ -142,6 +147,7 @@ struct sp_stream {
   unsigned reading : 1, eof : 1, wpending : 1, spending : 1, shut : 1,
       closing : 1, external : 1, reset : 1,
       anchored : 1; /* the box's user value holds a pending write's data */
+  char rinline[SP_STREAM_INLINE]; /* rbuf while short messages come */
 };
 
 /* A new stream with an embedded handle that the caller initialises
@@ -171,9 +177,15 @@ void sp_stream_close(sp_stream *s);
 /* For the TLS engine (tls.c): the parts of the read and write machinery
 ** that it drives.  No Lua. */
 /* Room for up to min(rlimit - rlen, max) more plaintext bytes at
-** rbuf + roff + rlen (max <= SP_STREAM_CHUNK): *len is set; NULL when out
-** of memory. */
+** rbuf + roff + rlen (max <= SP_STREAM_CHUNK), at least one: *len is set;
+** NULL when out of memory.  The buffer is made or grown as needed; the
+** caller reports what it wrote with sp_stream_rgot, or calls
+** sp_stream_rtrim when it wrote nothing. */
 char *sp_stream_rreserve(sp_stream *s, size_t max, size_t *len);
+/* n bytes were written at the room sp_stream_rreserve gave. */
+void sp_stream_rgot(sp_stream *s, size_t n);
+/* Gives the buffer back if it holds no bytes. */
+void sp_stream_rtrim(sp_stream *s);
 void sp_stream_read_start(sp_stream *s);
 void sp_stream_read_stop(sp_stream *s);
 /* Wakes the waiting reader if its read can complete now. */

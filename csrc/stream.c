@@ -19,6 +19,23 @@
 ** control holds the peer.  A read never consumes anything until it can
 ** complete, so an aborted or timed-out reader loses no byte.
 **
+** A buffer is taken only when bytes arrive and given back the moment it
+** is drained, so an idle connection waiting in read_some holds none.
+** libuv asks for room (alloc_cb) only once the socket is readable; a read
+** that brought nothing, and rconsume emptying the buffer, give it back.
+** Its size is the stream's class, rnext: short messages (requests, echo)
+** land in rinline, SP_STREAM_INLINE bytes inside the stream, and cost no
+** allocation.  A read that fills the buffer moves on to heap buffers of 4
+** KiB, doubling up to SP_STREAM_CHUNK as reads keep filling them; the
+** class stays for the next buffer and halves after SBUF_SHRINK buffers in
+** a row were given back less than a quarter used.  A buffer grows past SP_STREAM_CHUNK only for
+** a reader that needs more (read(n), read_all), by doubling up to rlimit,
+** and a waiting read(n) gets room for n at once (up to SBUF_FIRST_MAX).
+** Given-back heap buffers of the classes up to SP_STREAM_CHUNK wait in a
+** small per-runtime cache (at most SBUF_CACHE bytes per class) for the
+** next read: a burst of them freed together would cost glibc a heap trim
+** and page faults when the next burst takes them again.
+**
 ** Writing.  uv_try_write first; what the kernel did not take goes to
 ** uv_write and the task waits for its callback, so `write` returns once
 ** the kernel has accepted every byte.  A writer aborted meanwhile leaves
@@ -50,6 +67,18 @@
 #include "tls.h"
 
 enum { R_N, R_SOME, R_LINE, R_UNTIL, R_ALL };
+
+/* Sizes: the first buffer of a stream, and the classes that are cached
+** (SBUF_MIN << 0 .. SBUF_NCLASS - 1, the last one SP_STREAM_CHUNK). */
+#define SBUF_MIN 4096
+#define SBUF_NCLASS 5
+#define SBUF_CACHE (256 * 1024) /* bytes kept per class, at most */
+/* A stream's class halves after this many buffers in a row were given
+** back less than a quarter used (one short read now and then, as at the
+** end of every burst of a bulk transfer, does not count). */
+#define SBUF_SHRINK 8
+/* The most a waiting read(n) gets at once; more by doubling. */
+#define SBUF_FIRST_MAX (4 * SP_STREAM_CHUNK)
 /* What a writer waits for (the low bits of its continuation context). */
 enum { W_OWN = 0, W_PREV = 1, W_SHUT = 2, W_PREV_SHUT = 3 };
 
@@ -71,6 +100,7 @@ sp_stream *sp_stream_alloc(const char *kind) {
   s->h = (uv_stream_t *)&s->u;
   s->kind = kind;
   s->rlimit = SP_STREAM_CHUNK;
+  s->rnext = SP_STREAM_INLINE;
   return s;
 }
 
@@ -88,7 +118,7 @@ static void stream_closed(uv_handle_t *h) {
   sp_io_untrack(&s->node);
   if (s->external) free(h);
   if (s->tls != NULL) sp_tls_free(s->tls);
-  free(s->rbuf);
+  if (s->rbuf != s->rinline) free(s->rbuf);
   free(s);
 }
 
@@ -164,6 +194,7 @@ sp_stream *sp_stream_wrap(lua_State *L, sp_runtime *rt, uv_stream_t *h,
   s->kind = kind;
   s->external = 1;
   s->rlimit = SP_STREAM_CHUNK;
+  s->rnext = SP_STREAM_INLINE;
   sp_stream_opened(s, rt);
   sp_stream_push(L, s);
   return s;
@@ -211,19 +242,157 @@ static size_t check_max(lua_State *L, int arg, size_t def) {
 
 /* ---- the read buffer --------------------------------------------------- */
 
-/* Consumes n buffered bytes.  A drained buffer that grew past a few
-** chunks (a big read(n) or read_all) is given back.  Only Lua calls this,
-** never while libuv holds a pointer into the buffer. */
-static void rconsume(sp_stream *s, size_t n) {
+/* Given-back buffers of each class, for reuse: free lists through each
+** buffer's first word.  Made by the first give-back, owned by the runtime
+** (freed when it closes; rt->sbufs is NULL again then). */
+typedef struct sbuf_cache {
+  sp_ionode node;
+  void *head[SBUF_NCLASS];
+  unsigned n[SBUF_NCLASS];
+} sbuf_cache;
+
+static void sbuf_cache_close(sp_owned *o) {
+  sbuf_cache *c = sp_container_of(o, sbuf_cache, node.own);
+  int k;
+  for (k = 0; k < SBUF_NCLASS; k++)
+    while (c->head[k] != NULL) {
+      void *b = c->head[k];
+      c->head[k] = *(void **)b;
+      free(b);
+    }
+  c->node.rt->sbufs = NULL;
+  sp_io_untrack(&c->node);
+  free(c);
+}
+
+/* The class of a buffer of size cap, or -1 if it is not one. */
+static int sbuf_class(size_t cap) {
+  int k;
+  for (k = 0; k < SBUF_NCLASS; k++)
+    if (cap == (size_t)SBUF_MIN << k) return k;
+  return -1;
+}
+
+/* The runtime's cache, made on first use; NULL when out of memory or once
+** the runtime is closing. */
+static sbuf_cache *sbuf_cache_get(sp_stream *s) {
+  sp_runtime *rt = s->node.rt;
+  sbuf_cache *c = (sbuf_cache *)rt->sbufs;
+  if (c == NULL && !rt->closing && !rt->closed && !s->closing &&
+      (c = (sbuf_cache *)calloc(1, sizeof *c)) != NULL) {
+    sp_io_track(&c->node, rt, sbuf_cache_close);
+    rt->sbufs = c;
+  }
+  return c;
+}
+
+/* A heap buffer of at least *size bytes (rounded up to a class if one is
+** that large; *size is set), from the cache if it has one.  NULL when out
+** of memory. */
+static char *sbuf_alloc(sp_stream *s, size_t *size) {
+  sbuf_cache *c = (sbuf_cache *)s->node.rt->sbufs;
+  int k;
+  for (k = 0; k < SBUF_NCLASS; k++)
+    if (*size <= (size_t)SBUF_MIN << k) break;
+  if (k < SBUF_NCLASS) {
+    *size = (size_t)SBUF_MIN << k;
+    if (c != NULL && c->head[k] != NULL) {
+      void *b = c->head[k];
+      c->head[k] = *(void **)b;
+      c->n[k]--;
+      return (char *)b;
+    }
+  }
+  return (char *)malloc(*size);
+}
+
+/* Gives back a heap buffer of cap bytes: to the cache while its class
+** has room there, else to malloc. */
+static void sbuf_free(sp_stream *s, char *b, size_t cap) {
+  int k = sbuf_class(cap);
+  sbuf_cache *c = k >= 0 ? sbuf_cache_get(s) : NULL;
+  if (c != NULL && ((size_t)c->n[k] + 1) * cap <= SBUF_CACHE) {
+    *(void **)b = c->head[k];
+    c->head[k] = b;
+    c->n[k]++;
+  } else {
+    free(b);
+  }
+}
+
+/* A buffer of at least size bytes for s: rinline, or a heap buffer.  0 or
+** -1 when out of memory. */
+static int rbuf_get(sp_stream *s, size_t size) {
+  if (size <= SP_STREAM_INLINE) {
+    s->rbuf = s->rinline;
+    s->rcap = SP_STREAM_INLINE;
+    return 0;
+  }
+  if ((s->rbuf = sbuf_alloc(s, &size)) == NULL) return -1;
+  s->rcap = size;
+  return 0;
+}
+
+/* Moves the buffered bytes to the start of the buffer. */
+static void rcompact(sp_stream *s) {
+  if (s->roff > 0) {
+    memmove(s->rbuf, s->rbuf + s->roff, s->rlen);
+    s->roff = 0;
+  }
+}
+
+/* Moves the bytes of s into a larger buffer of cap bytes (which reads
+** fill): the next buffer has the larger class too.  0 or -1 when out of
+** memory. */
+static int rbuf_grow(sp_stream *s, size_t cap) {
+  char *p;
+  if (s->rbuf != s->rinline && sbuf_class(s->rcap) < 0) { /* past the classes */
+    rcompact(s);
+    if ((p = (char *)realloc(s->rbuf, cap)) == NULL) return -1;
+  } else {
+    if ((p = sbuf_alloc(s, &cap)) == NULL) return -1;
+    memcpy(p, s->rbuf + s->roff, s->rlen);
+    if (s->rbuf != s->rinline) sbuf_free(s, s->rbuf, s->rcap);
+    s->roff = 0;
+  }
+  s->rbuf = p;
+  s->rcap = cap;
+  s->rhigh = s->rlen;
+  s->rnext = cap < SP_STREAM_CHUNK ? cap : SP_STREAM_CHUNK;
+  return 0;
+}
+
+/* Gives back the drained buffer of s: rinline stays, a heap buffer goes to
+** the cache or to malloc. */
+static void rbuf_put(sp_stream *s) {
+  if (s->rhigh > s->rcap / 4) {
+    s->rlow = 0;
+  } else if (++s->rlow >= SBUF_SHRINK && s->rnext > SP_STREAM_INLINE) {
+    s->rnext = s->rnext > SBUF_MIN ? s->rnext / 2 : SP_STREAM_INLINE;
+    s->rlow = 0;
+  }
+  if (s->rbuf != s->rinline) sbuf_free(s, s->rbuf, s->rcap);
+  s->rbuf = NULL;
+  s->rcap = s->roff = s->rhigh = 0;
+}
+
+void sp_stream_rtrim(sp_stream *s) {
+  if (s->rlen == 0 && s->rbuf != NULL) rbuf_put(s);
+}
+
+/* Consumes n buffered bytes; a drained buffer is given back.  Only Lua
+** calls this, never while libuv holds a pointer into the buffer. */
+static inline void rconsume(sp_stream *s, size_t n) {
   s->roff += n;
   s->rlen -= n;
   s->rscan = 0;
   if (s->rlen == 0) {
-    s->roff = 0;
-    if (s->rcap > 4 * SP_STREAM_CHUNK) {
-      free(s->rbuf);
-      s->rbuf = NULL;
-      s->rcap = 0;
+    if (s->rbuf == s->rinline && s->rnext == SP_STREAM_INLINE) {
+      s->rbuf = NULL; /* short messages: nothing to give back or learn */
+      s->rcap = s->roff = s->rhigh = 0;
+    } else {
+      s->roff = 0;
+      if (s->rbuf != NULL) rbuf_put(s);
     }
   }
 }
@@ -260,31 +429,39 @@ static size_t rneed(int kind, size_t n, size_t max, size_t dlen) {
 }
 
 char *sp_stream_rreserve(sp_stream *s, size_t max, size_t *len) {
-  size_t want = s->rlimit > s->rlen ? s->rlimit - s->rlen : 0;
-  if (want > max) want = max;
-  if (want == 0) want = 1; /* cannot happen: reading stops when full */
-  if (s->roff + s->rlen + want > s->rcap) {
-    if (s->roff > 0 && s->rlen + want <= s->rcap) {
-      memmove(s->rbuf, s->rbuf + s->roff, s->rlen);
-      s->roff = 0;
-    } else {
-      size_t cap = s->rcap ? s->rcap * 2 : SP_STREAM_CHUNK;
-      char *p;
-      if (s->roff > 0) {
-        memmove(s->rbuf, s->rbuf + s->roff, s->rlen);
-        s->roff = 0;
-      }
-      if (cap < s->rlen + want) cap = s->rlen + want;
-      if (cap > s->rlimit && s->rlimit >= s->rlen + want) cap = s->rlimit;
-      p = realloc(s->rbuf, cap);
-      if (p == NULL) return NULL;
-      s->rbuf = p;
-      s->rcap = cap;
+  size_t room, want;
+  if (s->rbuf == NULL) { /* nothing buffered: a new buffer */
+    size_t size = s->rnext;
+    if (s->reader != NULL && s->rkind == R_N && s->rn > size)
+      size = s->rn < SBUF_FIRST_MAX ? s->rn : SBUF_FIRST_MAX;
+    if (rbuf_get(s, size) < 0) return NULL;
+    s->roff = s->rhigh = 0;
+    room = s->rcap;
+  } else if ((room = s->rcap - s->roff - s->rlen) < s->rcap / 8) {
+    /* little room left at the end */
+    if (s->roff >= s->rcap / 2 || (s->roff > 0 && s->rcap >= s->rlimit)) {
+      rcompact(s); /* frees at least half, or all there may be */
+    } else if (s->rcap < s->rlimit || room == 0) { /* reads fill it: grow */
+      size_t cap = s->rcap < SBUF_MIN ? SBUF_MIN : s->rcap * 2;
+      if (cap > s->rlimit && s->rlimit > s->rlen) cap = s->rlimit;
+      if (cap <= s->rlen) cap = s->rlen + 1;
+      if (rbuf_grow(s, cap) < 0) return NULL;
     }
+    room = s->rcap - s->roff - s->rlen;
   }
+  want = s->rlimit > s->rlen ? s->rlimit - s->rlen : 1;
+  if (want > max) want = max;
+  if (want > room) want = room;
   *len = want;
   return s->rbuf + s->roff + s->rlen;
 }
+
+static inline void rgot(sp_stream *s, size_t n) {
+  s->rlen += n;
+  if (s->roff + s->rlen > s->rhigh) s->rhigh = s->roff + s->rlen;
+}
+
+void sp_stream_rgot(sp_stream *s, size_t n) { rgot(s, n); }
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   size_t len = 0;
@@ -333,7 +510,7 @@ static void read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
   sp_stream *s = (sp_stream *)h->data;
   (void)buf;
   if (nread > 0) {
-    s->rlen += (size_t)nread;
+    rgot(s, (size_t)nread);
     if (s->rlen >= s->rlimit) read_stop(s); /* full: the peer waits */
   } else if (nread == UV_EOF) {
     s->eof = 1;
@@ -343,6 +520,7 @@ static void read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
     s->rerr = (int)nread;
     read_stop(s);
   }
+  if (s->rlen == 0 && s->rbuf != NULL) rbuf_put(s); /* nothing came */
   if (s->reader != NULL && s->reader->state == SP_T_WAITING && reader_ready(s))
     wake_waiter(s->reader);
 }

@@ -739,7 +739,7 @@ static void pump(sp_stream *s) {
     ERR_clear_error();
     n = SSL_read(x->ssl, p, (int)len);
     if (n > 0) {
-      s->rlen += (size_t)n;
+      sp_stream_rgot(s, (size_t)n);
       continue;
     }
     e = SSL_get_error(x->ssl, n);
@@ -758,6 +758,7 @@ static void pump(sp_stream *s) {
     tls_fail(s, e);
     break;
   }
+  sp_stream_rtrim(s); /* a buffer that got no plaintext goes back */
 }
 
 /* Encrypts the pending write, at most OUT_HIGH ahead of the kernel, and
@@ -1384,6 +1385,7 @@ static int take_buffered(sp_stream *s) {
     memcpy(x->cin, s->rbuf + s->roff, s->rlen);
     x->cin_len = s->rlen;
     s->roff = s->rlen = s->rscan = 0;
+    sp_stream_rtrim(s);
   }
   if (s->rerr) x->in_err = s->rerr;
   if (s->eof && !s->rerr) x->in_eof = 1;
