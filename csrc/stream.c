@@ -365,7 +365,9 @@ static int rbuf_grow(sp_stream *s, size_t cap) {
 /* Gives back the drained buffer of s: rinline stays, a heap buffer goes to
 ** the cache or to malloc. */
 static void rbuf_put(sp_stream *s) {
-  if (s->rhigh > s->rcap / 4) {
+  if (s->rhigh == 0) {
+    /* a read that brought nothing says nothing about sizes */
+  } else if (s->rhigh > s->rcap / 4) {
     s->rlow = 0;
   } else if (++s->rlow >= SBUF_SHRINK && s->rnext > SP_STREAM_INLINE) {
     s->rnext = s->rnext > SBUF_MIN ? s->rnext / 2 : SP_STREAM_INLINE;
