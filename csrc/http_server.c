@@ -718,7 +718,7 @@ enum { H_LEN = 1, H_TE = 2, H_DATE = 4 };
 static const char *const NOMEM = "not enough memory";
 
 /* Adds "name: value\r\n" for the value at the top (a string, or anything
-** tostring takes; popped).  NULL or an error message. */
+** tostring takes; popped).  NULL or an error message.  [-1, +0, m] */
 static const char *add_field(lua_State *L, hconn *c, const char *k, size_t kn) {
   size_t vn;
   const char *v = luaL_tolstring(L, -1, &vn);
@@ -792,16 +792,13 @@ static const char *build_head(lua_State *L, hres *p, lua_Integer status,
         lua_Integer i, len = (lua_Integer)lua_rawlen(L, -1);
         for (i = 1; i <= len && err == NULL; i++) {
           lua_rawgeti(L, -1, i);
-          err = add_field(L, c, k, kn);
-          lua_pushnil(L); /* add_field popped two: value and its string */
+          err = add_field(L, c, k, kn); /* pops the element */
         }
-        lua_pop(L, 1);
       } else {
         lua_pushvalue(L, -1);
-        err = add_field(L, c, k, kn);
-        lua_pushnil(L);
-        lua_pop(L, 2);
+        err = add_field(L, c, k, kn); /* pops the copy */
       }
+      lua_pop(L, 1); /* the value: the key stays for lua_next */
       if (err != NULL) {
         lua_pop(L, 1);
         return err;
@@ -1470,6 +1467,7 @@ static int fail_500(lua_State *L, hconn *c, hres *p) {
 static int conn_finish(lua_State *L) {
   hconn *c = check_conn(L);
   hres *p = (hres *)check_up(L, 2, UP_RES, RES_MT);
+  hreq *q = p->req;
   int top = lua_gettop(L);
   if (p->conn != c) return luaL_error(L, "finish: not this connection's");
   if (!lua_toboolean(L, 3)) { /* the handler raised: error at 4 */
@@ -1522,6 +1520,8 @@ static int conn_finish(lua_State *L) {
     }
     if (err == NULL && !lua_isnil(L, 5) && !lua_istable(L, 5))
       err = "http: headers must be a table";
+    if (!q->done && (q->flags & SP_HTTP_EXPECT_CONTINUE) && !q->continued)
+      p->close = 1; /* the body was never invited: the connection ends */
     if (err == NULL)
       err =
           build_head(L, p, status, lua_isnil(L, 5) ? 0 : 5, (lua_Integer)blen);
