@@ -51,7 +51,8 @@
 #define REQ_MT "spindle.http.request"
 #define RES_MT "spindle.http.response"
 #define MAX_HEADERS 100
-#define SKIP_MAX 65536 /* an unread body up to this is skipped, not fatal */
+#define SMALL_HEADERS 16 /* a connection's own; more: MAX_HEADERS, malloc()ed */
+#define SKIP_MAX 65536   /* an unread body up to this is skipped, not fatal */
 #define READ_MAX 65536
 
 typedef struct hconn hconn;
@@ -82,6 +83,11 @@ typedef struct hconf {
   uint64_t header_ns, idle_ns;
   int closing;
   hconn *idle; /* connections waiting for a request: circular list */
+  /* Where response heads are made.  One per server: a head is made and
+  ** handed to the stream (written, or copied into a Lua string) before
+  ** the task can yield, so connections never share it at once. */
+  char *wbuf;
+  size_t wlen, wcap;
   time_t date_t;
   char date[40]; /* "date: <IMF-fixdate>\r\n" of date_t */
   size_t date_len;
@@ -110,10 +116,9 @@ struct hconn {
   sp_runtime *rt;
   hreq *cur; /* the request being served, or NULL */
   sp_http_request r;
-  char *wbuf; /* where response heads are made */
-  size_t wlen, wcap;
   unsigned head : 1, timed_out : 1, woken : 1;
-  sp_http_header headers[MAX_HEADERS];
+  sp_http_header *big;                 /* MAX_HEADERS, made when needed */
+  sp_http_header small[SMALL_HEADERS]; /* enough for most heads */
 };
 
 /* Request user values. */
@@ -314,6 +319,16 @@ static int l_conf(lua_State *L) {
 
 static void conn_disarm(hconn *c);
 
+static int conf_gc(lua_State *L) {
+  hconf *cf = (hconf *)sp_testclass(L, 1, CONF_MT);
+  if (cf != NULL) {
+    free(cf->wbuf);
+    cf->wbuf = NULL;
+    cf->wlen = cf->wcap = 0;
+  }
+  return 0;
+}
+
 /* conf:close(): no new requests; connections waiting for one end now. */
 static int conf_close(lua_State *L) {
   hconf *cf = (hconf *)check_up(L, 1, UP_CONF, CONF_MT);
@@ -353,14 +368,33 @@ static void conn_fire(sp_runtime *rt, sp_timer *tm) {
   if (t != NULL && t->state == SP_T_WAITING) sp_wake(t, SP_WAKE_OK);
 }
 
+/* Parses what the buffer holds.  A head with more fields than the
+** connection's small array is parsed again from its start with the large
+** one (made once per connection, when first needed).  No Lua. */
+static int parse_head(hconn *c, sp_stream *s) {
+  int st = sp_http_parse_request(&c->r, sp_stream_rdata(s), s->rlen);
+  if (st == SP_HTTP_ERR && c->r.headers == c->small &&
+      c->r.nheaders >= SMALL_HEADERS && c->r.status == 431) {
+    if (c->big == NULL)
+      c->big = (sp_http_header *)malloc(MAX_HEADERS * sizeof *c->big);
+    if (c->big == NULL) return st;
+    sp_http_request_init(&c->r, c->big, MAX_HEADERS, c->conf->max_header);
+    st = sp_http_parse_request(&c->r, sp_stream_rdata(s), s->rlen);
+  }
+  return st;
+}
+
+static void parse_reset(hconn *c) {
+  sp_http_request_init(&c->r, c->small, SMALL_HEADERS, c->conf->max_header);
+}
+
 /* The read callback's question: is the head complete (or broken, or the
 ** stream ended)?  The first byte of a request starts its head deadline. */
 static int head_ready(sp_stream *s, void *data) {
   hconn *c = (hconn *)data;
   if (s->eof || s->rerr) return 1;
   if (s->rlen == 0) return 0;
-  if (sp_http_parse_request(&c->r, sp_stream_rdata(s), s->rlen) !=
-      SP_HTTP_AGAIN)
+  if (parse_head(c, s) != SP_HTTP_AGAIN)
     return 1; /* most heads come whole: no deadline to move */
   if (!c->head) {
     c->head = 1;
@@ -469,7 +503,7 @@ static int push_exchange(lua_State *L, hconn *c, sp_stream *s) {
   lua_setiuservalue(L, -2, SU_CONN);
   set_mt(L, UP_RES);
   sp_stream_rconsume(s, r->head_len);
-  sp_http_request_init(&c->r, c->headers, MAX_HEADERS, c->conf->max_header);
+  parse_reset(c);
   c->head = 0;
   c->cur = q;
   lua_pushvalue(L, -2);
@@ -482,7 +516,7 @@ static int push_exchange(lua_State *L, hconn *c, sp_stream *s) {
 static int next_try(lua_State *L, hconn *c, sp_stream *s) {
   int st;
   if (s->rlen > 0) {
-    st = sp_http_parse_request(&c->r, sp_stream_rdata(s), s->rlen);
+    st = parse_head(c, s);
     if (st == SP_HTTP_OK) {
       if ((c->r.flags & SP_HTTP_HAS_LENGTH) &&
           (uint64_t)c->r.content_length > c->conf->max_body)
@@ -607,29 +641,30 @@ static int wb_write(lua_State *L, hconn *c, int conn_idx, lua_KContext ctx,
                     lua_KFunction k) {
   sp_stream *s = c->box->s;
   size_t done = 0;
-  if (s != NULL && sp_stream_try_write(s, c->wbuf, c->wlen, &done)) {
+  if (s != NULL &&
+      sp_stream_try_write(s, c->conf->wbuf, c->conf->wlen, &done)) {
     lua_pushboolean(L, 1);
     lua_pushnil(L);
     lua_pushnil(L);
     return k(L, LUA_OK, ctx);
   }
-  lua_pushlstring(L, c->wbuf + done, c->wlen - done);
+  lua_pushlstring(L, c->conf->wbuf + done, c->conf->wlen - done);
   return write_n(L, conn_idx, 1, ctx, k);
 }
 
 /* The output buffer of a connection (heads are made there, then pushed
 ** as one string).  -1 when out of memory. */
 static int wb_add(hconn *c, const char *p, size_t n) {
-  if (c->wlen + n > c->wcap) {
-    size_t cap = c->wcap ? c->wcap : 512;
+  if (c->conf->wlen + n > c->conf->wcap) {
+    size_t cap = c->conf->wcap ? c->conf->wcap : 512;
     char *b;
-    while (cap < c->wlen + n) cap *= 2;
-    if ((b = realloc(c->wbuf, cap)) == NULL) return -1;
-    c->wbuf = b;
-    c->wcap = cap;
+    while (cap < c->conf->wlen + n) cap *= 2;
+    if ((b = realloc(c->conf->wbuf, cap)) == NULL) return -1;
+    c->conf->wbuf = b;
+    c->conf->wcap = cap;
   }
-  memcpy(c->wbuf + c->wlen, p, n);
-  c->wlen += n;
+  memcpy(c->conf->wbuf + c->conf->wlen, p, n);
+  c->conf->wlen += n;
   return 0;
 }
 
@@ -666,7 +701,7 @@ static int plain(hconn *c, int status) {
                "HTTP/1.1 %d %s\r\ncontent-type: text/plain\r\n"
                "content-length: %d\r\n",
                status, why, (int)strlen(why) + 1);
-  c->wlen = 0;
+  c->conf->wlen = 0;
   if (wb_add(c, line, (size_t)n) || wb_add(c, date, dlen) ||
       wb_lit(c, "connection: close\r\n\r\n") || wb_add(c, why, strlen(why)) ||
       wb_lit(c, "\n"))
@@ -752,7 +787,7 @@ static const char *build_head(lua_State *L, hres *p, lua_Integer status,
   line[10] = (char)('0' + status / 10 % 10);
   line[11] = (char)('0' + status % 10);
   line[12] = ' ';
-  c->wlen = 0;
+  c->conf->wlen = 0;
   if (wb_add(c, line, 13) || wb_add(c, why, strlen(why)) || wb_lit(c, "\r\n"))
     return NOMEM;
   if (hidx != 0) {
@@ -874,7 +909,7 @@ static int res_send(lua_State *L, hres *p, int head, int cidx, int last) {
   lua_getiuservalue(L, 1, SU_CONN);
   conn_idx = lua_gettop(L);
   if (head) {
-    lua_pushlstring(L, p->conn->wbuf, p->conn->wlen);
+    lua_pushlstring(L, p->conn->conf->wbuf, p->conn->conf->wlen);
     n++;
   }
   if (cidx != 0) lua_tolstring(L, cidx, &len);
@@ -1363,7 +1398,7 @@ static int l_conn(lua_State *L) {
   c->conf = cf;
   c->box = box;
   sp_timer_init(&c->timer, conn_fire);
-  sp_http_request_init(&c->r, c->headers, MAX_HEADERS, cf->max_header);
+  parse_reset(c);
   set_mt(L, UP_CONN);
   lua_pushvalue(L, 2);
   lua_setiuservalue(L, 3, CU_STREAM);
@@ -1381,9 +1416,8 @@ static int l_conn(lua_State *L) {
 static int conn_gc(lua_State *L) {
   hconn *c = (hconn *)sp_testclass(L, 1, CONN_MT);
   if (c != NULL) {
-    free(c->wbuf);
-    c->wbuf = NULL;
-    c->wlen = c->wcap = 0;
+    free(c->big);
+    c->big = NULL;
   }
   return 0;
 }
@@ -1539,7 +1573,7 @@ static int conn_finish(lua_State *L) {
       if (wb_add(c, body, blen)) return luaL_error(L, "not enough memory");
       return wb_write(L, c, 1, F_SENT, finish_k);
     }
-    lua_pushlstring(L, c->wbuf, c->wlen);
+    lua_pushlstring(L, c->conf->wbuf, c->conf->wlen);
     lua_pushvalue(L, 6);
     return write_n(L, 1, 2, F_SENT, finish_k);
   }
@@ -1572,6 +1606,7 @@ int sp_http_server_open(lua_State *L) {
   static const luaL_Reg conn_methods[] = {
       {"next", conn_next}, {"finish", conn_finish}, {NULL, NULL}};
   static const luaL_Reg conn_meta[] = {{"__gc", conn_gc}, {NULL, NULL}};
+  static const luaL_Reg conf_meta[] = {{"__gc", conf_gc}, {NULL, NULL}};
   static const luaL_Reg req_methods[] = {
       {"read_some", req_read_some}, {"body", req_body}, {NULL, NULL}};
   static const luaL_Reg req_meta[] = {
@@ -1596,6 +1631,10 @@ int sp_http_server_open(lua_State *L) {
   PUSH_MTS();
   sp_setfuncs_up(L, conf_methods, 4);
   lua_setfield(L, base, "__index");
+  lua_pushvalue(L, base);
+  PUSH_MTS();
+  sp_setfuncs_up(L, conf_meta, 4);
+  lua_pop(L, 1);
   lua_newtable(L);
   PUSH_MTS();
   sp_setfuncs_up(L, conn_methods, 4);

@@ -68,6 +68,26 @@ describe("http.serve requests", function()
     end)
   end)
 
+  it("takes up to 100 header fields (more: 431)", function()
+    run(function()
+      local srv <close>, port = start{handler = function(req)
+        return 200, nil, tostring(#req.header_list) .. " " .. req.headers["x-98"]
+      end}
+      local function head(n)
+        local t = {"GET / HTTP/1.1\r\nHost: h\r\n"}
+        for i = 1, n - 2 do t[#t + 1] = ("X-%d: v%d\r\n"):format(i, i) end
+        t[#t + 1] = "Connection: close\r\n\r\n"
+        return table.concat(t)
+      end
+      for _ = 1, 2 do -- the large array is made once, then reused
+        local out = raw(port, head(100))
+        assert.truthy(out:find("\r\n\r\n100 v98$"), out)
+      end
+      local out = raw(port, head(101))
+      assert.equal("431", out:match("^HTTP/1%.1 (%d+)"), out)
+    end)
+  end)
+
   it("keeps fields a handler sets, even over its own (middleware)", function()
     run(function()
       local srv <close>, port = start{handler = function(req)
