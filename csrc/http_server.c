@@ -1422,11 +1422,21 @@ static int conn_gc(lua_State *L) {
   return 0;
 }
 
+/* Is the running task being cancelled (aborted, or inside an expired
+** timeout)?  Else a cancellation error that reached conn:finish came out
+** of a timeout the handler opened and did not catch: a handler failure
+** like any other. */
+static int cancelling(lua_State *L) {
+  sp_runtime *rt = sp_box_get(L)->cur;
+  sp_task *t = rt != NULL ? rt->current : NULL;
+  return t == NULL || t->cancel || t->nexpired > 0;
+}
+
 /* The message handler of the handler's xpcall: keeps the traceback of a
 ** failure (not of a cancellation or a BodyError) for the report. */
 static int conn_msgh(lua_State *L) {
   lua_settop(L, 1);
-  if (is_body_error(L, 1) || is_cancel(L, 1)) return 1;
+  if (is_body_error(L, 1) || (is_cancel(L, 1) && cancelling(L))) return 1;
   luaL_traceback(L, L, luaL_tolstring(L, 1, NULL), 1);
   lua_setiuservalue(L, lua_upvalueindex(1), CU_TB);
   lua_settop(L, 1);
@@ -1506,7 +1516,7 @@ static int conn_finish(lua_State *L) {
   if (p->conn != c) return luaL_error(L, "finish: not this connection's");
   if (!lua_toboolean(L, 3)) { /* the handler raised: error at 4 */
     lua_settop(L, 4);
-    if (is_cancel(L, 4)) {
+    if (is_cancel(L, 4) && cancelling(L)) { /* the connection's own */
       p->conn = NULL;
       return lua_error(L);
     }

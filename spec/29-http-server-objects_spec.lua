@@ -254,6 +254,29 @@ describe("http.serve responses", function()
     end
   end)
 
+  it("a timeout the handler did not catch is its failure: 500 and a report", function()
+    local reports = {}
+    H.run_with({on_error = function(err) reports[#reports + 1] = tostring(err) end}, function()
+      local srv <close>, port = start{handler = function(req)
+        if req.path == "/caught" then
+          local ok, err = pcall(spindle.timeout, 0.05, req.body, req)
+          assert(not ok and spindle.is_timeout(err))
+          return 408, nil, "slow"
+        end
+        spindle.timeout(0.05, req.body, req) -- the body never comes whole
+      end}
+      for _, path in ipairs({"/caught", "/uncaught"}) do
+        local s <close> = assert(net.connect("127.0.0.1", port))
+        s:write("POST " .. path .. " HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nabc")
+        local status = response(s)
+        assert.equal(path == "/caught" and 408 or 500, status)
+      end
+      spindle.sleep(0.01)
+    end)
+    assert.equal(1, #reports)
+    assert.truthy(reports[1]:find("timeout", 1, true), reports[1])
+  end)
+
   it("streams: write_head, write, finish; a handler that returns after writing is finished", function()
     run(function()
       local srv <close>, port = start{handler = function(req, res)
