@@ -652,19 +652,24 @@ static int wb_write(lua_State *L, hconn *c, int conn_idx, lua_KContext ctx,
   return write_n(L, conn_idx, 1, ctx, k);
 }
 
-/* The output buffer of a connection (heads are made there, then pushed
-** as one string).  -1 when out of memory. */
-static int wb_add(hconn *c, const char *p, size_t n) {
-  if (c->conf->wlen + n > c->conf->wcap) {
-    size_t cap = c->conf->wcap ? c->conf->wcap : 512;
-    char *b;
-    while (cap < c->conf->wlen + n) cap *= 2;
-    if ((b = realloc(c->conf->wbuf, cap)) == NULL) return -1;
-    c->conf->wbuf = b;
-    c->conf->wcap = cap;
-  }
-  memcpy(c->conf->wbuf + c->conf->wlen, p, n);
-  c->conf->wlen += n;
+/* The output buffer: grows (rarely) out of line, appends inline. */
+static int wb_grow(hconf *cf, size_t n) {
+  size_t cap = cf->wcap ? cf->wcap : 512;
+  char *b;
+  while (cap < cf->wlen + n) cap *= 2;
+  if ((b = realloc(cf->wbuf, cap)) == NULL) return -1;
+  cf->wbuf = b;
+  cf->wcap = cap;
+  return 0;
+}
+
+/* Appends p[0..n) to the server's output buffer: 0, or -1 when out of
+** memory. */
+static inline int wb_add(hconn *c, const char *p, size_t n) {
+  hconf *cf = c->conf;
+  if (cf->wlen + n > cf->wcap && wb_grow(cf, n)) return -1;
+  memcpy(cf->wbuf + cf->wlen, p, n);
+  cf->wlen += n;
   return 0;
 }
 
