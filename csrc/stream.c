@@ -66,7 +66,7 @@
 
 #include "tls.h"
 
-enum { R_N, R_SOME, R_LINE, R_UNTIL, R_ALL };
+enum { R_N, R_SOME, R_LINE, R_UNTIL, R_ALL, R_FN = SP_STREAM_R_FN };
 
 /* Sizes: the first buffer of a stream, and the classes that are cached
 ** (SBUF_MIN << 0 .. SBUF_NCLASS - 1, the last one SP_STREAM_CHUNK). */
@@ -403,6 +403,38 @@ static const char *rdata(sp_stream *s) {
   return s->rbuf != NULL ? s->rbuf + s->roff : "";
 }
 
+const char *sp_stream_rdata(sp_stream *s) { return rdata(s); }
+
+void sp_stream_rconsume(sp_stream *s, size_t n) { rconsume(s, n); }
+
+int sp_stream_unread(sp_stream *s, const char *p, size_t n) {
+  if (n == 0) return 0;
+  if (s->rbuf == NULL) {
+    if (rbuf_get(s, n) < 0) return -1;
+    s->roff = s->rhigh = 0;
+  }
+  if (s->roff < n) { /* make room in front */
+    if (s->rlen + n <= s->rcap) {
+      memmove(s->rbuf + n, s->rbuf + s->roff, s->rlen);
+    } else {
+      size_t cap = s->rlen + n;
+      char *b = sbuf_alloc(s, &cap);
+      if (b == NULL) return -1;
+      memcpy(b + n, s->rbuf + s->roff, s->rlen);
+      if (s->rbuf != s->rinline) sbuf_free(s, s->rbuf, s->rcap);
+      s->rbuf = b;
+      s->rcap = cap;
+    }
+    s->roff = n;
+  }
+  s->roff -= n;
+  s->rlen += n;
+  s->rscan = 0;
+  if (s->roff + s->rlen > s->rhigh) s->rhigh = s->roff + s->rlen;
+  memmove(s->rbuf + s->roff, p, n);
+  return 0;
+}
+
 /* Searches the delimiter in the first `upto` buffered bytes, starting where
 ** the last search stopped.  Returns its offset or -1. */
 static long rfind(sp_stream *s, const char *d, size_t dlen, size_t upto) {
@@ -488,6 +520,7 @@ static int reader_ready(sp_stream *s) {
     case R_N: return s->rlen >= s->rn;
     case R_SOME: return s->rlen > 0;
     case R_ALL: return s->rlen > s->rmax;
+    case R_FN: return s->rfn(s, s->rfn_data);
     default:
       return s->rlen >= s->rmax + s->dlen ||
              rfind(s, s->delim, s->dlen, s->rmax + s->dlen) >= 0;
@@ -943,6 +976,23 @@ pending: /* anchor the strings until the write completes */
   s->anchored = 1;
   lua_settop(L, top);
   return wait_writer(L, s, t, W_OWN);
+}
+
+int sp_stream_try_write(sp_stream *s, const char *p, size_t n, size_t *done) {
+  uv_buf_t b;
+  int r;
+  *done = 0;
+  if (s->writer != NULL || s->wq.head != NULL || s->wpending || s->spending ||
+      s->werr || s->tls != NULL || s->anchored || s->closing)
+    return 0;
+  b = uv_buf_init((char *)p, (unsigned)n);
+  r = uv_try_write(s->h, &b, 1);
+  if (r < 0) {
+    if (r != UV_EAGAIN && r != UV_ENOSYS) s->werr = r; /* write reports it */
+    return 0;
+  }
+  *done = (size_t)r;
+  return (size_t)r == n;
 }
 
 static int s_write(lua_State *L) {
