@@ -62,6 +62,9 @@ typedef struct sp_box {
 sp_box *sp_box_get(lua_State *L); /* from the registry; [-0, +0, m] */
 /* luaL_setfuncs into the table at -1 with the box as upvalue 1. */
 void sp_setfuncs(lua_State *L, const luaL_Reg *fns); /* [-0, +0, m] */
+/* The same with the nup values at the top as upvalues 2..nup+1 (popped).
+** [-nup, +0, m] */
+void sp_setfuncs_up(lua_State *L, const luaL_Reg *fns, int nup);
 
 /* ---- timers (timer.c) -------------------------------------------------- */
 
