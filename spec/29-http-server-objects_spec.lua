@@ -1,28 +1,14 @@
 -- http.serve's request and response objects and its connection loop
 -- (docs/http.md#requests, #responses, #what-the-server-does-for-you),
 -- driven by raw sockets on loopback.
-local H = require "spec.helpers"
+local HT = dofile("spec/helpers/http.lua")
+local H = HT.H
 local spindle = H.spindle
 local net = spindle.net
-local serve = require("spindle.http_server").serve
+local raw = HT.raw
 
 local function run(fn) return H.run_real(fn) end
 run(function() end) -- libuv's process-wide pipe, opened once
-
-local function start(opts)
-  opts.host = "127.0.0.1"
-  opts.port = 0
-  local srv = assert(serve(opts))
-  local _, port = srv:local_addr()
-  return srv, port
-end
-
--- Sends data on a new connection and reads until the server closes.
-local function raw(port, data)
-  local s <close> = assert(net.connect("127.0.0.1", port))
-  assert(s:write(data))
-  return s:read_all(1 << 22) or ""
-end
 
 -- Reads one response (head and content-length body) from s.
 local function response(s)
@@ -38,7 +24,7 @@ describe("http.serve requests", function()
   it("has the fields of docs/http.md, made when asked for", function()
     run(function()
       local got
-      local srv <close>, port = start{handler = function(req)
+      local srv <close>, _, port = HT.serve{handler = function(req)
         got = {
           method = req.method, target = req.target, path = req.path,
           query = req.query, version = req.version, peer = req.peer,
@@ -70,7 +56,7 @@ describe("http.serve requests", function()
 
   it("takes up to 100 header fields (more: 431)", function()
     run(function()
-      local srv <close>, port = start{handler = function(req)
+      local srv <close>, _, port = HT.serve{handler = function(req)
         return 200, nil, tostring(#req.header_list) .. " " .. req.headers["x-98"]
       end}
       local function head(n)
@@ -90,7 +76,7 @@ describe("http.serve requests", function()
 
   it("keeps fields a handler sets, even over its own (middleware)", function()
     run(function()
-      local srv <close>, port = start{handler = function(req)
+      local srv <close>, _, port = HT.serve{handler = function(req)
         req.user = "ann"
         req.path = req.path:upper()
         return 200, nil, req.user .. " " .. req.path .. " " .. req.method
@@ -102,7 +88,7 @@ describe("http.serve requests", function()
 
   it("a query-less target has no query; HTTP/1.0 says so", function()
     run(function()
-      local srv <close>, port = start{handler = function(req)
+      local srv <close>, _, port = HT.serve{handler = function(req)
         return 200, nil, tostring(req.query) .. " " .. req.version
       end}
       local out = raw(port, "GET / HTTP/1.0\r\n\r\n")
@@ -113,7 +99,7 @@ describe("http.serve requests", function()
   it("refuses the objects once their exchange is over", function()
     run(function()
       local kept = {}
-      local srv <close>, port = start{handler = function(req, res)
+      local srv <close>, _, port = HT.serve{handler = function(req, res)
         kept.req, kept.res = req, res
         return 200, nil, "ok"
       end}
@@ -132,7 +118,7 @@ describe("http.serve requests", function()
 
   it("reads a body piece by piece within max, and whole", function()
     run(function()
-      local srv <close>, port = start{handler = function(req)
+      local srv <close>, _, port = HT.serve{handler = function(req)
         if req.path == "/some" then
           local parts = {}
           while true do
@@ -163,7 +149,7 @@ describe("http.serve requests", function()
 
   it("skips a small unread body and keeps the connection; closes on a large one", function()
     run(function()
-      local srv <close>, port = start{handler = function(req) return 200, nil, req.path end}
+      local srv <close>, _, port = HT.serve{handler = function(req) return 200, nil, req.path end}
       local out = raw(port, "POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello" ..
         "GET /b HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
       assert.truthy(out:find("/a", 1, true) and out:find("/b", 1, true), out)
@@ -179,7 +165,7 @@ describe("http.serve requests", function()
 
   it("never invites a body it did not read: Expect: 100-continue, then close", function()
     run(function()
-      local srv <close>, port = start{handler = function() return 403, nil, "no" end}
+      local srv <close>, _, port = HT.serve{handler = function() return 403, nil, "no" end}
       local s <close> = assert(net.connect("127.0.0.1", port))
       s:write("PUT /f HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\nExpect: 100-continue\r\n\r\n")
       local status, head = response(s)
@@ -197,7 +183,7 @@ describe("http.serve responses", function()
   it("writes repeated headers, numbers, big bodies, and a HEAD without a body", function()
     run(function()
       local big = string.rep("0123456789", 100000) -- 1 MB: written apart from the head
-      local srv <close>, port = start{handler = function(req)
+      local srv <close>, _, port = HT.serve{handler = function(req)
         return 200, {["set-cookie"] = {"a=1", "b=2"}, ["x-n"] = 42}, big
       end}
       local s <close> = assert(net.connect("127.0.0.1", port))
@@ -217,7 +203,7 @@ describe("http.serve responses", function()
 
   it("HTTP/1.0 with keep-alive stays open and says so", function()
     run(function()
-      local srv <close>, port = start{handler = function(req) return 200, nil, req.path end}
+      local srv <close>, _, port = HT.serve{handler = function(req) return 200, nil, req.path end}
       local s <close> = assert(net.connect("127.0.0.1", port))
       for i = 1, 3 do
         s:write("GET /" .. i .. " HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
@@ -232,7 +218,7 @@ describe("http.serve responses", function()
   it("a bad header, status or body from the handler is a 500 and a report", function()
     local reports = {}
     H.run_with({on_error = function(err) reports[#reports + 1] = tostring(err) end}, function()
-      local srv <close>, port = start{handler = function(req)
+      local srv <close>, _, port = HT.serve{handler = function(req)
         if req.path == "/crlf" then return 200, {["x"] = "a\r\nb"}, "" end
         if req.path == "/status" then return "two hundred" end
         if req.path == "/body" then return 200, nil, {} end
@@ -257,7 +243,7 @@ describe("http.serve responses", function()
   it("a timeout the handler did not catch is its failure: 500 and a report", function()
     local reports = {}
     H.run_with({on_error = function(err) reports[#reports + 1] = tostring(err) end}, function()
-      local srv <close>, port = start{handler = function(req)
+      local srv <close>, _, port = HT.serve{handler = function(req)
         if req.path == "/caught" then
           local ok, err = pcall(spindle.timeout, 0.05, req.body, req)
           assert(not ok and spindle.is_timeout(err))
@@ -279,7 +265,7 @@ describe("http.serve responses", function()
 
   it("streams: write_head, write, finish; a handler that returns after writing is finished", function()
     run(function()
-      local srv <close>, port = start{handler = function(req, res)
+      local srv <close>, _, port = HT.serve{handler = function(req, res)
         res:write_head(201, {["x-a"] = "1"})
         res:write("ab")
         res:write("")
@@ -301,7 +287,7 @@ describe("http.serve connections", function()
   it("a pipelining client does not starve the others", function()
     run(function()
       local order = {}
-      local srv <close>, port = start{handler = function(req)
+      local srv <close>, _, port = HT.serve{handler = function(req)
         order[#order + 1] = req.path
         return 200, nil, "k"
       end}
@@ -325,7 +311,7 @@ describe("http.serve connections", function()
 
   it("close() ends connections waiting for a request at once", function()
     run(function()
-      local srv, port = start{handler = function() return 204 end, idle_timeout = 1000}
+      local srv, _, port = HT.serve{handler = function() return 204 end, idle_timeout = 1000}
       local conns = {}
       for i = 1, 5 do
         conns[i] = assert(net.connect("127.0.0.1", port))

@@ -23,6 +23,10 @@
 --                             spindle._http_stats() back to zero
 --   HT.stats()                spindle._http_stats()
 --   HT.rss_kb()               this process's resident set, KiB
+--   HT.serve(opts)            http.serve on 127.0.0.1 and a free port:
+--                             srv, base URL, port
+--   HT.raw(port, data)        sends data on a new connection, reads until
+--                             the server closes: everything it answered
 --
 -- Children run without LD_PRELOAD (the asan stage preloads the sanitizers
 -- into this process; python and nginx must not inherit them) and under
@@ -234,6 +238,20 @@ end
 -- and every curl object (clients, easy handles, poll handles, transfers)
 -- as it found them.  A first request made here opens what libcurl and
 -- libuv open once per process.
+function HT.serve(opts)
+  opts.host = opts.host or "127.0.0.1"
+  opts.port = 0
+  local srv = assert(require("spindle.http_server").serve(opts))
+  local host, port = srv:local_addr()
+  return srv, ("http://%s:%d"):format(host, port), port
+end
+
+function HT.raw(port, data)
+  local s <close> = assert(spindle.net.connect("127.0.0.1", port))
+  if data then assert(s:write(data)) end
+  return s:read_all(1 << 22) or ""
+end
+
 function HT.check(env)
   env.setup(function()
     HT.run(function() HT.http.get("http://127.0.0.1:1/") end)
