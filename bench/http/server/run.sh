@@ -153,7 +153,7 @@ local list = {} for s in servers:gmatch("%S+") do list[#list + 1] = s end
 local cs = {} for c in concs:gmatch("%S+") do cs[#cs + 1] = tonumber(c) end
 local rssv, abv = {}, {}
 do local i = 1 for v in rss:gmatch("%S+") do rssv[list[i]] = tonumber(v) i = i + 1 end end
-do local i = 1 for v in ab:gmatch("%S+") do abv[list[i]] = tonumber(v) i = i + 1 end end
+do local i = 1 for v in ab:gmatch("%S+") do abv[list[i]] = tonumber(v) or v i = i + 1 end end
 local data = {}
 for line in io.lines(res) do
   local s, c, _, rps, us, p99 = line:match("^(%S+) (%d+) (%d+) (%S+) (%S+) (%S+)")
