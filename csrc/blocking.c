@@ -27,6 +27,7 @@
 ** by the runtime until work_done, so closing the runtime waits for it (the
 ** worker runs Lua on memory the request owns).
 */
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,13 +83,13 @@ static int buf_grow(buf *b, size_t len) {
   return 1;
 }
 
-static void buf_add(buf *b, const void *data, size_t len) {
+static inline void buf_add(buf *b, const void *data, size_t len) {
   if (len > b->cap - b->n && !buf_grow(b, len)) return;
   memcpy(b->p + b->n, data, len);
   b->n += len;
 }
 
-static void buf_byte(buf *b, char c) { buf_add(b, &c, 1); }
+static inline void buf_byte(buf *b, char c) { buf_add(b, &c, 1); }
 
 /* ---- encoding values --------------------------------------------------- */
 
@@ -331,6 +332,8 @@ typedef struct work {
   size_t npath, ncpath;
   buf in;             /* arguments */
   buf out;            /* results, or the error as one value */
+  struct work *pnext, *pprev; /* in the pool's pending list */
+  int pending;        /* waiting for the end of the ready round */
   int failed;         /* fn raised: out holds the error */
   int status;         /* < 0: libuv could not run it (cancelled, ...) */
   char inl_in[WORK_INLINE], inl_out[WORK_INLINE];
@@ -380,14 +383,16 @@ static int dump_writer(lua_State *L, const void *p, size_t sz, void *ud) {
   return 0;
 }
 
-/* Pushes the sp_code of the Lua function at fn: from the cache, or dumped
-** now (once per function object; the cache's keys are weak, so it goes
-** with the function).  [-0, +1, m] */
+/* Pushes the sp_code of the Lua function at fn: from the cache, or checked
+** and dumped now (once per function object; the cache's keys are weak, so
+** it goes with the function).  A function in the cache passed the checks:
+** the names of its upvalues cannot change.  [-0, +1, e] */
 static const sp_code *code_push(lua_State *L, int fn) {
   dumper d;
   sp_code *c;
   size_t n;
-  const char *s;
+  int i;
+  const char *s, *name;
   fn = lua_absindex(L, fn);
   lua_rawgetp(L, LUA_REGISTRYINDEX, &code_key);
   lua_pushvalue(L, fn);
@@ -396,6 +401,18 @@ static const sp_code *code_push(lua_State *L, int fn) {
     return (const sp_code *)lua_touserdata(L, -1);
   }
   lua_pop(L, 1);
+  if (lua_iscfunction(L, fn))
+    luaL_argerror(L, 1,
+                  "a Lua function expected (C functions cannot be "
+                  "moved to another thread)");
+  for (i = 1; (name = lua_getupvalue(L, fn, i)) != NULL; i++) {
+    lua_pop(L, 1);
+    if (strcmp(name, "_ENV") != 0)
+      luaL_error(L,
+                 "spindle.blocking: fn may not capture upvalues other "
+                 "than _ENV (it captures '%s')",
+                 name);
+  }
   lua_pushvalue(L, fn);
   d.init = 0;
   if (lua_dump(L, dump_writer, &d, 0) != 0 || !d.init)
@@ -421,51 +438,65 @@ static const sp_code *code_push(lua_State *L, int fn) {
 ** makes one), and gives it back after a job that returned normally; a
 ** state whose job raised is closed, so an error never leaves half-updated
 ** globals behind for the next job.  Jobs that succeed may leave globals
-** behind (docs/blocking.md#worker-threads says so).  The pool is owned by
+** behind (docs/blocking.md#worker-threads says so).
+**
+** The free states sit in WPOOL_MAX slots that the worker threads take and
+** fill with atomic exchanges, without a lock: with more pool threads than
+** cores, a lock held by a preempted thread put the others to sleep (a
+** futex wait and a wake per job in the profile).  The pool is owned by
 ** the runtime; it is freed when the runtime has closed and the last job
-** came back. */
+** came back (work_done, on the loop thread, after the worker let go of the
+** state); a state given back after the close is closed then. */
 #define WPOOL_MAX 16
 
 struct sp_wpool {
   sp_owned own;
   sp_runtime *rt;
-  uv_mutex_t lock;
-  lua_State *free[WPOOL_MAX];
-  int nfree;
-  int jobs;   /* queued or running */
-  int closed; /* the runtime closed: give nothing back */
+  _Atomic(lua_State *) slot[WPOOL_MAX];
+  atomic_int closed; /* the runtime closed: give nothing back */
+  /* loop thread only: */
+  int jobs;              /* handed to libuv, work_done not yet run */
+  struct work *phead, *ptail; /* pending: queued at the end of the round */
 };
 
-static void wpool_release(sp_wpool *p) {
+/* Closes the states in the slots.  Loop thread. */
+static void wpool_drain(sp_wpool *p) {
   int i;
-  for (i = 0; i < p->nfree; i++) lua_close(p->free[i]);
-  p->nfree = 0;
+  for (i = 0; i < WPOOL_MAX; i++) {
+    lua_State *L = atomic_exchange(&p->slot[i], NULL);
+    if (L != NULL) lua_close(L);
+  }
 }
 
-/* The runtime closes (no job can be queued any more). */
+static void wpool_free(sp_wpool *p) {
+  wpool_drain(p);
+  sp_disown(&p->own);
+  free(p);
+}
+
+static void work_drop_pending(struct work *w);
+
+/* The runtime closes (no job can be queued any more): pending jobs are
+** dropped (their tasks are gone already). */
 static void wpool_close(sp_owned *o) {
   sp_wpool *p = sp_container_of(o, sp_wpool, own);
+  while (p->phead != NULL) work_drop_pending(p->phead);
   p->rt->wpool = NULL;
-  uv_mutex_lock(&p->lock);
-  p->closed = 1;
-  wpool_release(p);
-  uv_mutex_unlock(&p->lock);
-  if (p->jobs == 0) { /* else the last work_done frees it */
-    sp_disown(&p->own);
-    uv_mutex_destroy(&p->lock);
-    free(p);
-  }
+  atomic_store(&p->closed, 1);
+  wpool_drain(p);
+  if (p->jobs == 0) wpool_free(p); /* else the last work_done frees it */
 }
 
 /* The runtime's pool, made on first use; NULL when out of memory. */
 static sp_wpool *wpool_get(sp_runtime *rt) {
   sp_wpool *p = rt->wpool;
+  int i;
   if (p != NULL) return p;
-  if ((p = calloc(1, sizeof *p)) == NULL) return NULL;
-  if (uv_mutex_init(&p->lock) != 0) {
-    free(p);
-    return NULL;
-  }
+  if ((p = (sp_wpool *)malloc(sizeof *p)) == NULL) return NULL;
+  for (i = 0; i < WPOOL_MAX; i++) atomic_init(&p->slot[i], NULL);
+  atomic_init(&p->closed, 0);
+  p->jobs = 0;
+  p->phead = p->ptail = NULL;
   p->rt = rt;
   sp_own(rt, &p->own, wpool_close);
   rt->wpool = p;
@@ -475,23 +506,25 @@ static sp_wpool *wpool_get(sp_runtime *rt) {
 /* Worker thread: a state from the pool, or a new one.  NULL: no memory. */
 static lua_State *wpool_take(sp_wpool *p) {
   lua_State *L = NULL;
-  uv_mutex_lock(&p->lock);
-  if (p->nfree > 0) L = p->free[--p->nfree];
-  uv_mutex_unlock(&p->lock);
+  int i;
+  for (i = 0; i < WPOOL_MAX && L == NULL; i++)
+    if (atomic_load_explicit(&p->slot[i], memory_order_relaxed) != NULL)
+      L = atomic_exchange(&p->slot[i], NULL);
   if (L == NULL && (L = luaL_newstate()) != NULL) luaL_openlibs(L);
   return L;
 }
 
 /* Worker thread: back to the pool, or closed. */
 static void wpool_give(sp_wpool *p, lua_State *L, int reuse) {
-  if (reuse) {
+  int i;
+  if (reuse && !atomic_load(&p->closed)) {
     lua_settop(L, 0);
-    uv_mutex_lock(&p->lock);
-    if (!p->closed && p->nfree < WPOOL_MAX) {
-      p->free[p->nfree++] = L;
-      L = NULL;
+    for (i = 0; i < WPOOL_MAX && L != NULL; i++) {
+      lua_State *none = NULL;
+      if (atomic_load_explicit(&p->slot[i], memory_order_relaxed) == NULL &&
+          atomic_compare_exchange_strong(&p->slot[i], &none, L))
+        L = NULL;
     }
-    uv_mutex_unlock(&p->lock);
   }
   if (L != NULL) lua_close(L);
 }
@@ -642,11 +675,8 @@ static void work_done(uv_work_t *req, int status) {
   sp_wpool *p = w->pool;
   w->rt->inflight--;
   sp_disown(&w->own);
-  if (--p->jobs == 0 && p->closed) { /* the runtime closed meanwhile */
-    sp_disown(&p->own);
-    uv_mutex_destroy(&p->lock);
-    free(p);
-  }
+  if (--p->jobs == 0 && atomic_load(&p->closed))
+    wpool_free(p); /* the runtime closed meanwhile */
   w->status = status;
   if (w->task == NULL) {
     work_free(w);
@@ -655,18 +685,105 @@ static void work_done(uv_work_t *req, int status) {
   sp_wake(w->task, SP_WAKE_OK);
 }
 
+/* A pending request leaves the list and is freed: it never reached libuv,
+** so nothing else will.  The task (if any) is no longer waiting for it. */
+static void work_drop_pending(struct work *w) {
+  sp_wpool *p = w->pool;
+  if (w->pprev != NULL)
+    w->pprev->pnext = w->pnext;
+  else
+    p->phead = w->pnext;
+  if (w->pnext != NULL)
+    w->pnext->pprev = w->pprev;
+  else
+    p->ptail = w->pprev;
+  w->rt->inflight--;
+  sp_disown(&w->own);
+  work_free(w);
+}
+
 /* The runtime closes: detach the task; work_done (which always comes)
 ** frees the request. */
 static void work_close(sp_owned *o) {
   work *w = sp_container_of(o, work, own);
+  if (w->pending) {
+    work_drop_pending(w);
+    return;
+  }
   w->task = NULL;
   uv_cancel((uv_req_t *)&w->req);
 }
 
 static void work_undo(sp_task *t) {
   work *w = (work *)t->w.obj;
+  if (w->pending) {
+    work_drop_pending(w);
+    return;
+  }
   w->task = NULL;                 /* work_done frees it */
   uv_cancel((uv_req_t *)&w->req); /* in case it has not started yet */
+}
+
+/* ---- handing jobs to libuv ----------------------------------------------- */
+
+/* The size of libuv's thread pool, as libuv reads it (at most 1024). */
+static int pool_threads(void) {
+  static int n = 0;
+  if (n == 0) {
+    const char *v = getenv("UV_THREADPOOL_SIZE");
+    int k = v != NULL ? atoi(v) : 0;
+    n = k < 1 ? 4 : k > 1024 ? 1024 : k;
+  }
+  return n;
+}
+
+/* Jobs are handed to libuv at once while the runtime's earlier jobs leave
+** a pool thread free: the job starts now, in parallel with the rest of the
+** ready round.  Beyond that it would only wait in libuv's queue, so it
+** waits in ours, and sp_blocking_flush hands over every pending job in one
+** burst at the end of the round.  A burst of jobs (one task per job) then
+** costs what a loop of uv_queue_work calls costs: queued while the pool
+** threads are busy, each handed over without waking a thread, instead of
+** one handoff -- and often a thread woken and the loop thread preempted
+** by it -- between every two task slices (bench/README.md has the
+** numbers).  The order of jobs is kept: once one waits, the next waits
+** too, until the flush.  Returns 0 or a libuv error. */
+static int work_submit(work *w) {
+  sp_wpool *p = w->pool;
+  int r;
+  if (p->phead == NULL && p->jobs < pool_threads()) {
+    if ((r = uv_queue_work(w->rt->loop, &w->req, work_run, work_done)) != 0)
+      return r;
+    p->jobs++;
+    return 0;
+  }
+  w->pending = 1;
+  w->pnext = NULL;
+  w->pprev = p->ptail;
+  if (p->ptail != NULL)
+    p->ptail->pnext = w;
+  else
+    p->phead = w;
+  p->ptail = w;
+  return 0;
+}
+
+void sp_blocking_flush(sp_runtime *rt) {
+  sp_wpool *p = rt->wpool;
+  work *w;
+  if (p == NULL) return;
+  while ((w = p->phead) != NULL) {
+    int r;
+    p->phead = w->pnext;
+    if (p->phead != NULL)
+      p->phead->pprev = NULL;
+    else
+      p->ptail = NULL;
+    w->pending = 0;
+    p->jobs++;
+    if ((r = uv_queue_work(rt->loop, &w->req, work_run, work_done)) != 0)
+      work_done(&w->req, r); /* cannot happen: the arguments are valid */
+  }
 }
 
 static const sp_waitops blocking_wait = {"blocking (worker thread)", work_undo,
@@ -736,21 +853,17 @@ static int encode_p(lua_State *L) {
   return 0;
 }
 
-/* Queues the job: fn (a Lua function, or "mod.fn") at 1, nargs arguments
-** after it; waits.  [-0, +?, e] */
-static int blocking_start(lua_State *L, int nargs) {
+/* Queues the job: fn (a Lua function, whose code is c, or "mod.fn") at 1,
+** nargs arguments after it; waits.  [-0, +?, e] */
+static int blocking_start(lua_State *L, int nargs, const sp_code *c) {
   sp_task *t = sp_await_check(L, "spindle.blocking");
-  const sp_code *c = NULL;
   const char *fname = NULL, *path = NULL, *cpath = NULL, *err;
   size_t nfname = 0, npath = 0, ncpath = 0, size;
   int i, r, bad = 0, tables = 0;
   work *w;
   char *p;
   luaL_checkstack(L, nargs + 8, "spindle.blocking: too many arguments");
-  if (lua_type(L, 1) == LUA_TSTRING)
-    fname = lua_tolstring(L, 1, &nfname);
-  else
-    c = code_push(L, 1); /* kept on the stack while it is copied */
+  if (c == NULL) fname = lua_tolstring(L, 1, &nfname);
   /* the caller's module paths travel with the job */
   if (lua_getglobal(L, "package") == LUA_TTABLE) {
     if (lua_getfield(L, -1, "path") == LUA_TSTRING)
@@ -813,41 +926,30 @@ static int blocking_start(lua_State *L, int nargs) {
     work_free(w);
     return luaL_error(L, "not enough memory");
   }
-  if ((r = uv_queue_work(t->rt->loop, &w->req, work_run, work_done)) != 0) {
+  if ((r = work_submit(w)) != 0) {
     work_free(w);
     return luaL_error(L, "spindle.blocking: %s", uv_strerror(r));
   }
   t->rt->inflight++;
-  w->pool->jobs++;
   sp_own(t->rt, &w->own, work_close);
   return sp_await_block(L, t, &blocking_wait, w, blocking_k, (lua_KContext)t);
 }
 
 /* spindle.blocking(fn, ...) */
 static int l_blocking(lua_State *L) {
-  int nargs = lua_gettop(L) - 1, i;
-  const char *name;
+  int nargs = lua_gettop(L) - 1;
+  const sp_code *c;
   if (lua_type(L, 1) == LUA_TSTRING) { /* "mod.fn" */
     const char *fn = lua_tostring(L, 1), *dot = strrchr(fn, '.');
     size_t len = lua_rawlen(L, 1);
     if (dot == NULL || dot == fn || dot[1] == '\0' || strlen(fn) != len)
       luaL_argerror(L, 1, "\"module.function\" expected");
-    return blocking_start(L, nargs);
+    return blocking_start(L, nargs, NULL);
   }
   luaL_checktype(L, 1, LUA_TFUNCTION);
-  if (lua_iscfunction(L, 1))
-    luaL_argerror(L, 1,
-                  "a Lua function expected (C functions cannot be "
-                  "moved to another thread)");
-  for (i = 1; (name = lua_getupvalue(L, 1, i)) != NULL; i++) {
-    lua_pop(L, 1);
-    if (strcmp(name, "_ENV") != 0)
-      return luaL_error(L,
-                        "spindle.blocking: fn may not capture upvalues "
-                        "other than _ENV (it captures '%s')",
-                        name);
-  }
-  return blocking_start(L, nargs);
+  luaL_checkstack(L, 8, "spindle.blocking: too many arguments");
+  c = code_push(L, 1); /* stays on the stack while the request is made */
+  return blocking_start(L, nargs, c);
 }
 
 int sp_blocking_open(lua_State *L) {

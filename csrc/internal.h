@@ -297,6 +297,10 @@ int sp_capi_step(lua_State *L, sp_runtime *rt, double max_seconds);
 void sp_capi_run_all(lua_State *L, sp_runtime *rt);
 void sp_runtime_pin(lua_State *L, sp_runtime *rt, int on); /* [-0,+0,m] */
 
+/* blocking.c: hands the jobs queued during a ready round to libuv's
+** thread pool; turn() calls it after every round.  [-0, +0, -] */
+void sp_blocking_flush(sp_runtime *rt);
+
 /* sched.c */
 void sp_wake(sp_task *t, int why);
 void sp_ready_push(sp_runtime *rt, sp_task *t);

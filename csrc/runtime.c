@@ -151,6 +151,7 @@ static void turn(lua_State *L, sp_runtime *rt, int may_block,
                  uint64_t budget_end, sp_task *until) {
   if (may_block) sp_host_step_begins(rt); /* run: every turn is a step */
   sp_run_ready(L, rt, budget_end, until);
+  sp_blocking_flush(rt); /* jobs the round queued go to the pool threads */
   if (rt->live == 0 || (until != NULL && sp_task_finished(until))) return;
   sp_timers_fire(rt);
   poll_io(rt, may_block && rt->next_step.head == NULL);
