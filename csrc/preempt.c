@@ -83,13 +83,14 @@ static void task_hook(lua_State *L, lua_Debug *ar) {
     return;
   }
   if (rt->preempt > 0) {
+    if (p != NULL) /* armed with a count of 1 (a cancellation): from now */
+      lua_sethook(L, task_hook, LUA_MASKCOUNT, rt->preempt); /* every N */
     if (lua_isyieldable(L)) {
       sp_check_cancel(L, t); /* aborts reach CPU-bound tasks here */
       t->state = SP_T_READY;
       t->fast = 0;
       lua_yield(L, 0);
-    } else if (p != NULL) /* inside a C call: try again N later */
-      lua_sethook(L, task_hook, LUA_MASKCOUNT, rt->preempt);
+    } /* else inside a C call: try again N instructions later */
   }
 }
 
@@ -431,8 +432,8 @@ void sp_preempt_enter(sp_runtime *rt, sp_task *t) {
   atomic_store_explicit(&p->seq, s, memory_order_relaxed);
   atomic_store_explicit(&p->co, t->co, memory_order_relaxed);
   atomic_signal_fence(memory_order_seq_cst);
-  if (rt->preempt > 0 && !t->bare && t->wake != SP_WAKE_INTERRUPT &&
-      cancel_pending(t)) {
+  if (rt->preempt > 0 && t->wake != SP_WAKE_INTERRUPT &&
+      lua_gethook(t->co) == NULL && cancel_pending(t)) {
     p->yield = 1;
     p->armed = 1;
     lua_sethook(t->co, task_hook, LUA_MASKCOUNT, 1);
