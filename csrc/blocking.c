@@ -18,7 +18,10 @@
 ** results.  fn is dumped once per function object (a weak cache holds the
 ** bytecode and its hash); a worker state loads it once per bytecode (its
 ** own cache, keyed by the hash and checked byte for byte), and sets
-** package.path/cpath only when they differ from the caller's.
+** package.path/cpath only when they differ from the caller's.  Worker
+** states wait in lock-free slots; jobs beyond the pool's threads are
+** handed to libuv in one burst at the end of the ready round
+** (work_submit says why).
 **
 ** Abort while the work runs: a running work item cannot be stopped, so the
 ** task is detached (its await raises at once) and the request finishes on
@@ -456,6 +459,7 @@ struct sp_wpool {
   atomic_int closed; /* the runtime closed: give nothing back */
   /* loop thread only: */
   int jobs;              /* handed to libuv, work_done not yet run */
+  int threads;           /* libuv's pool threads (UV_THREADPOOL_SIZE) */
   struct work *phead, *ptail; /* pending: queued at the end of the round */
 };
 
@@ -487,6 +491,13 @@ static void wpool_close(sp_owned *o) {
   if (p->jobs == 0) wpool_free(p); /* else the last work_done frees it */
 }
 
+/* The size of libuv's thread pool, as libuv reads it (at most 1024). */
+static int pool_threads(void) {
+  const char *v = getenv("UV_THREADPOOL_SIZE");
+  int k = v != NULL ? atoi(v) : 0;
+  return k < 1 ? 4 : k > 1024 ? 1024 : k;
+}
+
 /* The runtime's pool, made on first use; NULL when out of memory. */
 static sp_wpool *wpool_get(sp_runtime *rt) {
   sp_wpool *p = rt->wpool;
@@ -496,6 +507,7 @@ static sp_wpool *wpool_get(sp_runtime *rt) {
   for (i = 0; i < WPOOL_MAX; i++) atomic_init(&p->slot[i], NULL);
   atomic_init(&p->closed, 0);
   p->jobs = 0;
+  p->threads = pool_threads();
   p->phead = p->ptail = NULL;
   p->rt = rt;
   sp_own(rt, &p->own, wpool_close);
@@ -726,17 +738,6 @@ static void work_undo(sp_task *t) {
 
 /* ---- handing jobs to libuv ----------------------------------------------- */
 
-/* The size of libuv's thread pool, as libuv reads it (at most 1024). */
-static int pool_threads(void) {
-  static int n = 0;
-  if (n == 0) {
-    const char *v = getenv("UV_THREADPOOL_SIZE");
-    int k = v != NULL ? atoi(v) : 0;
-    n = k < 1 ? 4 : k > 1024 ? 1024 : k;
-  }
-  return n;
-}
-
 /* Jobs are handed to libuv at once while the runtime's earlier jobs leave
 ** a pool thread free: the job starts now, in parallel with the rest of the
 ** ready round.  Beyond that it would only wait in libuv's queue, so it
@@ -751,7 +752,7 @@ static int pool_threads(void) {
 static int work_submit(work *w) {
   sp_wpool *p = w->pool;
   int r;
-  if (p->phead == NULL && p->jobs < pool_threads()) {
+  if (p->phead == NULL && p->jobs < p->threads) {
     if ((r = uv_queue_work(w->rt->loop, &w->req, work_run, work_done)) != 0)
       return r;
     p->jobs++;

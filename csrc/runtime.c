@@ -156,7 +156,7 @@ static void turn(lua_State *L, sp_runtime *rt, int may_block,
   if (rt->pre != NULL) sp_preempt_round(rt, 1);
   sp_run_ready(L, rt, budget_end, until);
   if (rt->pre != NULL) sp_preempt_round(rt, 0);
-  sp_blocking_flush(rt); /* jobs the round queued go to the pool threads */
+  if (rt->wpool != NULL) sp_blocking_flush(rt); /* jobs the round queued */
   if (rt->live == 0 || (until != NULL && sp_task_finished(until))) return;
   sp_timers_fire(rt);
   poll_io(rt, may_block && rt->next_step.head == NULL);
