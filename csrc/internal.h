@@ -36,7 +36,7 @@ typedef struct sp_runtime sp_runtime;
 typedef struct sp_task sp_task;
 typedef struct sp_tscope sp_tscope;
 typedef struct sp_wpool sp_wpool; /* blocking.c: worker states */
-typedef struct sp_preempt sp_preempt; /* preempt.c: the watchdog's view */
+typedef struct sp_preempt sp_preempt; /* preempt.c: the CPU-time timer */
 
 /* Metatable names (also the __name shown by luaL_typeerror). */
 #define SP_TASK_MT "spindle.task"
@@ -281,7 +281,7 @@ struct sp_runtime {
                           ** (http_client.c): made by the first request,
                           ** an owned entry, NULL again once closed */
   sp_wpool *wpool;   /* spindle.blocking's worker states, or NULL */
-  sp_preempt *pre;   /* preempt/warn_blocking by the watchdog, or NULL
+  sp_preempt *pre;   /* preempt/warn_blocking by a CPU-time timer, or NULL
                      ** (then the exact count hook is on every task) */
   /* Called after every poll, from the scheduler (not from libuv): the
   ** command's signal handlers act here.  May run Lua.  [-0, +0, m] */
@@ -302,30 +302,24 @@ int sp_capi_step(lua_State *L, sp_runtime *rt, double max_seconds);
 void sp_capi_run_all(lua_State *L, sp_runtime *rt);
 void sp_runtime_pin(lua_State *L, sp_runtime *rt, int on); /* [-0,+0,m] */
 
-/* preempt.c (the top of the file explains).  The record is shared with
-** the watchdog thread and the signal handler: atomics, and volatile
-** sig_atomic_t for what only the handler and its own thread touch. */
+/* preempt.c (the top of the file explains).  The record is read by the
+** SIGURG handler on the runtime's thread: atomics (lock-free, so safe in a
+** handler) for what the scheduler publishes, volatile for the rest. */
 struct sp_preempt {
   sp_owned own;
   sp_runtime *rt;
-  sp_preempt *tls_prev;             /* the runtime running further out */
-  _Atomic(lua_State *) co;          /* being resumed, NULL between slices */
-  _Atomic unsigned seq;             /* slices started */
-  _Atomic unsigned target;          /* the slice the watchdog signals */
-  _Atomic int target_yield;         /* ... for preemption (else warn) */
-  _Atomic int busy;                 /* in a ready round */
-  _Atomic uint64_t start;           /* the slice's start, for warn */
-  _Atomic unsigned long thread;     /* pthread_t of the round */
-  _Atomic int cpuclock;             /* that thread's CPU clock */
-  volatile sig_atomic_t armed;      /* a hook is set for this slice */
-  volatile sig_atomic_t yield;      /* ... and it preempts */
-  int n;                            /* preempt: the hook's count */
-  uint64_t tick, warn;              /* ns; 0: off */
-  /* the watchdog's own (under its lock) */
-  sp_preempt *wd_next;
-  unsigned wd_seq, wd_fired, wd_warned;
-  int wd_seen;
-  uint64_t wd_at;
+  sp_preempt *tls_prev;          /* the runtime running further out */
+  _Atomic(lua_State *) co;       /* being resumed, NULL between slices */
+  _Atomic unsigned seq;          /* slices started */
+  _Atomic uint64_t start;        /* the slice's start (hrtime), for warn */
+  volatile sig_atomic_t armed;   /* a hook is set for this slice */
+  volatile sig_atomic_t yield;   /* ... and it preempts */
+  volatile unsigned fired, warned; /* the handler's: slices armed */
+  int n;                         /* preempt: the hook's count */
+  uint64_t tick, warn;           /* ns; 0: off */
+  int timer_made;                /* 1: timer ticks for thread; -1: failed */
+  void *timer;                   /* timer_t, on the CPU clock of thread */
+  unsigned long thread;          /* pthread_t of the rounds */
 };
 int sp_preempt_start(sp_runtime *rt);        /* 0: exact count hook */
 void sp_preempt_round(sp_runtime *rt, int on); /* around a ready round */
