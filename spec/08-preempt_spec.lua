@@ -99,9 +99,9 @@ describe("preempt = N", function()
 end)
 
 describe("preempt = N with the real clock (docs/blocking.md#preemption)", function()
-  -- The count hook is armed by the watchdog once a slice has used a
-  -- quantum of CPU; every loop below is bounded by CPU time so that a
-  -- failure is an assertion, never a hang.
+  -- The count hook is armed by a timer on the thread's CPU time (SIGURG);
+  -- every loop below is bounded by CPU time so that a failure is an
+  -- assertion, never a hang.
   local LIMIT = H.timeout(20)
 
   it("makes CPU-bound tasks take turns", function()
@@ -194,7 +194,7 @@ describe("preempt = N with the real clock (docs/blocking.md#preemption)", functi
       end)
     end
     assert.is_true(take_turns({preempt = 10000}))
-    assert.is_true(take_turns({preempt = 5000})) -- the watchdog started again
+    assert.is_true(take_turns({preempt = 5000})) -- a new runtime, a new timer
     -- a runtime with preempt in a worker thread's Lua state, while this
     -- thread's runtime preempts a loop of its own
     local inner, outer = run_with({preempt = 10000}, function()
