@@ -461,6 +461,7 @@ struct sp_wpool {
   int jobs;              /* handed to libuv, work_done not yet run */
   int threads;           /* libuv's pool threads (UV_THREADPOOL_SIZE) */
   struct work *phead, *ptail; /* pending: queued at the end of the round */
+  int npending;
 };
 
 /* Closes the states in the slots.  Loop thread. */
@@ -509,6 +510,7 @@ static sp_wpool *wpool_get(sp_runtime *rt) {
   p->jobs = 0;
   p->threads = pool_threads();
   p->phead = p->ptail = NULL;
+  p->npending = 0;
   p->rt = rt;
   sp_own(rt, &p->own, wpool_close);
   rt->wpool = p;
@@ -710,6 +712,7 @@ static void work_drop_pending(struct work *w) {
   else
     p->ptail = w->pprev;
   w->rt->inflight--;
+  p->npending--;
   sp_disown(&w->own);
   work_free(w);
 }
@@ -741,14 +744,18 @@ static void work_undo(sp_task *t) {
 /* Jobs are handed to libuv at once while the runtime's earlier jobs leave
 ** a pool thread free: the job starts now, in parallel with the rest of the
 ** ready round.  Beyond that it would only wait in libuv's queue, so it
-** waits in ours, and sp_blocking_flush hands over every pending job in one
-** burst at the end of the round.  A burst of jobs (one task per job) then
-** costs what a loop of uv_queue_work calls costs: queued while the pool
-** threads are busy, each handed over without waking a thread, instead of
-** one handoff -- and often a thread woken and the loop thread preempted
-** by it -- between every two task slices (bench/README.md has the
-** numbers).  The order of jobs is kept: once one waits, the next waits
-** too, until the flush.  Returns 0 or a libuv error. */
+** waits in ours, and goes with the others in one burst: when WORK_BATCH
+** are waiting, or at the end of the round (sp_blocking_flush).  A burst of
+** jobs (one task per job) then costs about what a loop of uv_queue_work
+** calls costs: queued while the pool threads are busy, each handed over
+** without waking a thread, instead of one handoff -- and often a thread
+** woken and the loop thread preempted by it -- between every two task
+** slices (half the CPU per job with empty jobs; bench/README.md).  The
+** batch keeps the pool fed during a long round.  The order of jobs is
+** kept: once one waits, the next waits too.  Returns 0 or a libuv
+** error. */
+#define WORK_BATCH 64
+
 static int work_submit(work *w) {
   sp_wpool *p = w->pool;
   int r;
@@ -766,6 +773,7 @@ static int work_submit(work *w) {
   else
     p->phead = w;
   p->ptail = w;
+  if (++p->npending >= WORK_BATCH) sp_blocking_flush(w->rt);
   return 0;
 }
 
@@ -781,6 +789,7 @@ void sp_blocking_flush(sp_runtime *rt) {
     else
       p->ptail = NULL;
     w->pending = 0;
+    p->npending--;
     p->jobs++;
     if ((r = uv_queue_work(rt->loop, &w->req, work_run, work_done)) != 0)
       work_done(&w->req, r); /* cannot happen: the arguments are valid */

@@ -216,18 +216,23 @@ describe("many jobs at once (docs/blocking.md#worker-threads)", function()
   it("keeps jobs beyond the pool's threads in order, and aborts those not yet handed over", function()
     local results = run(function()
       local hs = {}
-      for i = 1, 50 do hs[i] = spindle.spawn(spindle.blocking, function(x) return x * 3 end, i) end
-      -- the same ready round: jobs 5..50 wait for its end, these are dropped
-      spindle.spawn(function() for i = 10, 40 do hs[i]:abort() end end)
+      for i = 1, 150 do hs[i] = spindle.spawn(spindle.blocking, function(x) return x * 3 end, i) end
+      -- the same ready round: jobs 5.. wait, 64 at a time, and the last
+      -- ones until the round ends: 140..145 are dropped before they are
+      -- handed over, 10..40 cancelled or detached
+      spindle.spawn(function()
+        for i = 10, 40 do hs[i]:abort() end
+        for i = 140, 145 do hs[i]:abort() end
+      end)
       local out = {}
-      for i = 1, 50 do
+      for i = 1, 150 do
         local ok, v = hs[i]:result()
         out[i] = ok and v or (spindle.is_cancelled(v) and "cancelled" or v)
       end
       return out
     end)
-    for i = 1, 50 do
-      if i >= 10 and i <= 40 then
+    for i = 1, 150 do
+      if (i >= 10 and i <= 40) or (i >= 140 and i <= 145) then
         assert.equal("cancelled", results[i])
       else
         assert.equal(i * 3, results[i])
