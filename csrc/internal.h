@@ -314,7 +314,8 @@ struct sp_preempt {
   _Atomic uint64_t start;        /* the slice's start (hrtime), for warn */
   volatile sig_atomic_t armed;   /* a hook is set for this slice */
   volatile sig_atomic_t yield;   /* ... and it preempts */
-  volatile unsigned fired, warned; /* the handler's: slices armed */
+  volatile unsigned last;        /* the handler's: slice at the last tick */
+  volatile unsigned fired, warned; /* ... slices armed */
   int n;                         /* preempt: the hook's count */
   uint64_t tick, warn;           /* ns; 0: off */
   int timer_made;                /* 1: timer ticks for thread; -1: failed */

@@ -19,7 +19,9 @@
 **     on this thread (a thread-local, initial-exec: one load in the
 **     handler);
 **   - the handler, on that thread, arms the count hook on the running
-**     slice's coroutine: lua_sethook may be called from a signal handler
+**     slice's coroutine if that slice was already running at the previous
+**     tick (it has run a quantum): lua_sethook may be called from a signal
+**     handler
 **     (ldebug.c says so; lua.c's SIGINT handler does it).  It is never
 **     called from another thread: settraps() walks the CallInfo list the
 **     VM changes;
@@ -147,20 +149,23 @@ static void arm(sp_preempt *p, lua_State *co, int yield) {
   p->armed = 1;
 }
 
-/* A tick of p's timer, on p's thread, after a quantum of its CPU time:
-** the slice running now gets the hook (once), and yields N instructions
-** later; warn_blocking looks at the slice's wall time. */
+/* A tick of p's timer, on p's thread, after a quantum of its CPU time.
+** A slice that was already running at the previous tick has run for at
+** least a quantum: it gets the hook (once), and yields N instructions
+** later.  warn_blocking looks at the slice's wall time. */
 static void on_tick(sp_preempt *p) {
   lua_State *co = atomic_load_explicit(&p->co, memory_order_relaxed);
   unsigned s = atomic_load_explicit(&p->seq, memory_order_relaxed);
-  if (co == NULL) return; /* between two slices */
+  unsigned last = p->last;
+  p->last = co != NULL ? s : s - 1; /* between slices: none running */
+  if (co == NULL) return;
   if (p->warn > 0 && p->warned != s &&
       uv_hrtime() - atomic_load_explicit(&p->start, memory_order_relaxed) >
           p->warn) {
     p->warned = s;
     arm(p, co, 0);
   }
-  if (p->tick > 0 && p->fired != s) {
+  if (p->tick > 0 && last == s && p->fired != s) {
     p->fired = s;
     arm(p, co, 1);
   }
@@ -271,7 +276,7 @@ int sp_preempt_start(sp_runtime *rt) {
   atomic_init(&p->co, NULL);
   atomic_init(&p->seq, 0);
   atomic_init(&p->start, 0);
-  p->fired = p->warned = (unsigned)-1;
+  p->fired = p->warned = p->last = (unsigned)-1;
   if (sig_use() != 0) {
     free(p);
     return 0;
