@@ -15,6 +15,7 @@ package.cpath = "./build/?.so;" .. package.cpath
 package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
 local spindle = require "spindle"
 local uv = require "luv"
+local median = dofile("bench/util.lua").median
 
 local quick = arg[1] == "--quick"
 local JOBS = quick and 200 or 1000
@@ -66,11 +67,6 @@ local function cpu_round(preempt)
   end)
   rt:close()
   return os.clock() - t0
-end
-
-local function median(t)
-  table.sort(t)
-  return t[(#t + 1) // 2]
 end
 
 local sp, lv, plain, pre = {}, {}, {}, {}
