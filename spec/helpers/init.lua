@@ -44,6 +44,8 @@
 --                          reports: one fails the test)
 --   H.tmpname()            a fresh temp path (no file left behind)
 --   H.fd_count()           open descriptors of this process
+--   H.settle_fds(n)        inside a task: waits (bounded) until the
+--                          descriptor count is n; returns the count
 --   H.check_fds(_ENV)      every spec of the file (or describe block) must
 --                          leave the descriptor count as it found it
 --   H.read_file/write_file/remove/exists
@@ -332,6 +334,17 @@ function H.fd_count()
     end
   end
   return n
+end
+
+-- Inside a task: waits (bounded, about a second) until the descriptor
+-- count is n -- a file is closed on the thread pool, so a moment after
+-- close() returns.  Returns the count.
+function H.settle_fds(n)
+  for _ = 1, 200 do
+    if H.fd_count() == n then return n end
+    H.spindle.sleep(0.005)
+  end
+  return H.fd_count()
 end
 
 -- Installs before_each/after_each (in the spec file's environment `env`:
