@@ -31,6 +31,11 @@
 --                          its error value unchanged
 --   H.run_real(fn, ...)    the same with the real clock
 --   H.run_with(o, fn, ...) the same with any runtime options
+--   H.vrun(fn, o)          H.run_virtual(fn) with more runtime options o
+--   H.near(a, b)           a and b equal up to floating-point rounding (the
+--                          virtual clock's times are exact but for that)
+--   H.is_cancel(e)         e is a plain cancellation error: cancelled, not a
+--                          timeout, "cancelled" as a string
 --   H.vtest(fn, o)         spindle.test on the virtual clock, its wall-clock
 --                          limit (default 5 s) passed through H.timeout
 --   H.lua_child(src, o)    run `src` as a script under lua5.4 in a child
@@ -143,6 +148,19 @@ end
 H.run_with = run_on -- H.run_with(opts, fn, ...): any runtime options
 function H.run_virtual(fn, ...) return run_on({clock = "virtual"}, fn, ...) end
 function H.run_real(fn, ...) return run_on({clock = "real"}, fn, ...) end
+
+function H.vrun(fn, o)
+  o = o or {}
+  o.clock = "virtual"
+  return run_on(o, fn)
+end
+
+function H.near(a, b) return math.abs(a - b) < 1e-6 end
+
+function H.is_cancel(e)
+  return spindle.is_cancelled(e) == true and spindle.is_timeout(e) == false
+    and tostring(e) == "cancelled"
+end
 
 -- spindle.test(fn, o) on the virtual clock unless o.clock says otherwise;
 -- the wall-clock limit (spindle.test's default: 5 s) scaled by H.timeout.
