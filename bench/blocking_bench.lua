@@ -21,6 +21,7 @@ package.cpath = "./build/?.so;" .. package.cpath
 package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
 local spindle = require "spindle"
 local uv = require "luv"
+local median = dofile("bench/util.lua").median -- sorts in place
 
 local quick, rounds, only = false, nil, nil
 do
@@ -85,14 +86,6 @@ local function cpu_round(preempt)
   r:close()
   assert(s > 0)
   return os.clock() - t0
-end
-
-local function median(t)
-  local c = table.move(t, 1, #t, 1, {})
-  table.sort(c)
-  local n = #c
-  if n % 2 == 1 then return c[(n + 1) // 2] end
-  return (c[n // 2] + c[n // 2 + 1]) / 2
 end
 
 local function load() -- the 1-minute load average, or "?"

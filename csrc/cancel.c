@@ -20,7 +20,6 @@ void sp_tscope_fire(sp_runtime *rt, sp_tscope *sc) {
   sp_task *t = sc->task;
   (void)rt;
   sc->expired = 1;
-  t->nexpired++;
   if (t->state == SP_T_WAITING && sc->shield >= t->shield) sp_interrupt(t);
 }
 
@@ -43,7 +42,6 @@ static int timeout_k(lua_State *L, int status, lua_KContext ctx) {
   sp_task *t = sc->task;
   sp_timer_remove(t->rt, &sc->timer);
   t->scopes = sc->outer;
-  if (sc->expired) t->nexpired--;
   sc->open = 0;
   lua_pushnil(L);
   lua_rawsetp(L, LUA_REGISTRYINDEX, sc);

@@ -65,6 +65,9 @@ typedef struct sp_box {
 sp_box *sp_box_get(lua_State *L); /* from the registry; [-0, +0, m] */
 /* luaL_setfuncs into the table at -1 with the box as upvalue 1. */
 void sp_setfuncs(lua_State *L, const luaL_Reg *fns); /* [-0, +0, m] */
+/* The same with the nup values at the top as upvalues 2..nup+1 (popped).
+** [-nup, +0, m] */
+void sp_setfuncs_up(lua_State *L, const luaL_Reg *fns, int nup);
 
 /* ---- timers (timer.c) -------------------------------------------------- */
 
@@ -169,7 +172,15 @@ enum {
 #define sp_task_finished(t) ((t)->state >= SP_T_DONE)
 
 /* Kept small: a task idle in an await should cost little more than its
-** coroutine (bench/: RSS per idle task). */
+** coroutine (bench/: RSS per idle task; the breakdown is in
+** bench/README.md).  96 bytes on 64-bit targets: with Lua's userdata header
+** and one user value, a 152-byte block (a 160-byte malloc chunk).  Fields
+** that are never live together share storage:
+**   - a task in the ready queue waits for nothing, so the ready-queue links
+**     share the union of w (w.obj stays: continuations read it after the
+**     wake);
+**   - born is read (by dump) only while the task lives, nres only once it
+**     has ended. */
 struct sp_task {
   sp_runtime *rt; /* valid while unfinished or unobserved */
   lua_State *co;  /* its coroutine while it runs (user value 1);
@@ -177,36 +188,39 @@ struct sp_task {
                                ended (the coroutine went back to the
                                runtime's pool) */
   lua_Integer id;
-  sp_task *rnext, *rprev; /* ready queue */
   sp_tscope *scopes;      /* innermost open spindle.timeout */
   const sp_waitops *wait; /* what it waits for, NULL when not waiting */
   struct {
-    void *obj; /* the object waited on */
+    void *obj; /* the object waited on; kept after the wake */
     union {
       struct {
         sp_task *next, *prev; /* links in an sp_wlist */
       };
       sp_timer timer; /* sleep */
       sp_fhook hook;  /* join: in the target's finish hooks */
+      struct {
+        sp_task *rnext, *rprev; /* ready queue (sched.c): READY, NEW */
+      };
     };
   } w;
-  sp_fhook *hooks;            /* finish hooks (join, scope, watch sets) */
-  uint32_t born;              /* ms since the runtime started, for dump */
+  sp_fhook *hooks; /* finish hooks (join, scope, watch sets) */
+  union {
+    uint32_t born; /* while it lives: ms since the runtime started (dump) */
+    int nres;      /* once it ended, SP_R_INLINE/PACKED: how many results */
+  };
   int anchor;                 /* slot in the anchors table, 0 when none */
-  unsigned short fast;        /* awaits completed without waiting, in a row */
   unsigned short shield;      /* depth of spindle.shield calls */
-  unsigned short nexpired;    /* expired timeout scopes still open */
+  unsigned short nuv;         /* user values: 1 + the arguments */
+  unsigned char fast;         /* awaits completed without waiting, in a row */
   unsigned char state;        /* SP_T_* */
-  unsigned char wake;         /* SP_WAKE_* for the pending resume */
+  unsigned char rkind;        /* SP_R_*: how its end is kept */
   unsigned char cancel : 1;   /* abort requested */
   unsigned char failed : 1;   /* body raised (set by task_body_k) */
   unsigned char observed : 1; /* a failure was seen by join/result */
   unsigned char warned : 1;   /* warn_blocking reported */
   unsigned char bare : 1;     /* suspended in a bare coroutine.yield */
   unsigned char stashed : 1;  /* a traceback is stashed for its thread */
-  unsigned char rkind;        /* SP_R_*: how its end is kept */
-  unsigned short nuv;         /* user values: 1 + the arguments */
-  int nres;                   /* SP_R_INLINE: results in user values */
+  unsigned char wake : 1;     /* SP_WAKE_* for the pending resume */
 };
 
 /* What a task's user values hold (task.c has the picture):

@@ -131,6 +131,10 @@ struct sp_stream {
   size_t rn, rmax;   /* its count or max */
   const char *delim; /* its delimiter (a string on its stack) */
   size_t dlen;
+  /* a C reader (rkind SP_STREAM_R_FN): is the read complete?  Called from
+  ** read callbacks with the buffer as it is; runs no Lua. */
+  int (*rfn)(sp_stream *s, void *data);
+  void *rfn_data;
   int rerr; /* sticky read error (libuv code), 0 if none */
   /* write side */
   sp_task *writer; /* the task whose write has the write side */
@@ -176,6 +180,20 @@ void sp_stream_close(sp_stream *s);
 char *sp_stream_rreserve(sp_stream *s, size_t max, size_t *len);
 void sp_stream_read_start(sp_stream *s);
 void sp_stream_read_stop(sp_stream *s);
+/* The reader kind of a C reader: s->rfn(s, s->rfn_data) decides when
+** the waiting task is woken (csrc/http_server.c). */
+#define SP_STREAM_R_FN 5
+/* The buffered bytes (s->rlen of them), and consuming them.  No Lua. */
+const char *sp_stream_rdata(sp_stream *s);
+void sp_stream_rconsume(sp_stream *s, size_t n);
+/* Puts n bytes back in front of the buffered ones: 0, or -1 when out of
+** memory. */
+int sp_stream_unread(sp_stream *s, const char *p, size_t n);
+/* Writes p[0..n) now if the stream can take all of it without waiting
+** (no write in progress or queued, not TLS): 1 when every byte went;
+** else 0 with *done bytes written (maybe 0), and the caller writes the
+** rest with the stream's write method (which reports any error).  No Lua. */
+int sp_stream_try_write(sp_stream *s, const char *p, size_t n, size_t *done);
 /* Wakes the waiting reader if its read can complete now. */
 void sp_stream_wake_reader(sp_stream *s);
 /* The pending write ended with status (0 or an error): wake the writer. */

@@ -25,6 +25,12 @@ void sp_setfuncs(lua_State *L, const luaL_Reg *fns) {
   luaL_setfuncs(L, fns, 1);
 }
 
+void sp_setfuncs_up(lua_State *L, const luaL_Reg *fns, int nup) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &box_key);
+  lua_insert(L, -nup - 1);
+  luaL_setfuncs(L, fns, nup + 1);
+}
+
 /* ---- the class helper -------------------------------------------------- */
 
 /* [-0, +1, m] */

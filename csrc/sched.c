@@ -17,11 +17,14 @@
 
 #include "internal.h"
 
+/* The ready queue is linked through t->w.rnext/rprev, which share storage
+** with the wait's own links (internal.h): a queued task waits for nothing.
+** Only w.obj survives the queue, for continuations that read it. */
 void sp_ready_push(sp_runtime *rt, sp_task *t) {
-  t->rnext = NULL;
-  t->rprev = rt->rtail;
+  t->w.rnext = NULL;
+  t->w.rprev = rt->rtail;
   if (rt->rtail)
-    rt->rtail->rnext = t;
+    rt->rtail->w.rnext = t;
   else
     rt->rhead = t;
   rt->rtail = t;
@@ -29,15 +32,15 @@ void sp_ready_push(sp_runtime *rt, sp_task *t) {
 }
 
 void sp_ready_remove(sp_runtime *rt, sp_task *t) {
-  if (t->rprev)
-    t->rprev->rnext = t->rnext;
+  if (t->w.rprev)
+    t->w.rprev->w.rnext = t->w.rnext;
   else
-    rt->rhead = t->rnext;
-  if (t->rnext)
-    t->rnext->rprev = t->rprev;
+    rt->rhead = t->w.rnext;
+  if (t->w.rnext)
+    t->w.rnext->w.rprev = t->w.rprev;
   else
-    rt->rtail = t->rprev;
-  t->rnext = t->rprev = NULL;
+    rt->rtail = t->w.rprev;
+  t->w.rnext = t->w.rprev = NULL;
   rt->nready--;
 }
 
@@ -226,13 +229,21 @@ void sp_warn_blocking(lua_State *L, sp_task *t, double secs) {
   lua_pop(L, 3);
 }
 
+/* Is a timeout scope of t expired (and still open)? */
+static int any_expired(const sp_task *t) {
+  const sp_tscope *sc;
+  for (sc = t->scopes; sc != NULL; sc = sc->outer)
+    if (sc->expired) return 1;
+  return 0;
+}
+
 static void resume(lua_State *L, sp_runtime *rt, sp_task *t) {
   lua_State *co = t->co;
   int nres = 0, st;
   int nargs = t->state == SP_T_NEW ? lua_gettop(co) - 1 : 0;
   if (t->bare) { /* resuming a bare coroutine.yield: it has no */
     t->bare = 0; /* continuation, so a cancellation goes through a hook */
-    if ((t->cancel && t->shield == 0) || t->nexpired > 0) sp_hook_cancel(co);
+    if ((t->cancel && t->shield == 0) || any_expired(t)) sp_hook_cancel(co);
   }
   t->state = SP_T_RUNNING;
   rt->current = t;

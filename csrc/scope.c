@@ -146,7 +146,6 @@ static void close_body_scope(lua_State *L, sp_scope *s) {
       *p = sc->outer;
       break;
     }
-  if (sc->expired) t->nexpired--;
   sc->open = 0;
   lua_pushnil(L);
   lua_rawsetp(L, LUA_REGISTRYINDEX, sc);

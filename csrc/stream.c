@@ -49,7 +49,7 @@
 
 #include "tls.h"
 
-enum { R_N, R_SOME, R_LINE, R_UNTIL, R_ALL };
+enum { R_N, R_SOME, R_LINE, R_UNTIL, R_ALL, R_FN = SP_STREAM_R_FN };
 /* What a writer waits for (the low bits of its continuation context). */
 enum { W_OWN = 0, W_PREV = 1, W_SHUT = 2, W_PREV_SHUT = 3 };
 
@@ -232,6 +232,30 @@ static const char *rdata(sp_stream *s) {
   return s->rbuf != NULL ? s->rbuf + s->roff : "";
 }
 
+const char *sp_stream_rdata(sp_stream *s) { return rdata(s); }
+
+void sp_stream_rconsume(sp_stream *s, size_t n) { rconsume(s, n); }
+
+int sp_stream_unread(sp_stream *s, const char *p, size_t n) {
+  if (n == 0) return 0;
+  if (s->roff < n) {
+    size_t cap = s->rlen + n;
+    char *b;
+    if (cap < s->rcap) cap = s->rcap;
+    if ((b = malloc(cap)) == NULL) return -1;
+    if (s->rlen > 0) memcpy(b + n, s->rbuf + s->roff, s->rlen);
+    free(s->rbuf);
+    s->rbuf = b;
+    s->rcap = cap;
+    s->roff = n;
+  }
+  s->roff -= n;
+  s->rlen += n;
+  s->rscan = 0;
+  memmove(s->rbuf + s->roff, p, n);
+  return 0;
+}
+
 /* Searches the delimiter in the first `upto` buffered bytes, starting where
 ** the last search stopped.  Returns its offset or -1. */
 static long rfind(sp_stream *s, const char *d, size_t dlen, size_t upto) {
@@ -309,6 +333,7 @@ static int reader_ready(sp_stream *s) {
     case R_N: return s->rlen >= s->rn;
     case R_SOME: return s->rlen > 0;
     case R_ALL: return s->rlen > s->rmax;
+    case R_FN: return s->rfn(s, s->rfn_data);
     default:
       return s->rlen >= s->rmax + s->dlen ||
              rfind(s, s->delim, s->dlen, s->rmax + s->dlen) >= 0;
@@ -763,6 +788,23 @@ pending: /* anchor the strings until the write completes */
   s->anchored = 1;
   lua_settop(L, top);
   return wait_writer(L, s, t, W_OWN);
+}
+
+int sp_stream_try_write(sp_stream *s, const char *p, size_t n, size_t *done) {
+  uv_buf_t b;
+  int r;
+  *done = 0;
+  if (s->writer != NULL || s->wq.head != NULL || s->wpending || s->spending ||
+      s->werr || s->tls != NULL || s->anchored || s->closing)
+    return 0;
+  b = uv_buf_init((char *)p, (unsigned)n);
+  r = uv_try_write(s->h, &b, 1);
+  if (r < 0) {
+    if (r != UV_EAGAIN && r != UV_ENOSYS) s->werr = r; /* write reports it */
+    return 0;
+  }
+  *done = (size_t)r;
+  return (size_t)r == n;
 }
 
 static int s_write(lua_State *L) {

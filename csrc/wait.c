@@ -39,7 +39,7 @@ void sp_push_cancel_error(lua_State *L) {
 ** the one an await raises now.  NULL if none. */
 static sp_tscope *expired_scope(sp_task *t) {
   sp_tscope *sc, *hit = NULL;
-  if (t->nexpired == 0) return NULL;
+  if (t->scopes == NULL) return NULL;
   for (sc = t->scopes; sc != NULL; sc = sc->outer)
     if (sc->expired && sc->shield >= t->shield) hit = sc;
   return hit;

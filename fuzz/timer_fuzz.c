@@ -157,9 +157,9 @@ static void check_all(void) {
   /* the ready queue */
   CHECK(rt.nready == nready, "nready %lld, model %d", (long long)rt.nready,
         nready);
-  for (i = 0, t = rt.rhead; i < nready; i++, t = t->rnext) {
+  for (i = 0, t = rt.rhead; i < nready; i++, t = t->w.rnext) {
     CHECK(t == &tasks[ready[i]], "ready queue position %d differs", i);
-    CHECK(t->rprev == prev, "ready queue back link at %d", i);
+    CHECK(t->w.rprev == prev, "ready queue back link at %d", i);
     prev = t;
   }
   CHECK(t == NULL, "ready queue longer than the model");

@@ -1,7 +1,9 @@
 -- http.serve (docs/http.md#the-server), driven by curl and by raw sockets.
-local H = require "spec.helpers"
+local HT = dofile("spec/helpers/http.lua")
+local H = HT.H
 local spindle = H.spindle
 local net = spindle.net
+local start = HT.serve
 local serve = require("spindle.http_server").serve
 
 local function run(fn) return H.run_real(fn) end
@@ -9,15 +11,6 @@ run(function() end) -- libuv's process-wide pipe, opened once
 
 local function hello(req)
   return 200, {["content-type"] = "text/plain"}, "hello " .. req.path
-end
-
--- A server on a free port; returns it and its base URL.
-local function start(opts)
-  opts.host = opts.host or "127.0.0.1"
-  opts.port = 0
-  local srv = assert(serve(opts))
-  local host, port = srv:local_addr()
-  return srv, ("http://%s:%d"):format(host, port), port
 end
 
 -- curl, without the sanitizer preload of the asan stage (a preloaded

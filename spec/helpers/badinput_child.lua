@@ -97,6 +97,29 @@ local function http_response(opts)
   return assert(spindle.http.get(("http://127.0.0.1:%d/"):format(port), opts))
 end
 
+-- A request and its response, kept from one exchange with http.serve
+-- (the exchange is over: their methods must refuse cleanly).
+local function http_exchange()
+  local got = {}
+  local srv = assert(require("spindle.http_server").serve{host = "127.0.0.1", port = 0,
+    handler = function(req, res) got.req, got.res = req, res return 204 end})
+  local s = assert(net.connect(srv:local_addr()))
+  s:write("GET /x?y HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+  s:read_all()
+  s:close()
+  srv:close()
+  return got
+end
+
+-- The HTTP server's connection objects, with the stream each one serves.
+local conn_stream = setmetatable({}, {__mode = "k"})
+local function http_conn()
+  local s = tcp_pair()
+  local c = spindle._http_conn(spindle._http_conf({}, FN, FN), s)
+  conn_stream[c] = s
+  return c
+end
+
 local CLASSES = {
   {name = "spindle.task",
    make = function() return spindle.spawn(spindle.sleep, 1e6) end,
@@ -177,8 +200,11 @@ local CLASSES = {
      end
      error("no transfer found for a streamed response")
    end},
-  {name = "spindle.http.head", make = function() return spindle._http_head(8192) end},
-  {name = "spindle.http.chunked", make = function() return spindle._http_chunked() end},
+  {name = "spindle.http.request", make = function() return http_exchange().req end},
+  {name = "spindle.http.response", make = function() return http_exchange().res end},
+  {name = "spindle.http.conf", make = function() return spindle._http_conf({}, FN, FN) end},
+  {name = "spindle.http.conn", make = http_conn,
+   close = function(c) conn_stream[c]:close() end},
   {name = "spindle.watch", -- a watch set over two tasks (join_all, race)
    make = function()
      return spindle._watch({spindle.spawn(spindle.sleep, 1e6), spindle.spawn(FN)})
@@ -221,9 +247,11 @@ local function functions_of(cls)
   for k, v in pairs(mt) do
     if type(v) == "function" then list[#list + 1] = {name = k, fn = v} end
   end
-  if type(mt.__index) == "table" then
-    for k, v in pairs(mt.__index) do
-      if type(v) == "function" then list[#list + 1] = {name = k, fn = v} end
+  for _, t in ipairs({mt.__index, mt.methods}) do -- methods: spindle.http.request
+    if type(t) == "table" then
+      for k, v in pairs(t) do
+        if type(v) == "function" then list[#list + 1] = {name = k, fn = v} end
+      end
     end
   end
   table.sort(list, function(a, b) return a.name < b.name end)
@@ -262,7 +290,7 @@ local MODULE_HINTS = {
   ["spindle.fs.list_dir"] = {"."},
   ["spindle.process.spawn"] = {"true", {}}, ["spindle.process.run"] = {"true", {}},
   ["spindle.tls.context"] = {{}}, ["spindle.tls.connect"] = {"127.0.0.1", 9},
-  ["spindle._http_head"] = {8192}, ["spindle._watch"] = {{}},
+  ["spindle._http_conf"] = {{}, FN, FN}, ["spindle._watch"] = {{}},
   -- closures the API hands out
   ["ch:iter() iterator"] = {}, ["s:lines() iterator"] = {},
   ["await callback"] = {1}, ["spindle.test(fn) function"] = {},

@@ -17,9 +17,10 @@
 -- Classes: every metatable in the registry whose __name starts with
 -- "spindle." (C classes are made with luaL_newmetatable), methods taken
 -- from __index (a table, or the table upvalue of an __index function, as
--- spindle.process has); plus the Lua classes of the HTTP server, whose
--- instances are obtained by serving one request on loopback:
--- "spindle.http.server", "spindle.http.request", "spindle.http.response";
+-- spindle.process has) or from a `methods` table in the metatable (an
+-- __index function that makes fields, as spindle.http.request has); plus
+-- the Lua class of the HTTP server ("spindle.http.server"), whose instance
+-- is obtained by serving one request on loopback;
 -- and those of spindle.socket: "spindle.socket.tcp" and
 -- "spindle.socket.ssl.connection".
 local spindle = require "spindle"
@@ -50,6 +51,8 @@ local function methods_of(mt, out)
       if type(v) == "table" and v ~= mt and name ~= "_ENV" then add(v) end
     end
   end
+  local m = rawget(mt, "methods")
+  if type(m) == "table" then add(m) end
   -- Lua classes keep their methods in the metatable itself.
   if rawget(mt, "__name") == nil then add(mt) end
   return out
@@ -110,7 +113,8 @@ return function()
     end)
   end
 
-  -- The HTTP server's Lua classes, from live instances.
+  -- The HTTP server's classes (the server Lua, request and response C),
+  -- from live instances.
   local serve = require("spindle.http_server").serve
   spindle.run(function()
     local got = {}
