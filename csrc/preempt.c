@@ -58,7 +58,6 @@
 static int cancel_pending(sp_task *t) {
   sp_tscope *sc;
   if (t->cancel && t->shield == 0) return 1;
-  if (t->nexpired == 0) return 0;
   for (sc = t->scopes; sc != NULL; sc = sc->outer)
     if (sc->expired && sc->shield >= t->shield) return 1;
   return 0;
