@@ -127,7 +127,7 @@ if only ~= "blocking" then
   -- many short pairs, alternating order, a new runtime each round (so that
   -- no one memory layout favours either side): the median of the pairs'
   -- ratios is what the machine's drift disturbs least
-  local PAIRS = rounds and rounds * 2 + 1 or (quick and 5 or 41)
+  local PAIRS = rounds and rounds * 2 + 1 or (quick and 5 or 81)
   local plain, pre, over = {}, {}, {}
   cpu_round(false); cpu_round(true)
   for r = 1, PAIRS do
