@@ -750,7 +750,7 @@ static void work_undo(sp_task *t) {
 ** calls costs: queued while the pool threads are busy, each handed over
 ** without waking a thread, instead of one handoff -- and often a thread
 ** woken and the loop thread preempted by it -- between every two task
-** slices (half the CPU per job with empty jobs; bench/README.md).  The
+** slices (a quarter to half less CPU per empty job; bench/README.md).  The
 ** batch keeps the pool fed during a long round.  The order of jobs is
 ** kept: once one waits, the next waits too.  Returns 0 or a libuv
 ** error. */
