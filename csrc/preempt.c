@@ -40,7 +40,7 @@
 ** code.
 */
 #if defined(__linux__) && !defined(_GNU_SOURCE)
-#define _GNU_SOURCE /* gettid, SIGEV_THREAD_ID */
+#define _GNU_SOURCE /* SIGEV_THREAD_ID */
 #endif
 
 #include <errno.h>
@@ -67,8 +67,8 @@ static void task_hook(lua_State *L, lua_Debug *ar);
 
 /* The count hook of a task (and of nothing else: a nested coroutine
 ** inherits it, and returns at once).  Exact mode: it stays set, and every
-** call yields.  Watchdog mode: armed for one slice, by the signal handler
-** or at resume; it yields only when armed for preemption (pre->yield). */
+** call yields.  Timer mode: armed for one slice, by the signal handler or
+** at resume; it yields only when armed for preemption (pre->yield). */
 static void task_hook(lua_State *L, lua_Debug *ar) {
   sp_box *box = sp_box_get(L);
   sp_runtime *rt = box->cur;
@@ -128,6 +128,7 @@ void sp_set_hooks(sp_runtime *rt, lua_State *co) {
 #if defined(__linux__) && defined(__GLIBC__) && defined(SIGEV_THREAD_ID)
 
 #include <pthread.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -305,9 +306,9 @@ static void timer_on(sp_preempt *p) {
   sev.sigev_signo = SIGURG;
   sev.sigev_value.sival_ptr = TAGGED(p);
 #ifdef sigev_notify_thread_id
-  sev.sigev_notify_thread_id = gettid();
+  sev.sigev_notify_thread_id = (pid_t)syscall(SYS_gettid);
 #else
-  sev._sigev_un._tid = gettid(); /* glibc before 2.38 names no field */
+  sev._sigev_un._tid = (pid_t)syscall(SYS_gettid); /* glibc < 2.38 */
 #endif
   if (timer_create(CLOCK_THREAD_CPUTIME_ID, &sev, &t) != 0) return;
   its.it_interval.tv_sec = (time_t)(every / 1000000000u);
