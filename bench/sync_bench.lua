@@ -25,14 +25,8 @@ package.path = here .. "/lua/?.lua;" .. here .. "/lua/?/init.lua;" .. package.pa
 local spindle = require "spindle"
 local uv = require "luv"
 
-local function clock() return uv.hrtime() * 1e-9 end
-
-local function rss_kib()
-  local f = assert(io.open("/proc/self/status"))
-  local s = f:read("a")
-  f:close()
-  return tonumber(s:match("VmRSS:%s*(%d+) kB"))
-end
+local util = dofile(here .. "/bench/util.lua")
+local clock, rss_kib = util.clock, util.rss_kib
 
 -- ---------------------------------------------------------------- ping-pong
 
@@ -176,11 +170,6 @@ while arg and arg[i] do
   i = i + 1
 end
 
-local function median(t)
-  table.sort(t)
-  return t[(#t + 1) // 2]
-end
-
 local N = quick and 100000 or 1000000 -- round trips
 local names = {"spindle", "cqueues", "luv"}
 local fns = {spindle = pp_spindle, cqueues = pp_cqueues, luv = pp_luv}
@@ -197,7 +186,7 @@ print(("## ping-pong between two tasks (%d round trips, median of %d)\n")
 print("| library | switches/s | spindle ÷ this |")
 print("|---|---:|---:|")
 local med = {}
-for _, name in ipairs(names) do med[name] = median(rates[name]) end
+for _, name in ipairs(names) do med[name] = util.median(rates[name]) end
 for _, name in ipairs(names) do
   print(("| %s | %.0f | %.2f |"):format(name, med[name], med.spindle / med[name]))
 end

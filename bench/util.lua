@@ -1,4 +1,5 @@
--- bench/util.lua: helpers shared by the benchmark children.
+-- bench/util.lua: helpers shared by the benchmark children and the
+-- stand-alone benchmarks (bench/sync_bench.lua, bench/blocking_bench.lua).
 --
 -- Every child (bench/worker.lua) uses the same stopwatch -- luv's
 -- uv.hrtime(), a monotonic nanosecond clock -- so throughput numbers are
@@ -34,6 +35,13 @@ function M.percentile(sorted, p)
   local i = math.ceil(p * n)
   if i < 1 then i = 1 end
   return sorted[i]
+end
+
+-- The median of an array of numbers (sorts it in place; the lower middle
+-- of an even count).
+function M.median(t)
+  table.sort(t)
+  return t[(#t + 1) // 2]
 end
 
 -- Serialise a flat table of numbers/strings/booleans as one Lua literal.

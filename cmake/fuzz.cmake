@@ -12,6 +12,9 @@
 #   http_parse_bench      (SPINDLE_BUILD_TESTS) bench/http/parse_bench.c: ns
 #                         per request head, ours against libhttp-parser
 #
+# Both fuzz targets include spec/capi/http_parse_driver.h (the request
+# driver the C test shares).
+#
 # libhttp-parser (Debian libhttp-parser-dev) is the differential reference.
 # Without it the replay is still built, and says so as a failed check.
 
@@ -47,7 +50,8 @@ if(SPINDLE_BUILD_TESTS)
   add_executable(capi_fuzz_http_parse "${_sp_fuzz_dir}/http_parse_fuzz.c"
                  "${_sp_fuzz_dir}/replay.c" "${_sp_http_parse_c}")
   target_include_directories(capi_fuzz_http_parse PRIVATE
-                             "${CMAKE_CURRENT_SOURCE_DIR}/csrc")
+                             "${CMAKE_CURRENT_SOURCE_DIR}/csrc"
+                             "${CMAKE_CURRENT_SOURCE_DIR}/spec/capi")
   # '|' separates the directories (';' would split the definition).
   target_compile_definitions(capi_fuzz_http_parse PRIVATE SP_FUZZ_REPLAY
     "SP_FUZZ_CORPUS=\"${_sp_fuzz_dir}/corpus/http_parse|${_sp_fuzz_dir}/corpus/http_parse-min\"")
@@ -76,7 +80,8 @@ if(SPINDLE_FUZZ)
   add_executable(fuzz_http_parse "${_sp_fuzz_dir}/http_parse_fuzz.c"
                  "${_sp_http_parse_c}")
   target_include_directories(fuzz_http_parse PRIVATE
-                             "${CMAKE_CURRENT_SOURCE_DIR}/csrc")
+                             "${CMAKE_CURRENT_SOURCE_DIR}/csrc"
+                             "${CMAKE_CURRENT_SOURCE_DIR}/spec/capi")
   target_compile_options(fuzz_http_parse PRIVATE ${_sp_fuzz_flags} -Wall
                          -Wextra -Werror)
   target_link_options(fuzz_http_parse PRIVATE ${_sp_fuzz_flags})

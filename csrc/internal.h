@@ -20,6 +20,8 @@
 #ifndef SP_INTERNAL_H
 #define SP_INTERNAL_H
 
+#include <signal.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -34,6 +36,7 @@ typedef struct sp_runtime sp_runtime;
 typedef struct sp_task sp_task;
 typedef struct sp_tscope sp_tscope;
 typedef struct sp_wpool sp_wpool; /* blocking.c: worker states */
+typedef struct sp_preempt sp_preempt; /* preempt.c: the CPU-time timer */
 
 /* Metatable names (also the __name shown by luaL_typeerror). */
 #define SP_TASK_MT "spindle.task"
@@ -294,6 +297,8 @@ struct sp_runtime {
   sp_wpool *wpool;   /* spindle.blocking's worker states, or NULL */
   void *sbufs;       /* stream.c's cache of given-back read buffers, an
                      ** owned entry, or NULL */
+  sp_preempt *pre;   /* preempt/warn_blocking by a CPU-time timer, or NULL
+                     ** (then the exact count hook is on every task) */
   /* Called after every poll, from the scheduler (not from libuv): the
   ** command's signal handlers act here.  May run Lua.  [-0, +0, m] */
   void (*after_poll)(lua_State *L, sp_runtime *rt);
@@ -312,6 +317,35 @@ void sp_shutdown(lua_State *L, sp_runtime *rt);
 int sp_capi_step(lua_State *L, sp_runtime *rt, double max_seconds);
 void sp_capi_run_all(lua_State *L, sp_runtime *rt);
 void sp_runtime_pin(lua_State *L, sp_runtime *rt, int on); /* [-0,+0,m] */
+
+/* preempt.c (the top of the file explains).  The record is read by the
+** SIGURG handler on the runtime's thread: atomics (lock-free, so safe in a
+** handler) for what the scheduler publishes, volatile for the rest. */
+struct sp_preempt {
+  sp_owned own;
+  sp_runtime *rt;
+  sp_preempt *tls_prev;          /* the runtime running further out */
+  _Atomic(lua_State *) co;       /* being resumed, NULL between slices */
+  _Atomic unsigned seq;          /* slices started */
+  _Atomic uint64_t start;        /* the slice's start (hrtime), for warn */
+  volatile sig_atomic_t armed;   /* a hook is set for this slice */
+  volatile sig_atomic_t yield;   /* ... and it preempts */
+  volatile unsigned last;        /* the handler's: slice at the last tick */
+  volatile unsigned fired, warned; /* ... slices armed */
+  int n;                         /* preempt: the hook's count */
+  uint64_t tick, warn;           /* ns; 0: off */
+  int timer_made;                /* 1: timer ticks for thread; -1: failed */
+  void *timer;                   /* timer_t, on the CPU clock of thread */
+  unsigned long thread;          /* pthread_t of the rounds */
+};
+int sp_preempt_start(sp_runtime *rt);        /* 0: exact count hook */
+void sp_preempt_round(sp_runtime *rt, int on); /* around a ready round */
+void sp_preempt_enter(sp_runtime *rt, sp_task *t); /* before a slice */
+void sp_preempt_leave(sp_runtime *rt, lua_State *co); /* after it */
+
+/* blocking.c: hands the jobs queued during a ready round to libuv's
+** thread pool; turn() calls it after every round.  [-0, +0, -] */
+void sp_blocking_flush(sp_runtime *rt);
 
 /* sched.c */
 void sp_wake(sp_task *t, int why);

@@ -85,7 +85,10 @@ static void enter(lua_State *L, sp_runtime *rt, const char *name) {
   (void)L;
 }
 
-static void leave(sp_runtime *rt) { rt->box->cur = NULL; }
+static void leave(sp_runtime *rt) {
+  rt->box->cur = NULL;
+  if (rt->pre != NULL) sp_preempt_round(rt, 0); /* if a round raised */
+}
 
 /* ---- polling ---------------------------------------------------------- */
 
@@ -150,7 +153,10 @@ static void after_poll(lua_State *L, sp_runtime *rt) {
 static void turn(lua_State *L, sp_runtime *rt, int may_block,
                  uint64_t budget_end, sp_task *until) {
   if (may_block) sp_host_step_begins(rt); /* run: every turn is a step */
+  if (rt->pre != NULL) sp_preempt_round(rt, 1);
   sp_run_ready(L, rt, budget_end, until);
+  if (rt->pre != NULL) sp_preempt_round(rt, 0);
+  if (rt->wpool != NULL) sp_blocking_flush(rt); /* jobs the round queued */
   if (rt->live == 0 || (until != NULL && sp_task_finished(until))) return;
   sp_timers_fire(rt);
   poll_io(rt, may_block && rt->next_step.head == NULL);
@@ -461,6 +467,7 @@ sp_runtime *sp_runtime_new(lua_State *L, int optidx, uv_loop_t *loop) {
   rt->t0 = uv_hrtime();
   rt->vnow = 0; /* virtual time starts at 0 and moves only by jumps */
   rt->closed = 0;
+  sp_preempt_start(rt); /* else the exact count hook (preempt.c) */
   return rt;
 }
 

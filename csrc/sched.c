@@ -248,7 +248,9 @@ static void resume(lua_State *L, sp_runtime *rt, sp_task *t) {
   t->state = SP_T_RUNNING;
   rt->current = t;
   if (rt->warn_blocking > 0) rt->slice_start = uv_hrtime();
+  if (rt->pre != NULL) sp_preempt_enter(rt, t);
   st = lua_resume(co, L, nargs, &nres);
+  if (rt->pre != NULL) sp_preempt_leave(rt, co);
   rt->current = NULL;
   if (rt->warn_blocking > 0) { /* also catches blocking C calls */
     double secs = (double)(uv_hrtime() - rt->slice_start) / 1e9;

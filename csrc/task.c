@@ -174,7 +174,7 @@ sp_task *sp_spawn(lua_State *L, sp_runtime *rt, int nargs) {
 ** meet a new task running in that coroutine: docs/tasks.md#coroutines-are-reused
 ** says so.  The pool holds at most SP_POOL_MAX coroutines; the collector
 ** shrinks their stacks. */
-#define SP_POOL_MAX 256 /* the pool table is made with this many slots */
+#define SP_POOL_MAX 1024 /* the pool table is made with this many slots */
 
 void sp_task_start(lua_State *L, sp_runtime *rt, sp_task *t) {
   lua_State *co;

@@ -279,51 +279,7 @@ void sp_take_traceback(lua_State *co, int idx) {
   lua_remove(co, top);
 }
 
-/* ---- preemption and warn_blocking: a count hook on each task -------- */
-
-static void task_hook(lua_State *L, lua_Debug *ar) {
-  sp_box *box = sp_box_get(L);
-  sp_runtime *rt = box->cur;
-  sp_task *t = rt ? rt->current : NULL;
-  (void)ar;
-  if (t == NULL || t->co != L) return; /* a nested coroutine: not ours */
-  if (rt->warn_blocking > 0 && !t->warned) {
-    double secs = (double)(uv_hrtime() - rt->slice_start) / 1e9;
-    if (secs > rt->warn_blocking) sp_warn_blocking(L, t, secs);
-  }
-  if (rt->preempt > 0 && lua_isyieldable(L)) {
-    sp_check_cancel(L, t); /* aborts reach CPU-bound tasks here */
-    t->state = SP_T_READY;
-    t->fast = 0;
-    lua_yield(L, 0);
-  }
-}
-
-/* Raises the pending cancellation of a task resumed from a bare
-** coroutine.yield.  It is a return hook: it runs as coroutine.yield
-** returns, so the error comes out of the yield itself (a pcall around it
-** catches it, as for any await).  Then the usual hooks are restored. */
-static void cancel_hook(lua_State *L, lua_Debug *ar) {
-  sp_box *box = sp_box_get(L);
-  sp_runtime *rt = box->cur;
-  sp_task *t = rt ? rt->current : NULL;
-  (void)ar;
-  if (t == NULL || t->co != L) return;
-  sp_set_hooks(rt, L);
-  sp_check_cancel(L, t);
-}
-
-void sp_hook_cancel(lua_State *co) {
-  lua_sethook(co, cancel_hook, LUA_MASKRET, 0);
-}
-
-void sp_set_hooks(sp_runtime *rt, lua_State *co) {
-  if (rt->preempt > 0 || rt->warn_blocking > 0)
-    lua_sethook(co, task_hook, LUA_MASKCOUNT,
-                rt->preempt > 0 ? rt->preempt : 10000);
-  else if (lua_gethook(co) != NULL)
-    lua_sethook(co, NULL, 0, 0); /* inherited from the spawning thread */
-}
+/* preemption and warn_blocking (the count hook): preempt.c */
 
 /* ---- cancellation errors --------------------------------------------- */
 

@@ -6,28 +6,14 @@
 -- Everything runs on the virtual clock, so every time assertion is exact and
 -- independent of machine speed.
 
-local spindle = require "spindle"
+local H = require "spec.helpers"
+local spindle = H.spindle
 
-local pack, unpack = table.pack, table.unpack
+local pack = table.pack
 
--- Run fn as the main task of a fresh virtual-clock runtime; close it after.
-local function vrun(fn, opts)
-  opts = opts or {}
-  opts.clock = "virtual"
-  local rt = spindle.runtime(opts)
-  local res = pack(pcall(rt.run, rt, fn))
-  rt:close()
-  if not res[1] then error(res[2], 0) end
-  return unpack(res, 2, res.n)
-end
-
-local function is_cancel(e)
-  return spindle.is_cancelled(e) == true and spindle.is_timeout(e) == false
-    and tostring(e) == "cancelled"
-end
-
--- virtual-clock differences are exact up to floating-point rounding
-local function near(a, b) return math.abs(a - b) < 1e-6 end
+-- fn as the main task of a fresh virtual-clock runtime, closed after;
+-- virtual-clock differences are exact up to floating-point rounding.
+local vrun, is_cancel, near = H.vrun, H.is_cancel, H.near
 
 -- A to-be-closed value that counts how often it was closed, into log.
 local function closer(log, name, extra)

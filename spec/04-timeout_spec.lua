@@ -2,31 +2,16 @@
 -- is_timeout, level-triggered deadlines, scoped nesting, and how timeouts
 -- meet abort and shield.  Virtual clock throughout: every time below is exact.
 
-local spindle = require "spindle"
+local H = require "spec.helpers"
+local spindle = H.spindle
 
-local pack, unpack = table.pack, table.unpack
-local EPS = 1e-6
-
-local function vrun(fn, opts)
-  opts = opts or {}
-  opts.clock = "virtual"
-  local rt = spindle.runtime(opts)
-  local res = pack(pcall(rt.run, rt, fn))
-  rt:close()
-  if not res[1] then error(res[2], 0) end
-  return unpack(res, 2, res.n)
-end
+local pack = table.pack
+local vrun, is_cancel, near = H.vrun, H.is_cancel, H.near
 
 local function is_timeout_err(e)
   return spindle.is_timeout(e) == true and spindle.is_cancelled(e) == true
     and tostring(e) == "timeout"
 end
-local function is_cancel(e)
-  return spindle.is_cancelled(e) == true and spindle.is_timeout(e) == false
-    and tostring(e) == "cancelled"
-end
-
-local function near(a, b) return math.abs(a - b) < EPS end
 
 describe("spindle.timeout in time", function()
   it("returns all of fn's results, nil holes included, and passes arguments", function()

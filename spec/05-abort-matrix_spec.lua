@@ -23,7 +23,8 @@
 -- the task sleep until the same deadline, main's registered first, so main
 -- runs while the task sits in the ready queue.
 
-local spindle = require "spindle"
+local H = require "spec.helpers"
+local spindle = H.spindle
 
 local pack = table.pack
 
@@ -35,10 +36,7 @@ local HANDLING = {"propagate", "swallow"}
 
 local TERMINAL = {done = true, failed = true, cancelled = true}
 
-local function is_cancel(e)
-  return spindle.is_cancelled(e) == true and spindle.is_timeout(e) == false
-    and tostring(e) == "cancelled"
-end
+local is_cancel = H.is_cancel
 
 local function copy(t)
   local c = {}

@@ -5,9 +5,9 @@
 -- and the virtual clock (docs/testing.md#the-virtual-clock) only moves when
 -- nothing is ready.
 
-local spindle = require "spindle"
+local H = require "spec.helpers"
+local spindle = H.spindle
 
-local pack, unpack = table.pack, table.unpack
 local EPS = 1e-6
 -- True if a sleep of d that began at t0 was reported over at t1 too early.
 -- The only slack is floating-point rounding: t1 - t0 is a difference of two
@@ -17,16 +17,7 @@ local function early(t0, t1, d)
   return t1 - t0 < d - (1e-12 + math.abs(t1) * 2 ^ -50)
 end
 
-local function run_with(clock, fn)
-  local rt = spindle.runtime{clock = clock}
-  local res = pack(pcall(rt.run, rt, fn))
-  rt:close()
-  if not res[1] then error(res[2], 0) end
-  return unpack(res, 2, res.n)
-end
-local function vrun(fn) return run_with("virtual", fn) end
-
-local function near(a, b) return math.abs(a - b) < EPS end
+local vrun, rrun, near = H.run_virtual, H.run_real, H.near
 
 -- deterministic pseudo-random numbers (no dependence on math.random's seed)
 local function lcg(seed)
@@ -65,7 +56,7 @@ describe("spindle.sleep", function()
   it("never ends early on the real clock either (lower bound only)", function()
     -- no assertion on speed: only that no sleep is reported to end early
     local bad = {}
-    run_with("real", function()
+    rrun(function()
       local hs = {}
       for i = 1, 40 do
         local d = (i % 8) * 0.0025 + 0.001
@@ -385,7 +376,7 @@ describe("many sleeping tasks", function()
   it("10,000 concurrent sleeps on the real clock all end, none early", function()
     local n = 10000
     local woke, n_early = 0, 0
-    run_with("real", function()
+    rrun(function()
       local hs = {}
       for i = 1, n do
         local d = (i % 50) * 0.001 + 0.001

@@ -6,20 +6,11 @@
 -- spindle.yield; awaits work across everything Lua 5.4 can yield across, and
 -- raise a clear error where it cannot (C-call boundary).
 
-local spindle = require "spindle"
+local H = require "spec.helpers"
+local spindle = H.spindle
 
-local pack, unpack = table.pack, table.unpack
-local EPS = 1e-6
-
-local function vrun(fn)
-  local rt = spindle.runtime{clock = "virtual"}
-  local res = pack(pcall(rt.run, rt, fn))
-  rt:close()
-  if not res[1] then error(res[2], 0) end
-  return unpack(res, 2, res.n)
-end
-
-local function near(a, b) return math.abs(a - b) < EPS end
+local pack = table.pack
+local vrun, near = H.run_virtual, H.near
 
 local function has(s, sub) return string.find(tostring(s), sub, 1, true) ~= nil end
 

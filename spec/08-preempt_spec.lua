@@ -98,6 +98,175 @@ describe("preempt = N", function()
   end)
 end)
 
+describe("preempt = N with the real clock (docs/blocking.md#preemption)", function()
+  -- The count hook is armed by a timer on the thread's CPU time (SIGURG);
+  -- every loop below is bounded by CPU time so that a failure is an
+  -- assertion, never a hang.
+  local LIMIT = H.timeout(20)
+
+  it("makes CPU-bound tasks take turns", function()
+    local seen
+    run_with({preempt = 10000}, function()
+      local b_count, a_done = 0, false
+      local b = spindle.spawn(function()
+        local t0 = os.clock()
+        while not a_done and os.clock() - t0 < LIMIT do b_count = b_count + 1 end
+      end)
+      local a = spindle.spawn(function()
+        local changes, last, t0 = 0, b_count, os.clock()
+        while changes < 3 and os.clock() - t0 < LIMIT do
+          if b_count ~= last then changes = changes + 1; last = b_count end
+        end
+        a_done = true
+        return changes
+      end)
+      seen = a:join() -- b ran between a's instructions, three times
+      b:join()
+    end)
+    assert.equal(3, seen)
+  end)
+
+  it("aborts a `while true do end` task", function()
+    local status, closed
+    run_with({preempt = 10000}, function()
+      local h = spindle.spawn(function()
+        local c <close> = setmetatable({}, {__close = function() closed = true end})
+        while true do end
+      end)
+      spindle.sleep(0.01) -- h runs meanwhile; main gets a turn when h is preempted
+      assert.is_true(h:abort())
+      local ok, err = pcall(h.join, h)
+      assert.is_false(ok)
+      assert.is_true(spindle.is_cancelled(err))
+      status = h:status()
+    end)
+    assert.equal("cancelled", status)
+    assert.is_true(closed)
+  end)
+
+  it("times out a `while true do end` loop", function()
+    local ok, err = run_with({preempt = 10000}, function()
+      return pcall(spindle.timeout, 0.02, function() while true do end end)
+    end)
+    assert.is_false(ok)
+    assert.is_true(spindle.is_timeout(err))
+  end)
+
+  it("retries after a long C call (a table.sort comparator cannot yield)", function()
+    local first, last, moved
+    run_with({preempt = 1000}, function()
+      local ticks = 0
+      local ticker = spindle.spawn(function()
+        while true do ticks = ticks + 1; spindle.sleep(0.001) end
+      end)
+      spindle.yield()
+      local h = spindle.spawn(function()
+        local t = {}
+        for i = 1, H.scale(200000) do t[i] = (i * 7919) % 200003 end
+        table.sort(t, function(x, y) return x < y end) -- preempted in here: retried
+        local before, t0 = ticks, os.clock()
+        while ticks == before and os.clock() - t0 < LIMIT do end -- ends only if preempted
+        return t[1], t[#t], ticks > before
+      end)
+      first, last, moved = h:join()
+      ticker:abort()
+    end)
+    assert.is_true(first < last)
+    assert.is_true(moved)
+  end)
+
+  it("works in several runtimes, one after the other and in another thread", function()
+    local function take_turns(rt_opts)
+      return run_with(rt_opts, function()
+        local b_count, a_done = 0, false
+        local b = spindle.spawn(function()
+          local t0 = os.clock()
+          while not a_done and os.clock() - t0 < LIMIT do b_count = b_count + 1 end
+        end)
+        local a = spindle.spawn(function()
+          local last, t0 = b_count, os.clock()
+          while b_count == last and os.clock() - t0 < LIMIT do end
+          a_done = true
+          return b_count ~= last
+        end)
+        b:join()
+        return a:join()
+      end)
+    end
+    assert.is_true(take_turns({preempt = 10000}))
+    assert.is_true(take_turns({preempt = 5000})) -- a new runtime, a new timer
+    -- a runtime with preempt in a worker thread's Lua state, while this
+    -- thread's runtime preempts a loop of its own
+    local inner, outer = run_with({preempt = 10000}, function()
+      local spins = 0
+      local busy = spindle.spawn(function()
+        local t0 = os.clock()
+        while os.clock() - t0 < LIMIT and spins >= 0 do spins = spins + 1 end
+      end)
+      local r = spindle.blocking(function(limit)
+        local sp = require "spindle"
+        local rt = sp.runtime{preempt = 10000}
+        local ok = rt:run(function()
+          local n, done = 0, false
+          local b = sp.spawn(function()
+            local t0 = os.clock()
+            while not done and os.clock() - t0 < limit do n = n + 1 end
+          end)
+          local last, t0 = n, os.clock()
+          while n == last and os.clock() - t0 < limit do end
+          done = true
+          b:join()
+          return n ~= last
+        end)
+        rt:close()
+        return ok
+      end, LIMIT)
+      busy:abort()
+      return r, spins > 0
+    end)
+    assert.is_true(inner)
+    assert.is_true(outer)
+  end)
+
+  it("removes its SIGURG handler when the last runtime closes, and passes other SIGURGs on", function()
+    local r = H.lua_child([[
+      local spindle = require "spindle"
+      local function caught() -- SIGURG in SigCgt (bit 23 - 1)
+        local f = assert(io.open("/proc/self/status"))
+        local mask = tonumber(f:read("a"):match("SigCgt:%s*(%x+)"), 16)
+        f:close()
+        return (mask >> 22) & 1 == 1
+      end
+      local f = assert(io.open("/proc/self/stat"))
+      local pid = f:read("a"):match("^(%d+)")
+      f:close()
+      assert(not caught(), "SIGURG caught at start")
+      local rt = spindle.runtime{preempt = 10000}
+      assert(caught(), "no handler with preempt")
+      rt:close()
+      assert(not caught(), "handler left after close")
+      -- another handler first (libuv's, by spindle.signal): ours passes
+      -- its signals on, and puts it back when the last runtime closes
+      local got = spindle.runtime():run(function()
+        local sig = assert(spindle.signal("URG"))
+        local pre = spindle.runtime{preempt = 1000, warn_blocking = 10}
+        local n = 0
+        for _ = 1, 2 do
+          os.execute("kill -URG " .. pid)
+          local ok = spindle.timeout(5, function() sig:wait() end)
+          n = n + 1
+          pre:close() -- the second signal goes straight to libuv's handler
+        end
+        sig:close()
+        return n
+      end)
+      io.stdout:write("got ", got, "\n")
+    ]])
+    assert.is_true(r.ok, H.describe(r))
+    assert.equal("got 2\n", r.stdout)
+  end)
+end)
+
 describe("warn_blocking = seconds", function()
   it("reports a task that runs too long between awaits, once, with its name and traceback", function()
     local r = H.lua_child([[

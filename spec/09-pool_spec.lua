@@ -19,12 +19,12 @@ describe("the coroutine pool", function()
     end)
   end)
 
-  it("keeps at most 256 coroutines", function()
+  it("keeps at most 1024 coroutines", function()
     H.run_virtual(function()
       local hs = {}
-      for i = 1, 1000 do hs[i] = spindle.spawn(spindle.sleep, 1) end
-      for i = 1, 1000 do hs[i]:join() end
-      assert.equal(256, stats().pooled)
+      for i = 1, 2000 do hs[i] = spindle.spawn(spindle.sleep, 1) end
+      for i = 1, 2000 do hs[i]:join() end
+      assert.equal(1024, stats().pooled)
     end)
   end)
 

@@ -15,18 +15,37 @@ local fds = H.fd_count
 -- is not counted as a leak of the first test.
 run(function() end)
 
-local function mkfifo(p)
-  assert(os.execute("mkfifo " .. H.q(p)))
+-- Runs fn(f, p) in a task with f open (mode; nil: the default) on a new
+-- file p holding content; returns what p holds after the task, and
+-- removes it.
+local function with_file(content, mode, fn)
+  local p = H.tmpname()
+  H.write_file(p, content)
+  run(function()
+    local f <close> = assert(fs.open(p, mode))
+    fn(f, p)
+  end)
+  local after = H.read_file(p)
+  H.remove(p)
+  return after
 end
 
--- Inside a task: waits (bounded) until the descriptor count is n.
-local function settle(n)
-  for _ = 1, 200 do
-    if fds() == n then return n end
-    spindle.sleep(0.005)
-  end
-  return fds()
+-- A FIFO opened for reading by one task and for writing by another: runs
+-- fn(r, w, before) in a task, before being the descriptor count before the
+-- two were opened; the FIFO is removed after.
+local function with_fifo(fn)
+  local p = H.tmpname()
+  assert(os.execute("mkfifo " .. H.q(p)))
+  run(function()
+    local before = fds()
+    local opener = spindle.spawn(function() return assert(fs.open(p, "r")) end)
+    local w = assert(fs.open(p, "w"))
+    fn(opener:join(), w, before)
+  end)
+  H.remove(p)
 end
+
+local settle = H.settle_fds
 
 -- One call's results, comparable between io and spindle.fs: a file (io's
 -- write) and true (ours) are both "ok"; after the first nil nothing is
@@ -167,10 +186,7 @@ describe("spindle.fs file objects like io", function()
     end)
 
     it("a failure returns nil, message, code after the values read", function()
-      local p = H.tmpname()
-      H.write_file(p, "one\n12 x")
-      run(function()
-        local f <close> = assert(fs.open(p))
+      with_file("one\n12 x", nil, function(f)
         assert.are.same({"one", 12, nil, "not a number", "EILSEQ"},
                         {f:read("l", "n", "n", "l")})
         assert.are.same({"x"}, {f:read("l")}) -- the space went, "x" stays
@@ -178,28 +194,20 @@ describe("spindle.fs file objects like io", function()
         assert.are.same({nil, "eof", "EOF"}, {f:read(1)})
         assert.are.equal("", f:read(0))
       end)
-      H.remove(p)
     end)
 
     it("reads a line far longer than the read-ahead", function()
-      local p = H.tmpname()
       local long = ("0123456789"):rep(300000) -- 3 MB, one line
-      H.write_file(p, long .. "\nnext\n" .. long)
-      run(function()
-        local f <close> = assert(fs.open(p))
+      with_file(long .. "\nnext\n" .. long, nil, function(f)
         assert.is_true(f:read("l") == long)
         assert.are.equal("next\n", f:read("L"))
         assert.is_true(f:read("l") == long)
         assert.is_nil((f:read("l")))
       end)
-      H.remove(p)
     end)
 
     it("sees data appended to the file after it met the end", function()
-      local p = H.tmpname()
-      H.write_file(p, "a\n")
-      run(function()
-        local f <close> = assert(fs.open(p))
+      with_file("a\n", nil, function(f, p)
         assert.are.equal("a", f:read("l"))
         assert.are.same({nil, "eof", "EOF"}, {f:read("l")})
         local w <close> = assert(fs.open(p, "a"))
@@ -207,7 +215,6 @@ describe("spindle.fs file objects like io", function()
         assert.are.equal("b", f:read("l"))
         assert.are.equal("", f:read("a"))
       end)
-      H.remove(p)
     end)
   end)
 
@@ -224,30 +231,22 @@ describe("spindle.fs file objects like io", function()
     end)
 
     it("stops at the first nil; for ... in f:lines() in a task", function()
-      local p = H.tmpname()
-      H.write_file(p, "one\n\nthree")
-      run(function()
-        local f <close> = assert(fs.open(p))
+      with_file("one\n\nthree", nil, function(f)
         local got = {}
         for line in f:lines() do got[#got + 1] = line end
         assert.are.same({"one", "", "three"}, got)
         assert.are.same({nil, "eof", "EOF"}, {f:read("l")})
       end)
-      H.remove(p)
     end)
 
     it("raises for a bad format when lines is called, not later", function()
-      local p = H.tmpname()
-      H.write_file(p, "x")
-      run(function()
-        local f <close> = assert(fs.open(p))
+      with_file("x", nil, function(f)
         for _, bad in ipairs{"x", "*", "", -1, {}, 0.5} do
           local ok, err = pcall(f.lines, f, bad)
           assert.is_false(ok)
           assert.truthy(H.msg_has(err, "bad argument"), err)
         end
       end)
-      H.remove(p)
     end)
   end)
 
@@ -267,31 +266,23 @@ describe("spindle.fs file objects like io", function()
     it("a position before the start is nil, message, 'EINVAL'; the position stays", function()
       compare("abcdef", "r", {{"read", 2}, {"seek", "set", -1}, {"seek", "cur", -3},
                               {"seek", "end", -7}, {"seek"}, {"read", "a"}})
-      local p = H.tmpname()
-      H.write_file(p, "abcdef")
-      run(function()
-        local f <close> = assert(fs.open(p))
+      with_file("abcdef", nil, function(f)
         assert.are.same({nil, "invalid argument", "EINVAL"}, {f:seek("set", -1)})
         assert.are.same({nil, "invalid argument", "EINVAL"}, {f:seek("end", -7)})
         assert.are.equal(0, f:seek())
         assert.are.equal(math.maxinteger, f:seek("set", math.maxinteger))
         assert.are.same({nil, "invalid argument", "EINVAL"}, {f:seek("cur", 1)})
       end)
-      H.remove(p)
     end)
 
     it("raises for a bad whence or offset", function()
-      local p = H.tmpname()
-      H.write_file(p, "x")
-      run(function()
-        local f <close> = assert(fs.open(p))
+      with_file("x", nil, function(f)
         for _, args in ipairs{{"top"}, {1}, {"set", 0.5}, {"set", "x"}} do
           local ok, err = pcall(f.seek, f, table.unpack(args))
           assert.is_false(ok)
           assert.truthy(H.msg_has(err, "bad argument"), err)
         end
       end)
-      H.remove(p)
     end)
   end)
 
@@ -313,18 +304,14 @@ describe("spindle.fs file objects like io", function()
     end)
 
     it("need no seek between a read and a write", function()
-      local p = H.tmpname()
-      H.write_file(p, "one\ntwo\nthree\n")
-      run(function()
-        local f <close> = assert(fs.open(p, "r+"))
+      local after = with_file("one\ntwo\nthree\n", "r+", function(f)
         assert.are.equal("one", f:read("l")) -- the read-ahead holds the rest
         assert.is_true(f:write("TWO"))       -- written at 4, not at the end
         assert.are.equal(7, f:seek())
         assert.are.equal("", f:read("l"))
         assert.are.equal("three", f:read("l"))
       end)
-      assert.are.equal("one\nTWO\nthree\n", H.read_file(p))
-      H.remove(p)
+      assert.are.equal("one\nTWO\nthree\n", after)
     end)
 
     it("append mode writes at the end whatever the position", function()
@@ -339,10 +326,7 @@ describe("spindle.fs file objects like io", function()
     end)
 
     it("a write failure is nil, message, code (a read-only file)", function()
-      local p = H.tmpname()
-      H.write_file(p, "x")
-      run(function()
-        local f <close> = assert(fs.open(p, "r"))
+      with_file("x", "r", function(f)
         local ok, msg, code = f:write("y")
         assert.is_nil(ok)
         assert.are.equal("string", type(msg))
@@ -350,23 +334,12 @@ describe("spindle.fs file objects like io", function()
         assert.are.equal(0, f:seek())
         assert.are.equal("x", f:read("a"))
       end)
-      H.remove(p)
     end)
   end)
 
   describe("pipes", function()
-    -- A FIFO opened for reading by one task and for writing by another.
-    local function fifo_pair(p)
-      local opener = spindle.spawn(function() return assert(fs.open(p, "r")) end)
-      local w = assert(fs.open(p, "w"))
-      return opener:join(), w
-    end
-
     it("read lines in order; seek is nil, message, 'ESPIPE' once that is known", function()
-      local p = H.tmpname()
-      mkfifo(p)
-      run(function()
-        local r, w = fifo_pair(p)
+      with_fifo(function(r, w)
         local reader = spindle.spawn(function()
           local got = {}
           for line in r:lines() do got[#got + 1] = line end
@@ -383,7 +356,6 @@ describe("spindle.fs file objects like io", function()
         assert.are.equal("ESPIPE", code)
         r:close()
       end)
-      H.remove(p)
     end)
   end)
 
@@ -401,13 +373,7 @@ describe("spindle.fs file objects like io", function()
 
     for _, w in ipairs(waits) do
       it("abort during " .. w[1] .. ": at once; the file is busy until the step ends, then usable", function()
-        local p = H.tmpname()
-        mkfifo(p)
-        run(function()
-          local before = fds()
-          local opener = spindle.spawn(function() return assert(fs.open(p, "r")) end)
-          local wr = assert(fs.open(p, "w"))
-          local f = opener:join()
+        with_fifo(function(f, wr, before)
           local h = spindle.spawn(w[2], f)
           spindle.sleep(0.02)
           assert.are.equal("waiting", h:status())
@@ -438,17 +404,10 @@ describe("spindle.fs file objects like io", function()
           f:close()
           assert.are.equal(before, settle(before))
         end)
-        H.remove(p)
       end)
 
       it("timeout during " .. w[1] .. ": raised, nothing leaks", function()
-        local p = H.tmpname()
-        mkfifo(p)
-        run(function()
-          local before = fds()
-          local opener = spindle.spawn(function() return assert(fs.open(p, "r")) end)
-          local wr = assert(fs.open(p, "w"))
-          local f = opener:join()
+        with_fifo(function(f, wr, before)
           local ok, err = pcall(spindle.timeout, 0.03, w[2], f)
           assert.is_false(ok)
           assert.is_true(spindle.is_timeout(err))
@@ -456,17 +415,10 @@ describe("spindle.fs file objects like io", function()
           f:close()
           assert.are.equal(before, settle(before))
         end)
-        H.remove(p)
       end)
 
       it("close during " .. w[1] .. ": the reader gets nil, 'closed', 'ECANCELED'", function()
-        local p = H.tmpname()
-        mkfifo(p)
-        run(function()
-          local before = fds()
-          local opener = spindle.spawn(function() return assert(fs.open(p, "r")) end)
-          local wr = assert(fs.open(p, "w"))
-          local f = opener:join()
+        with_fifo(function(f, wr, before)
           local h = spindle.spawn(function() return table.pack(w[2](f)) end)
           spindle.sleep(0.02)
           f:close()
@@ -479,15 +431,11 @@ describe("spindle.fs file objects like io", function()
           wr:close()
           assert.are.equal(before, settle(before))
         end)
-        H.remove(p)
       end)
     end
 
     it("abort right after a read, a seek('end') or an append write started: the position is sound", function()
-      local p = H.tmpname()
-      H.write_file(p, "one\ntwo\n")
-      run(function()
-        local f <close> = assert(fs.open(p, "a+"))
+      with_file("one\ntwo\n", "a+", function(f)
         for _, fn in ipairs{
           function() return f:read("l") end,
           function() return f:seek("end") end,
@@ -507,14 +455,10 @@ describe("spindle.fs file objects like io", function()
         assert.truthy(all == "one\ntwo\n" or all == "one\ntwo\nx", all)
         assert.are.equal(#all, f:seek())
       end)
-      H.remove(p)
     end)
 
     it("reads and seeks on a regular file with an abort pending keep the position", function()
-      local p = H.tmpname()
-      H.write_file(p, "alpha\nbeta\n")
-      run(function()
-        local f <close> = assert(fs.open(p))
+      with_file("alpha\nbeta\n", nil, function(f)
         local h = spindle.spawn(function() return f:read("l") end)
         spindle.yield() -- h's read is on the pool
         h:abort()
@@ -526,7 +470,6 @@ describe("spindle.fs file objects like io", function()
         assert.are.equal(0, f:seek()) -- nothing consumed
         assert.are.equal("alpha", f:read("l"))
       end)
-      H.remove(p)
     end)
 
     it("a closed file: every method returns nil, 'closed', 'ECANCELED'", function()

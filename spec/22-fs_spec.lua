@@ -22,14 +22,12 @@ local function fd_list()
   return s
 end
 
--- Inside a task: waits (bounded) until the count is back to n -- a file
--- is closed on the thread pool, so a moment after close() returns.
+-- Inside a task: waits (bounded) until the count is back to n; else the
+-- count and what is open.
 local function settle(n)
-  for _ = 1, 200 do
-    if fds() == n then return n end
-    spindle.sleep(0.005)
-  end
-  return fds(), fd_list()
+  local got = H.settle_fds(n)
+  if got == n then return n end
+  return got, fd_list()
 end
 
 -- A fresh temp directory path (created by the test that needs it).

@@ -10,30 +10,7 @@
 local HT = dofile("spec/helpers/http.lua")
 local spindle, http, run = HT.spindle, HT.http, HT.run
 
-HT.check(_ENV)
-
-local py, base
-setup(function()
-  py = HT.python()
-  base = py.base
-end)
-teardown(function() if py then py.stop() end end)
-
--- A listener whose backlog is full: a connect to it hangs.  Returns its
--- port and a function that releases everything.
-local function hanging_port()
-  local srv = assert(spindle.net.listen("127.0.0.1", 0, {backlog = 1}))
-  local _, port = srv:local_addr()
-  local held = {}
-  for i = 1, 8 do
-    held[i] = spindle.spawn(spindle.net.connect, "127.0.0.1", port, {timeout = 0.3})
-  end
-  for i = 1, 8 do held[i] = held[i]:join() end
-  return port, function()
-    for i = 1, 8 do if held[i] then held[i]:close() end end
-    srv:close()
-  end
-end
+local py = HT.peer(_ENV, HT.python)
 
 -- Each await: a function run in a task that ends up waiting there, and
 -- the phrase spindle.dump() shows while it waits.
@@ -42,13 +19,13 @@ local awaits = {
     return http.get("http://127.0.0.1:" .. ctx.port .. "/")
   end},
   {"waiting for the response", "http GET", function()
-    return http.get(base .. "/slow?delay=10")
+    return http.get(py.base .. "/slow?delay=10")
   end},
   {"sending a body the peer does not read", "http POST", function()
-    return http.post(base .. "/slow?delay=10", ("b"):rep(32 * 1024 * 1024))
+    return http.post(py.base .. "/slow?delay=10", ("b"):rep(32 * 1024 * 1024))
   end},
   {"sending a body from a function", "http POST", function(ctx)
-    return http.post(base .. "/slow?delay=10", function()
+    return http.post(py.base .. "/slow?delay=10", function()
       ctx.calls = ctx.calls + 1
       return ("c"):rep(1024 * 1024)
     end)
@@ -57,25 +34,25 @@ local awaits = {
   -- paused meanwhile): the transfer ends as the task unwinds out of the
   -- request, before the abort reaches the caller of post
   {"inside the body function", "sleep", unwinds = true, function(ctx)
-    return http.post(base .. "/echo", function()
+    return http.post(py.base .. "/echo", function()
       ctx.calls = ctx.calls + 1
       spindle.sleep(10)
       return "never"
     end)
   end},
   {"waiting for a streamed head", "http GET", function()
-    return http.get(base .. "/slow?delay=10", {stream = true})
+    return http.get(py.base .. "/slow?delay=10", {stream = true})
   end},
   {"read_some", "http read GET", function()
-    local res <close> = assert(http.get(base .. "/trickle?n=10&delay=10", {stream = true}))
+    local res <close> = assert(http.get(py.base .. "/trickle?n=10&delay=10", {stream = true}))
     return res:read_some()
   end},
   {"read_all", "http read GET", function()
-    local res = assert(http.get(base .. "/trickle?n=10&delay=10", {stream = true}))
+    local res = assert(http.get(py.base .. "/trickle?n=10&delay=10", {stream = true}))
     return res:read_all() -- no <close>: the interrupted wait ends it
   end},
   {"lines", "http read GET", function()
-    local res = assert(http.get(base .. "/trickle?n=10&delay=10", {stream = true}))
+    local res = assert(http.get(py.base .. "/trickle?n=10&delay=10", {stream = true}))
     for _ in res:lines() do end
   end},
 }
@@ -92,7 +69,7 @@ end
 -- After an interruption: no transfer is left, and a request works.
 local function client_goes_on()
   assert.equal(0, HT.stats().transfers)
-  local res = assert(http.get(base .. "/status/200"))
+  local res = assert(http.get(py.base .. "/status/200"))
   assert.equal(200, res.status)
 end
 
@@ -103,7 +80,7 @@ for _, a in ipairs(awaits) do
       run(function()
         local ctx = {calls = 0}
         local release
-        ctx.port, release = hanging_port()
+        ctx.port, release = HT.hanging_port()
         local closed = false
         local h = spindle.spawn(function()
           local guard <close> = setmetatable({}, {__close = function() closed = true end})
@@ -130,7 +107,7 @@ for _, a in ipairs(awaits) do
       run(function()
         local ctx = {calls = 0}
         local release
-        ctx.port, release = hanging_port()
+        ctx.port, release = HT.hanging_port()
         local ok, err = pcall(spindle.timeout, 0.3, fn, ctx)
         assert.is_false(ok)
         assert.is_true(spindle.is_timeout(err))
@@ -146,10 +123,10 @@ describe("shutdown", function()
   it("a runtime closed with requests in flight ends them all", function()
     run(function()
       for i = 1, 10 do
-        spindle.spawn(http.get, base .. "/slow?delay=10&i=" .. i)
+        spindle.spawn(http.get, py.base .. "/slow?delay=10&i=" .. i)
       end
       spindle.spawn(function()
-        local res = assert(http.get(base .. "/trickle?n=10&delay=10", {stream = true}))
+        local res = assert(http.get(py.base .. "/trickle?n=10&delay=10", {stream = true}))
         return res:read_all()
       end)
       spindle.sleep(0.3)
@@ -164,7 +141,7 @@ describe("shutdown", function()
     run(function()
       local hs = {}
       for i = 1, 100 do
-        hs[i] = spindle.spawn(http.get, base .. "/slow?delay=10&i=" .. i)
+        hs[i] = spindle.spawn(http.get, py.base .. "/slow?delay=10&i=" .. i)
       end
       spindle.sleep(0.5)
       for i = 1, 100, 2 do hs[i]:abort() end

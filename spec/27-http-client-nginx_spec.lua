@@ -9,22 +9,18 @@ local HT = dofile("spec/helpers/http.lua")
 local H = HT.H
 local spindle, http, run = HT.spindle, HT.http, HT.run
 
-HT.check(_ENV)
-
 local big = {}
 local line = ("x"):rep(1000)
 for i = 1, 20 * 1024 do big[i] = ("%23d"):format(i) .. line .. "\n" end -- 20 MiB
 big = table.concat(big)
 
-local ngx
-setup(function()
-  ngx = HT.nginx{h2c = true, tls = true, files = {
+local ngx = HT.peer(_ENV, function()
+  return HT.nginx{h2c = true, tls = true, files = {
     ["hello.txt"] = "hello from nginx\n",
     ["big.bin"] = big,
     ["a.json"] = '{"a": 1}',
   }}
 end)
-teardown(function() if ngx then ngx.stop() end end)
 
 -- Access log entries for requests whose line contains `tag`.
 local function entries(tag)

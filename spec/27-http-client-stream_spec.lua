@@ -8,26 +8,19 @@ local HT = dofile("spec/helpers/http.lua")
 local H = HT.H
 local spindle, http, run = HT.spindle, HT.http, HT.run
 
-HT.check(_ENV)
-
-local py, base
-setup(function()
-  py = HT.python()
-  base = py.base
-end)
-teardown(function() if py then py.stop() end end)
+local py = HT.peer(_ENV, HT.python)
 
 describe("stream = true", function()
   it("returns once the headers are in, before the body", function()
     run(function()
       local t0 = spindle.now()
-      local res <close> = assert(http.get(base .. "/trickle?n=5&delay=0.2", {stream = true}))
+      local res <close> = assert(http.get(py.base .. "/trickle?n=5&delay=0.2", {stream = true}))
       assert.is_true(spindle.now() - t0 < 0.5) -- the body takes 1 s
       assert.equal(200, res.status)
       assert.equal("5", res.headers["content-length"])
       assert.is_nil(res.body)
       assert.equal("1.1", res.version)
-      assert.equal(base .. "/trickle?n=5&delay=0.2", res.url)
+      assert.equal(py.base .. "/trickle?n=5&delay=0.2", res.url)
       local got = {}
       while true do
         local s, msg, code = res:read_some()
@@ -45,7 +38,7 @@ describe("stream = true", function()
 
   it("read_some(max) returns 1..max bytes; the end is sticky", function()
     run(function()
-      local res <close> = assert(http.get(base .. "/big?size=1000", {stream = true}))
+      local res <close> = assert(http.get(py.base .. "/big?size=1000", {stream = true}))
       local total = 0
       while true do
         local s = res:read_some(300)
@@ -65,12 +58,12 @@ describe("stream = true", function()
 
   it("read_all([max]) returns the rest; over max: 'body too large'", function()
     run(function()
-      local res <close> = assert(http.get(base .. "/bigchunked?size=200000", {stream = true}))
+      local res <close> = assert(http.get(py.base .. "/bigchunked?size=200000", {stream = true}))
       local first = assert(res:read_some(10))
       local rest = assert(res:read_all())
       assert.equal(200000, #first + #rest)
       assert.equal("", assert(res:read_all())) -- nothing left
-      local r2 <close> = assert(http.get(base .. "/big?size=5000", {stream = true}))
+      local r2 <close> = assert(http.get(py.base .. "/big?size=5000", {stream = true}))
       local s, msg, code = r2:read_all(4999)
       assert.is_nil(s)
       assert.equal("body too large", msg)
@@ -81,7 +74,7 @@ describe("stream = true", function()
 
   it("read_all's default limit is opts.max_body", function()
     run(function()
-      local res <close> = assert(http.get(base .. "/big?size=2000",
+      local res <close> = assert(http.get(py.base .. "/big?size=2000",
                                           {stream = true, max_body = 1500}))
       local s, msg, code = res:read_all()
       assert.is_nil(s)
@@ -99,7 +92,7 @@ describe("stream = true", function()
 
   it("lines([max]) iterates over lines; the last may be unterminated", function()
     run(function()
-      local res <close> = assert(http.get(base .. "/lines?n=300", {stream = true}))
+      local res <close> = assert(http.get(py.base .. "/lines?n=300", {stream = true}))
       local n = 0
       for line in res:lines() do
         n = n + 1
@@ -107,7 +100,7 @@ describe("stream = true", function()
       end
       assert.equal(300, n)
       assert.same({nil, "eof", "EOF"}, {res:read_some()})
-      local r2 <close> = assert(http.get(base .. "/chunked?n=2&size=3", {stream = true}))
+      local r2 <close> = assert(http.get(py.base .. "/chunked?n=2&size=3", {stream = true}))
       local lines = {}
       for line in r2:lines() do lines[#lines + 1] = line end
       assert.same({"aaabbb"}, lines)
@@ -116,7 +109,7 @@ describe("stream = true", function()
 
   it("lines(max) stops at a longer line; the bytes stay for read_some", function()
     run(function()
-      local res <close> = assert(http.get(base .. "/chunked?n=1&size=100", {stream = true}))
+      local res <close> = assert(http.get(py.base .. "/chunked?n=1&size=100", {stream = true}))
       local it = res:lines(10)
       assert.same({nil, "line too long", "ELINE"}, {it()})
       assert.equal(("a"):rep(100), res:read_all())
@@ -125,7 +118,7 @@ describe("stream = true", function()
 
   it("returns an error after the bytes that came before it", function()
     run(function()
-      local res <close> = assert(http.get(base .. "/close-mid?size=200000", {stream = true}))
+      local res <close> = assert(http.get(py.base .. "/close-mid?size=200000", {stream = true}))
       local n, err, code = 0, nil, nil
       while true do
         local s, msg, c = res:read_some()
@@ -137,7 +130,7 @@ describe("stream = true", function()
       assert.is_not.equal("EOF", code)
       assert.same({nil, err, code}, {res:read_some()}) -- sticky
       -- read_all passes what came before the error as `partial`
-      local r2 <close> = assert(http.get(base .. "/close-mid?size=2000", {stream = true}))
+      local r2 <close> = assert(http.get(py.base .. "/close-mid?size=2000", {stream = true}))
       local s, msg, c, partial = r2:read_all()
       assert.is_nil(s)
       assert.is_string(msg)
@@ -148,10 +141,10 @@ describe("stream = true", function()
 
   it("reads an empty body at once (204, HEAD)", function()
     run(function()
-      local res <close> = assert(http.get(base .. "/empty", {stream = true}))
+      local res <close> = assert(http.get(py.base .. "/empty", {stream = true}))
       assert.equal(204, res.status)
       assert.same({nil, "eof", "EOF"}, {res:read_some()})
-      local r2 <close> = assert(http.request{url = base .. "/big?size=100",
+      local r2 <close> = assert(http.request{url = py.base .. "/big?size=100",
                                              method = "HEAD", stream = true})
       assert.equal("", r2:read_all())
     end)
@@ -159,11 +152,11 @@ describe("stream = true", function()
 
   it("follows redirects and returns the final response", function()
     run(function()
-      local res <close> = assert(http.get(base .. "/redirect/2", {stream = true, follow = 2}))
+      local res <close> = assert(http.get(py.base .. "/redirect/2", {stream = true, follow = 2}))
       assert.equal(200, res.status)
-      assert.equal(base .. "/redirect/0", res.url)
+      assert.equal(py.base .. "/redirect/0", res.url)
       assert.equal("done", res:read_all())
-      local r2, msg, code = http.get(base .. "/redirect/3", {stream = true, follow = 1})
+      local r2, msg, code = http.get(py.base .. "/redirect/3", {stream = true, follow = 1})
       assert.is_nil(r2)
       assert.equal("EHTTP", code)
       assert.matches("redirect", msg)
@@ -173,7 +166,7 @@ describe("stream = true", function()
   it("uploads from a function first, then returns the response head", function()
     run(function()
       local n = 0
-      local res <close> = assert(http.post(base .. "/echo-len", function()
+      local res <close> = assert(http.post(py.base .. "/echo-len", function()
         n = n + 1
         if n <= 10 then return ("y"):rep(1000) end
       end, {stream = true}))
@@ -184,7 +177,7 @@ describe("stream = true", function()
 
   it("allows one reader at a time", function()
     run(function()
-      local res <close> = assert(http.get(base .. "/trickle?n=3&delay=0.2", {stream = true}))
+      local res <close> = assert(http.get(py.base .. "/trickle?n=3&delay=0.2", {stream = true}))
       local h = spindle.spawn(function() return res:read_some() end)
       spindle.sleep(0.05)
       local ok, err = pcall(res.read_some, res)
@@ -196,7 +189,7 @@ describe("stream = true", function()
 
   it("close() ends the transfer early; reads then say closed", function()
     run(function()
-      local res = assert(http.get(base .. "/trickle?n=100&delay=0.05", {stream = true}))
+      local res = assert(http.get(py.base .. "/trickle?n=100&delay=0.05", {stream = true}))
       assert.equal("x", res:read_some())
       assert.equal(1, HT.stats().transfers)
       assert.is_true(res:close())
@@ -206,13 +199,13 @@ describe("stream = true", function()
       assert.same({nil, "closed", "EBADF"}, {res:read_all()})
       assert.is_nil(res:lines()())
       -- the client goes on (a new connection: that one was cut)
-      assert.equal(200, assert(http.get(base .. "/status/200")).status)
+      assert.equal(200, assert(http.get(py.base .. "/status/200")).status)
     end)
   end)
 
   it("close() from another task wakes a blocked reader with ECANCELED", function()
     run(function()
-      local res = assert(http.get(base .. "/trickle?n=10&delay=0.5", {stream = true}))
+      local res = assert(http.get(py.base .. "/trickle?n=10&delay=0.5", {stream = true}))
       local h = spindle.spawn(function()
         local a = res:read_some()
         return a, res:read_some()
@@ -230,13 +223,13 @@ describe("stream = true", function()
   it("ends the transfer on <close>, and when the response is collected", function()
     run(function()
       do
-        local res <close> = assert(http.get(base .. "/trickle?n=100&delay=0.05",
+        local res <close> = assert(http.get(py.base .. "/trickle?n=100&delay=0.05",
                                             {stream = true}))
         assert.equal(1, HT.stats().transfers)
       end
       assert.equal(0, HT.stats().transfers)
       do
-        local res = assert(http.get(base .. "/trickle?n=100&delay=0.05", {stream = true}))
+        local res = assert(http.get(py.base .. "/trickle?n=100&delay=0.05", {stream = true}))
         assert.equal(200, res.status)
       end
       collectgarbage(); collectgarbage()
@@ -246,7 +239,7 @@ describe("stream = true", function()
 
   it("keeps a response usable after the transfer is done", function()
     run(function()
-      local res <close> = assert(http.get(base .. "/lines?n=3", {stream = true}))
+      local res <close> = assert(http.get(py.base .. "/lines?n=3", {stream = true}))
       spindle.sleep(0.2) -- it has all arrived
       assert.equal(0, HT.stats().transfers) -- the easy handle is back
       assert.equal("line 1\nline 2\nline 3\n", res:read_all())
@@ -256,7 +249,7 @@ describe("stream = true", function()
   it("a response outlives its runtime: afterwards it is closed", function()
     local res
     run(function()
-      res = assert(http.get(base .. "/trickle?n=100&delay=0.05", {stream = true}))
+      res = assert(http.get(py.base .. "/trickle?n=100&delay=0.05", {stream = true}))
     end)
     assert.equal(0, HT.stats().transfers)
     run(function()
@@ -275,7 +268,7 @@ describe("backpressure", function()
       collectgarbage(); collectgarbage()
       local rss0 = HT.rss_kb()
       local lua0 = collectgarbage("count")
-      local res <close> = assert(http.get(base .. "/big?size=" .. SIZE, {stream = true}))
+      local res <close> = assert(http.get(py.base .. "/big?size=" .. SIZE, {stream = true}))
       -- nobody reads for a while: the transfer pauses
       spindle.sleep(0.5)
       local peak = HT.stats().buffered
@@ -304,7 +297,7 @@ describe("backpressure", function()
 
   it("read_all(max) lets the buffer grow to max, not beyond", function()
     run(function()
-      local res <close> = assert(http.get(base .. "/big?size=" .. 4 * MB, {stream = true}))
+      local res <close> = assert(http.get(py.base .. "/big?size=" .. 4 * MB, {stream = true}))
       local s, msg, code = res:read_all(MB)
       assert.is_nil(s)
       assert.equal("EMSGSIZE", code, msg)

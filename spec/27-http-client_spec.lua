@@ -10,14 +10,7 @@ local HT = dofile("spec/helpers/http.lua")
 local H = HT.H
 local spindle, http, run = HT.spindle, HT.http, HT.run
 
-HT.check(_ENV)
-
-local py, base
-setup(function()
-  py = HT.python()
-  base = py.base
-end)
-teardown(function() if py then py.stop() end end)
+local py = HT.peer(_ENV, HT.python)
 
 -- The request the echo endpoint saw: method, target, headers (lower-case
 -- names -> array of values) and body.
@@ -38,12 +31,12 @@ end
 describe("a response", function()
   it("has status, headers, header_list, body, version and url", function()
     run(function()
-      local res = assert(http.get(base .. "/headers"))
+      local res = assert(http.get(py.base .. "/headers"))
       assert.equal(200, res.status)
       assert.equal("integer", math.type(res.status))
       assert.equal("ok", res.body)
       assert.equal("1.1", res.version)
-      assert.equal(base .. "/headers", res.url)
+      assert.equal(py.base .. "/headers", res.url)
       assert.equal("text/plain", res.headers["content-type"])
       assert.equal("2", res.headers["content-length"])
     end)
@@ -51,7 +44,7 @@ describe("a response", function()
 
   it("has lower-case names; a repeated header's values are joined with ', '", function()
     run(function()
-      local res = assert(http.get(base .. "/headers"))
+      local res = assert(http.get(py.base .. "/headers"))
       assert.equal("a, b", res.headers["x-rep"])
       assert.equal("a=1, b=2", res.headers["set-cookie"])
       assert.equal("Yes", res.headers["x-mixed-case"])
@@ -63,7 +56,7 @@ describe("a response", function()
 
   it("lists every header in header_list as {name, value} pairs in order", function()
     run(function()
-      local res = assert(http.get(base .. "/headers"))
+      local res = assert(http.get(py.base .. "/headers"))
       local names, reps, cookies = {}, {}, {}
       for i, pair in ipairs(res.header_list) do
         assert.equal(2, #pair)
@@ -85,7 +78,7 @@ describe("a response", function()
   it("is a response, not an error, for a 404 or a 500", function()
     run(function()
       for _, code in ipairs({404, 500, 201, 418, 503}) do
-        local res, msg, ecode = http.get(base .. "/status/" .. code)
+        local res, msg, ecode = http.get(py.base .. "/status/" .. code)
         assert.is_table(res, msg, ecode)
         assert.equal(code, res.status)
         assert.equal("status " .. code, res.body)
@@ -95,7 +88,7 @@ describe("a response", function()
 
   it("reports an HTTP/1.0 peer as version '1.0' and reads to the close", function()
     run(function()
-      local res = assert(http.get(base .. "/http10"))
+      local res = assert(http.get(py.base .. "/http10"))
       assert.equal("1.0", res.version)
       assert.equal(200, res.status)
       assert.equal("old", res.body)
@@ -104,10 +97,10 @@ describe("a response", function()
 
   it("has an empty body for a 204 and for HEAD", function()
     run(function()
-      local res = assert(http.get(base .. "/empty"))
+      local res = assert(http.get(py.base .. "/empty"))
       assert.equal(204, res.status)
       assert.equal("", res.body)
-      res = assert(http.request{url = base .. "/big?size=1000", method = "HEAD"})
+      res = assert(http.request{url = py.base .. "/big?size=1000", method = "HEAD"})
       assert.equal(200, res.status)
       assert.equal("1000", res.headers["content-length"])
       assert.equal("", res.body)
@@ -116,7 +109,7 @@ describe("a response", function()
 
   it("decodes a chunked body", function()
     run(function()
-      local res = assert(http.get(base .. "/chunked?n=4&size=3"))
+      local res = assert(http.get(py.base .. "/chunked?n=4&size=3"))
       assert.equal("aaabbbcccddd", res.body)
       assert.equal("chunked", res.headers["transfer-encoding"])
     end)
@@ -124,7 +117,7 @@ describe("a response", function()
 
   it("reads bodies larger than any buffer (8 MiB), byte for byte", function()
     run(function()
-      local res = assert(http.get(base .. "/big?size=" .. 8 * 1024 * 1024))
+      local res = assert(http.get(py.base .. "/big?size=" .. 8 * 1024 * 1024))
       assert.equal(8 * 1024 * 1024, #res.body)
       local pat = {}
       for i = 0, 255 do pat[#pat + 1] = string.char(i) end
@@ -136,7 +129,7 @@ describe("a response", function()
 
   it("is a table whose close() does nothing for a buffered body", function()
     run(function()
-      local res <close> = assert(http.get(base .. "/status/200"))
+      local res <close> = assert(http.get(py.base .. "/status/200"))
       assert.is_true(res:close())
       assert.equal("status 200", res.body)
       assert.has_error(function() res:read_some() end,
@@ -150,11 +143,11 @@ end)
 describe("a request", function()
   it("is a GET by default and a POST when a body is given", function()
     run(function()
-      local e = parse_echo(assert(http.request{url = base .. "/echo"}).body)
+      local e = parse_echo(assert(http.request{url = py.base .. "/echo"}).body)
       assert.equal("GET", e.method)
       assert.equal("/echo", e.target)
       assert.is_nil(e.headers["content-length"])
-      e = parse_echo(assert(http.request{url = base .. "/echo", body = "hi"}).body)
+      e = parse_echo(assert(http.request{url = py.base .. "/echo", body = "hi"}).body)
       assert.equal("POST", e.method)
       assert.equal("hi", e.body)
       assert.same({"2"}, e.headers["content-length"])
@@ -164,15 +157,15 @@ describe("a request", function()
   it("sends any method, with or without a body", function()
     run(function()
       for _, m in ipairs({"PUT", "DELETE", "PATCH", "OPTIONS", "GET"}) do
-        local e = parse_echo(assert(http.request{url = base .. "/echo",
+        local e = parse_echo(assert(http.request{url = py.base .. "/echo",
                                                  method = m, body = "b-" .. m}).body)
         assert.equal(m, e.method)
         assert.equal("b-" .. m, e.body)
-        e = parse_echo(assert(http.request{url = base .. "/echo", method = m}).body)
+        e = parse_echo(assert(http.request{url = py.base .. "/echo", method = m}).body)
         assert.equal(m, e.method)
         assert.equal("", e.body)
       end
-      local e = parse_echo(assert(http.request{url = base .. "/echo",
+      local e = parse_echo(assert(http.request{url = py.base .. "/echo",
                                                method = "POST"}).body)
       assert.equal("POST", e.method)
     end)
@@ -180,7 +173,7 @@ describe("a request", function()
 
   it("sends headers: name -> value, an array repeats the header", function()
     run(function()
-      local res = assert(http.get(base .. "/echo", {headers = {
+      local res = assert(http.get(py.base .. "/echo", {headers = {
         ["X-One"] = "1", ["X-Many"] = {"a", "b", "c"}, ["X-Num"] = 42,
         ["X-Empty"] = "", ["Accept"] = "text/plain"}}))
       local e = parse_echo(res.body)
@@ -194,9 +187,9 @@ describe("a request", function()
 
   it("names itself spindle/<version> unless told otherwise", function()
     run(function()
-      local e = parse_echo(assert(http.get(base .. "/echo")).body)
+      local e = parse_echo(assert(http.get(py.base .. "/echo")).body)
       assert.same({"spindle/" .. spindle.version}, e.headers["user-agent"])
-      e = parse_echo(assert(http.get(base .. "/echo",
+      e = parse_echo(assert(http.get(py.base .. "/echo",
         {headers = {["User-Agent"] = "mine/1"}})).body)
       assert.same({"mine/1"}, e.headers["user-agent"])
     end)
@@ -204,15 +197,15 @@ describe("a request", function()
 
   it("adds no Expect: 100-continue and no Content-Type of its own", function()
     run(function()
-      local e = parse_echo(assert(http.post(base .. "/echo",
+      local e = parse_echo(assert(http.post(py.base .. "/echo",
                                             ("x"):rep(2 * 1024 * 1024))).body)
       assert.is_nil(e.headers["expect"])
       assert.is_nil(e.headers["content-type"])
       assert.equal(2 * 1024 * 1024, #e.body)
-      e = parse_echo(assert(http.post(base .. "/echo", "{}",
+      e = parse_echo(assert(http.post(py.base .. "/echo", "{}",
         {headers = {["content-type"] = "application/json"}})).body)
       assert.same({"application/json"}, e.headers["content-type"])
-      e = parse_echo(assert(http.post(base .. "/echo", "x",
+      e = parse_echo(assert(http.post(py.base .. "/echo", "x",
         {headers = {Expect = "100-continue"}})).body)
       assert.same({"100-continue"}, e.headers["expect"])
       assert.equal("x", e.body)
@@ -222,11 +215,11 @@ describe("a request", function()
   it("sends a string body with Content-Length, binary-safe", function()
     run(function()
       local body = "a\0b\r\n\255" .. ("z"):rep(100000)
-      local res = assert(http.post(base .. "/echo-len", body))
+      local res = assert(http.post(py.base .. "/echo-len", body))
       assert.equal(#body .. " length", res.body)
-      local e = parse_echo(assert(http.post(base .. "/echo", body)).body)
+      local e = parse_echo(assert(http.post(py.base .. "/echo", body)).body)
       assert.equal(body, e.body)
-      res = assert(http.post(base .. "/echo-len", ""))
+      res = assert(http.post(py.base .. "/echo-len", ""))
       assert.equal("0 length", res.body)
     end)
   end)
@@ -235,7 +228,7 @@ describe("a request", function()
     run(function()
       local me = spindle.current()
       local calls, chunks = 0, {"one ", "", "two ", "three"}
-      local res = assert(http.request{url = base .. "/echo", body = function()
+      local res = assert(http.request{url = py.base .. "/echo", body = function()
         calls = calls + 1
         assert.equal(me, spindle.current())
         spindle.sleep(0.01) -- the body function may await
@@ -252,7 +245,7 @@ describe("a request", function()
   it("uploads many megabytes from a function, each chunk once", function()
     run(function()
       local n, chunk = 0, ("0123456789abcdef"):rep(4096) -- 64 KiB
-      local res = assert(http.post(base .. "/echo-len", function()
+      local res = assert(http.post(py.base .. "/echo-len", function()
         n = n + 1
         if n <= 64 then return chunk end
       end))
@@ -262,7 +255,7 @@ describe("a request", function()
 
   it("raises when the body function returns something else than a string or nil", function()
     run(function()
-      local ok, err = pcall(http.post, base .. "/echo", function() return 42 end)
+      local ok, err = pcall(http.post, py.base .. "/echo", function() return 42 end)
       assert.is_false(ok)
       assert.matches("spindle.http.post: the body function returned a number", err)
       assert.equal(0, HT.stats().transfers) -- ended at once
@@ -272,7 +265,7 @@ describe("a request", function()
   it("passes an error of the body function on and ends the transfer", function()
     run(function()
       local n = 0
-      local ok, err = pcall(http.request, {url = base .. "/echo", body = function()
+      local ok, err = pcall(http.request, {url = py.base .. "/echo", body = function()
         n = n + 1
         if n == 3 then error({tag = "mine"}) end
         return "part"
@@ -281,19 +274,19 @@ describe("a request", function()
       assert.same({tag = "mine"}, err)
       assert.equal(0, HT.stats().transfers)
       -- the client still works
-      assert.equal(200, assert(http.get(base .. "/status/200")).status)
+      assert.equal(200, assert(http.get(py.base .. "/status/200")).status)
     end)
   end)
 
   it("has the shorthands get(url, opts) and post(url, body, opts)", function()
     run(function()
-      local e = parse_echo(assert(http.get(base .. "/echo", {headers = {A = "1"}})).body)
+      local e = parse_echo(assert(http.get(py.base .. "/echo", {headers = {A = "1"}})).body)
       assert.equal("GET", e.method)
       assert.same({"1"}, e.headers.a)
-      e = parse_echo(assert(http.post(base .. "/echo", "data", {method = "PUT"})).body)
+      e = parse_echo(assert(http.post(py.base .. "/echo", "data", {method = "PUT"})).body)
       assert.equal("PUT", e.method)
       assert.equal("data", e.body)
-      e = parse_echo(assert(http.post(base .. "/echo", function() return nil end)).body)
+      e = parse_echo(assert(http.post(py.base .. "/echo", function() return nil end)).body)
       assert.equal("POST", e.method)
       assert.equal("", e.body)
     end)
@@ -308,9 +301,9 @@ describe("a request", function()
 
   it("reuses the connection for sequential requests (keep-alive)", function()
     run(function()
-      local first = assert(http.get(base .. "/conn")).body
+      local first = assert(http.get(py.base .. "/conn")).body
       for _ = 1, 5 do
-        assert.equal(first, assert(http.get(base .. "/conn")).body)
+        assert.equal(first, assert(http.get(py.base .. "/conn")).body)
       end
     end)
   end)
@@ -320,7 +313,7 @@ describe("a request", function()
       local hs = {}
       for i = 1, 20 do
         hs[i] = spindle.spawn(function()
-          return assert(http.get(base .. "/slow?delay=0.2")).body
+          return assert(http.get(py.base .. "/slow?delay=0.2")).body
         end)
       end
       local t0 = spindle.now()
@@ -335,27 +328,27 @@ end)
 describe("redirects", function()
   it("are not followed by default: the 3xx is the response", function()
     run(function()
-      local res = assert(http.get(base .. "/redirect/2"))
+      local res = assert(http.get(py.base .. "/redirect/2"))
       assert.equal(302, res.status)
       assert.equal("/redirect/1", res.headers.location)
       assert.equal("moved", res.body)
-      assert.equal(base .. "/redirect/2", res.url)
+      assert.equal(py.base .. "/redirect/2", res.url)
     end)
   end)
 
   it("are followed up to opts.follow; res.url is where it ended", function()
     run(function()
-      local res = assert(http.get(base .. "/redirect/3", {follow = 3}))
+      local res = assert(http.get(py.base .. "/redirect/3", {follow = 3}))
       assert.equal(200, res.status)
       assert.equal("done", res.body)
-      assert.equal(base .. "/redirect/0", res.url)
+      assert.equal(py.base .. "/redirect/0", res.url)
       assert.is_nil(res.headers.location) -- the final response's headers
     end)
   end)
 
   it("beyond opts.follow: nil, msg, EHTTP", function()
     run(function()
-      local res, msg, code = http.get(base .. "/redirect/4", {follow = 2})
+      local res, msg, code = http.get(py.base .. "/redirect/4", {follow = 2})
       assert.is_nil(res)
       assert.equal("EHTTP", code)
       assert.matches("redirect", msg)
@@ -364,12 +357,12 @@ describe("redirects", function()
 
   it("turn a POST into a GET on 303, and keep it with its body on 307", function()
     run(function()
-      local res = assert(http.post(base .. "/redirect-to?code=303&to=/echo", "data",
+      local res = assert(http.post(py.base .. "/redirect-to?code=303&to=/echo", "data",
                                    {follow = 1}))
       local e = parse_echo(res.body)
       assert.equal("GET", e.method)
       assert.equal("", e.body)
-      res = assert(http.post(base .. "/redirect-to?code=307&to=/echo", "data",
+      res = assert(http.post(py.base .. "/redirect-to?code=307&to=/echo", "data",
                              {follow = 1}))
       e = parse_echo(res.body)
       assert.equal("POST", e.method)
@@ -379,7 +372,7 @@ describe("redirects", function()
 
   it("go only to http and https", function()
     run(function()
-      local res, msg, code = http.get(base .. "/redirect-to?to=ftp://127.0.0.1/x",
+      local res, msg, code = http.get(py.base .. "/redirect-to?to=ftp://127.0.0.1/x",
                                       {follow = 1})
       assert.is_nil(res)
       assert.equal("EHTTP", code)
@@ -393,7 +386,7 @@ end)
 describe("max_body", function()
   it("is 64 MiB by default", function()
     run(function()
-      local res, msg, code = http.get(base .. "/big?size=" .. (64 * 1024 * 1024 + 1))
+      local res, msg, code = http.get(py.base .. "/big?size=" .. (64 * 1024 * 1024 + 1))
       assert.is_nil(res)
       assert.equal("body too large", msg)
       assert.equal("EMSGSIZE", code)
@@ -402,23 +395,23 @@ describe("max_body", function()
 
   it("allows a body of exactly max_body bytes", function()
     run(function()
-      assert.equal(1000, #assert(http.get(base .. "/big?size=1000", {max_body = 1000})).body)
-      assert.equal(1000, #assert(http.get(base .. "/bigchunked?size=1000",
+      assert.equal(1000, #assert(http.get(py.base .. "/big?size=1000", {max_body = 1000})).body)
+      assert.equal(1000, #assert(http.get(py.base .. "/bigchunked?size=1000",
                                           {max_body = 1000})).body)
-      assert.equal(0, #assert(http.get(base .. "/big?size=0", {max_body = 0})).body)
+      assert.equal(0, #assert(http.get(py.base .. "/big?size=0", {max_body = 0})).body)
     end)
   end)
 
   it("over it: nil, 'body too large', 'EMSGSIZE' (with or without a length)", function()
     run(function()
       for _, path in ipairs({"/big?size=1001", "/bigchunked?size=300000"}) do
-        local res, msg, code = http.get(base .. path, {max_body = 1000})
+        local res, msg, code = http.get(py.base .. path, {max_body = 1000})
         assert.is_nil(res)
         assert.equal("body too large", msg)
         assert.equal("EMSGSIZE", code)
       end
       -- and the client goes on working
-      assert.equal(200, assert(http.get(base .. "/status/200")).status)
+      assert.equal(200, assert(http.get(py.base .. "/status/200")).status)
     end)
   end)
 end)
@@ -452,7 +445,7 @@ describe("errors", function()
 
   it("EHTTP with libcurl's message for a peer that answers nothing", function()
     run(function()
-      local res, msg, code = http.get(base .. "/nothing")
+      local res, msg, code = http.get(py.base .. "/nothing")
       assert.is_nil(res)
       assert.equal("EHTTP", code)
       assert.equal("Empty reply from server", msg)
@@ -461,7 +454,7 @@ describe("errors", function()
 
   it("an error (not a short body) when the peer closes in the middle", function()
     run(function()
-      local res, msg, code = http.get(base .. "/close-mid?size=100000")
+      local res, msg, code = http.get(py.base .. "/close-mid?size=100000")
       assert.is_nil(res)
       assert.is_string(msg)
       assert.is_string(code)
@@ -483,14 +476,14 @@ describe("errors", function()
   it("ETIMEDOUT after opts.timeout for the whole request", function()
     run(function()
       local t0 = spindle.now()
-      local res, msg, code = http.get(base .. "/slow?delay=3", {timeout = 0.3})
+      local res, msg, code = http.get(py.base .. "/slow?delay=3", {timeout = 0.3})
       local dt = spindle.now() - t0
       assert.is_nil(res)
       assert.equal("timeout", msg)
       assert.equal("ETIMEDOUT", code)
       assert.is_true(dt >= 0.29 and dt < 2.5, dt)
       -- a body that trickles in counts too
-      res, msg, code = http.get(base .. "/trickle?n=50&delay=0.05", {timeout = 0.5})
+      res, msg, code = http.get(py.base .. "/trickle?n=50&delay=0.05", {timeout = 0.5})
       assert.is_nil(res)
       assert.equal("ETIMEDOUT", code)
     end)
@@ -498,20 +491,12 @@ describe("errors", function()
 
   it("ETIMEDOUT after opts.connect_timeout when a connect hangs", function()
     run(function()
-      -- a listener with a full backlog that never accepts: further SYNs
-      -- are dropped, so a connect hangs
-      local srv <close> = assert(spindle.net.listen("127.0.0.1", 0, {backlog = 1}))
-      local _, port = srv:local_addr()
-      local held = {}
-      for i = 1, 8 do
-        held[i] = spindle.spawn(spindle.net.connect, "127.0.0.1", port, {timeout = 0.3})
-      end
-      for i = 1, 8 do held[i] = held[i]:join() end
+      local port, release = HT.hanging_port()
       local t0 = spindle.now()
       local res, msg, code = http.get("http://127.0.0.1:" .. port .. "/",
                                       {connect_timeout = 0.4})
       local dt = spindle.now() - t0
-      for i = 1, 8 do if held[i] then held[i]:close() end end
+      release()
       assert.is_nil(res)
       assert.equal("ETIMEDOUT", code, msg)
       assert.is_true(dt >= 0.39 and dt < 3, dt)
@@ -520,7 +505,7 @@ describe("errors", function()
 
   it("a timeout that is not reached changes nothing", function()
     run(function()
-      local res = assert(http.get(base .. "/slow?delay=0.1",
+      local res = assert(http.get(py.base .. "/slow?delay=0.1",
                                   {timeout = 10, connect_timeout = 5}))
       assert.equal("slow", res.body)
     end)
@@ -538,7 +523,7 @@ describe("proxies", function()
       local k, v = kv:match("^([^=]+)=(.*)$")
       if k then env[k] = v end
     end
-    env.http_proxy, env.no_proxy, env.NO_PROXY = base, "", ""
+    env.http_proxy, env.no_proxy, env.NO_PROXY = py.base, "", ""
     env.LUA_PATH, env.LUA_CPATH = package.path, package.cpath
     local code, out, err = run(function()
       return spindle.process.run("lua5.4", {"-e", [[
@@ -556,7 +541,7 @@ end)
 describe("spindle.dump", function()
   it("names the wait: http <method> <url>", function()
     run(function()
-      local url = base .. "/slow?delay=0.3"
+      local url = py.base .. "/slow?delay=0.3"
       local h = spindle.spawn(http.get, url)
       local text
       for _ = 1, 100 do
@@ -566,7 +551,7 @@ describe("spindle.dump", function()
       end
       assert.truthy(text:find("http GET " .. url, 1, true), text)
       assert.equal("slow", h:join().body)
-      h = spindle.spawn(http.post, base .. "/echo", function()
+      h = spindle.spawn(http.post, py.base .. "/echo", function()
         spindle.sleep(0.2)
       end)
       spindle.sleep(0.05)
@@ -580,7 +565,7 @@ end)
 describe("the virtual clock", function()
   it("stands still while a task waits for a transfer", function()
     local res = H.run_virtual(function()
-      return spindle.timeout(1, http.get, base .. "/slow?delay=0.3")
+      return spindle.timeout(1, http.get, py.base .. "/slow?delay=0.3")
     end)
     assert.equal("slow", res.body)
   end)
@@ -613,25 +598,25 @@ describe("argument checks", function()
     fails(function() http.get() end, "bad argument #1 to 'get' (string expected, got no value)")
     fails(function() http.get(nil) end, "bad argument #1 to 'get' (string expected, got nil)")
     fails(function() http.post() end, "bad argument #1 to 'post' (string expected, got no value)")
-    fails(function() http.get(base, 5) end, "bad argument #2 to 'get' (table expected, got number)")
-    fails(function() http.post(base) end,
+    fails(function() http.get(py.base, 5) end, "bad argument #2 to 'get' (table expected, got number)")
+    fails(function() http.post(py.base) end,
           "bad argument #2 to 'post' (string or function expected, got no value)")
-    fails(function() http.post(base, {}) end,
+    fails(function() http.post(py.base, {}) end,
           "bad argument #2 to 'post' (string or function expected, got table)")
-    fails(function() http.post(base, "x", "y") end,
+    fails(function() http.post(py.base, "x", "y") end,
           "bad argument #3 to 'post' (table expected, got string)")
-    fails(function() http.get(base, {url = base}) end,
+    fails(function() http.get(py.base, {url = py.base}) end,
           "spindle.http.get: option 'url' is not allowed")
-    fails(function() http.post(base, "x", {body = "y"}) end,
+    fails(function() http.post(py.base, "x", {body = "y"}) end,
           "spindle.http.post: option 'body' is not allowed")
   end)
 
   it("raises for an unknown option", function()
-    fails(function() http.get(base, {timout = 1}) end,
+    fails(function() http.get(py.base, {timout = 1}) end,
           "spindle.http.get: unknown option 'timout'")
-    fails(function() http.request{url = base, [1] = true} end,
+    fails(function() http.request{url = py.base, [1] = true} end,
           "spindle.http.request: option names must be strings")
-    fails(function() http.get(base, {tls = {cafile = "x"}}) end,
+    fails(function() http.get(py.base, {tls = {cafile = "x"}}) end,
           "spindle.http.get: unknown option 'tls.cafile'")
   end)
 
@@ -666,7 +651,7 @@ describe("argument checks", function()
     }
     for _, c in ipairs(cases) do
       local opts = c[1]
-      opts.url = base .. "/echo"
+      opts.url = py.base .. "/echo"
       fails(function() http.request(opts) end, "spindle.http.request: " .. c[2])
     end
     fails(function() http.request{url = "http://127.0.0.1\0/x"} end,
@@ -674,18 +659,18 @@ describe("argument checks", function()
   end)
 
   it("must be called from a task", function()
-    local ok, err = pcall(http.get, base)
+    local ok, err = pcall(http.get, py.base)
     assert.is_false(ok)
     assert.truthy(err:find("spindle.http.get: not inside a task", 1, true))
-    ok, err = pcall(http.request, {url = base})
+    ok, err = pcall(http.request, {url = py.base})
     assert.truthy(err:find("spindle.http.request: not inside a task", 1, true))
-    ok, err = pcall(http.post, base, "x")
+    ok, err = pcall(http.post, py.base, "x")
     assert.truthy(err:find("spindle.http.post: not inside a task", 1, true))
   end)
 
   it("checks a response's methods", function()
     run(function()
-      local res = assert(http.get(base .. "/status/200", {stream = true}))
+      local res = assert(http.get(py.base .. "/status/200", {stream = true}))
       assert.has_error(function() res.read_some({}) end)
       assert.has_error(function() res:read_some(0) end)
       assert.has_error(function() res:read_some("x") end)

@@ -212,6 +212,82 @@ describe("worker states (docs/blocking.md#worker-threads)", function()
   end)
 end)
 
+describe("many jobs at once (docs/blocking.md#worker-threads)", function()
+  it("keeps jobs beyond the pool's threads in order, and aborts those not yet handed over", function()
+    local results = run(function()
+      local hs = {}
+      for i = 1, 150 do hs[i] = spindle.spawn(spindle.blocking, function(x) return x * 3 end, i) end
+      -- the same ready round: jobs 5.. wait, 64 at a time, and the last
+      -- ones until the round ends: 140..145 are dropped before they are
+      -- handed over, 10..40 cancelled or detached
+      spindle.spawn(function()
+        for i = 10, 40 do hs[i]:abort() end
+        for i = 140, 145 do hs[i]:abort() end
+      end)
+      local out = {}
+      for i = 1, 150 do
+        local ok, v = hs[i]:result()
+        out[i] = ok and v or (spindle.is_cancelled(v) and "cancelled" or v)
+      end
+      return out
+    end)
+    for i = 1, 150 do
+      if (i >= 10 and i <= 40) or (i >= 140 and i <= 145) then
+        assert.equal("cancelled", results[i])
+      else
+        assert.equal(i * 3, results[i])
+      end
+    end
+  end)
+
+  it("a runtime closed with jobs queued and running frees everything", function()
+    local rt = spindle.runtime()
+    for i = 1, 20 do
+      rt:spawn(spindle.blocking, function(n)
+        local s = 0
+        for k = 1, n do s = s + k end
+        return s
+      end, i * 1000)
+    end
+    rt:step() -- the jobs are handed to the pool; close waits for those running
+    rt:close()
+  end)
+
+  it("tells functions apart in a reused worker state, and reloads none needlessly", function()
+    local ok = run(function()
+      for i = 1, 30 do
+        -- a new closure each time (same code), and another function
+        local a = spindle.blocking(function(x) return x + 1 end, i)
+        local b = spindle.blocking(function(x) return x * 2 end, i)
+        if a ~= i + 1 or b ~= i * 2 then return false end
+      end
+      return true
+    end)
+    assert.is_true(ok)
+  end)
+
+  it("gives every job the caller's package.path, even after a job changed its own", function()
+    local saved = package.path
+    local r = table.pack(pcall(run, function()
+      local seen = {}
+      seen[1] = spindle.blocking(function()
+        local p = package.path
+        package.path = "changed-in-the-worker"
+        return p
+      end)
+      seen[2] = spindle.blocking(function() return package.path end)
+      package.path = "./new/?.lua;" .. saved
+      seen[3] = spindle.blocking(function() return package.path end)
+      return seen
+    end))
+    package.path = saved
+    assert.is_true(r[1], r[2])
+    assert.equal(saved, r[2][1])
+    assert.equal(saved, r[2][2])
+    assert.equal("./new/?.lua;" .. saved, r[2][3])
+  end)
+end)
+
 describe("spindle.blocking by module name (docs/blocking.md#worker-threads)", function()
   it("runs require('mod').fn in the worker, with the caller's package.path", function()
     local dir = H.tmpname()

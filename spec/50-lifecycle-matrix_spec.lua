@@ -70,10 +70,7 @@ local SOURCES = {"none", "once", "twice", "self", "scope", "timeout",
 local TERMINAL = {done = true, failed = true, cancelled = true}
 local SHUTDOWN = {rt_close = true, main_end = true}
 
-local function is_cancel(e)
-  return spindle.is_cancelled(e) == true and spindle.is_timeout(e) == false
-    and tostring(e) == "cancelled"
-end
+local is_cancel = H.is_cancel
 
 -- A write the kernel cannot take at once: loopback buffers hold a few MB
 -- while the peer reads nothing.

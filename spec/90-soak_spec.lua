@@ -9,13 +9,7 @@ local spindle = H.spindle
 
 local pack, unpack = table.pack, table.unpack
 
-local function vrun(fn)
-  local rt = spindle.runtime{clock = "virtual"}
-  local res = pack(pcall(rt.run, rt, fn))
-  rt:close()
-  if not res[1] then error(res[2], 0) end
-  return unpack(res, 2, res.n)
-end
+local vrun = H.run_virtual
 
 -- Under AddressSanitizer freed memory sits in ASan's quarantine (256 MB by
 -- default), under valgrind in memcheck's freed-block queue (20 MB), so RSS

@@ -8,5 +8,5 @@ OUT=build/bench-echo
 mkdir -p "$OUT"
 FLAGS="-O2 -Wall -Wextra $(pkg-config --cflags libuv)"
 LIBS="$(pkg-config --libs libuv)"
-$CC $FLAGS -o "$OUT/server" bench/echo/server.c $LIBS
-$CC $FLAGS -o "$OUT/client" bench/echo/client.c $LIBS
+$CC $FLAGS -o "$OUT/server" bench/echo/server.c bench/common/bench.c $LIBS
+$CC $FLAGS -o "$OUT/client" bench/echo/client.c bench/common/bench.c $LIBS

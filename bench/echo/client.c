@@ -19,49 +19,13 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "../common/bench.h"
+
 static uv_loop_t *loop;
 static int port, server_pid;
 static uint64_t t_end;
 static int done_conns, nconns;
-
-/* ---- server CPU ---------------------------------------------------------- */
-
-static double cpu_seconds(int pid) {
-  char path[64], buf[1024];
-  unsigned long ut, st;
-  FILE *f;
-  char *p;
-  if (pid <= 0) return 0;
-  snprintf(path, sizeof path, "/proc/%d/stat", pid);
-  if ((f = fopen(path, "r")) == NULL) return 0;
-  if (fgets(buf, sizeof buf, f) == NULL) buf[0] = 0;
-  fclose(f);
-  p = strrchr(buf, ')'); /* the name may contain spaces */
-  if (p == NULL ||
-      sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
-             &st) != 2)
-    return 0;
-  return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
-
-/* ---- latency samples ----------------------------------------------------- */
-
-static uint32_t *lat;
-static size_t nlat, caplat;
-
-static void sample(uint64_t ns) {
-  if (nlat == caplat) {
-    caplat = caplat ? caplat * 2 : 1 << 16;
-    lat = realloc(lat, caplat * sizeof *lat);
-    if (lat == NULL) abort();
-  }
-  lat[nlat++] = (uint32_t)(ns / 1000);
-}
-
-static int cmp_u32(const void *a, const void *b) {
-  uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-  return x < y ? -1 : x > y;
-}
+static bench_lat lat; /* latency samples (bench/common/bench.c) */
 
 /* ---- echo mode ----------------------------------------------------------- */
 
@@ -109,7 +73,7 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   }
   {
     uint64_t now = uv_hrtime();
-    sample(now - c->t0);
+    bench_lat_add(&lat, now - c->t0);
     if (now >= t_end)
       finish(c);
     else
@@ -169,19 +133,19 @@ static int run_echo(int n, size_t size, double secs) {
     uv_tcp_connect(&c->creq, &c->tcp, (struct sockaddr *)&addr, connect_cb);
   }
   while (connected < n) uv_run(loop, UV_RUN_ONCE);
-  cpu0 = cpu_seconds(server_pid);
+  cpu0 = bench_cpu_seconds(server_pid);
   t0 = uv_hrtime();
   uv_run(loop, UV_RUN_DEFAULT);
   wall = (double)(uv_hrtime() - t0) / 1e9;
-  cpu1 = cpu_seconds(server_pid);
-  qsort(lat, nlat, sizeof *lat, cmp_u32);
+  cpu1 = bench_cpu_seconds(server_pid);
+  bench_lat_sort(&lat);
   printf("RESULT mode=echo conns=%d size=%zu secs=%.3f round_trips=%zu "
          "rt_per_s=%.0f p50_us=%u p99_us=%u",
-         n, size, wall, nlat, (double)nlat / wall, nlat ? lat[nlat / 2] : 0,
-         nlat ? lat[nlat * 99 / 100] : 0);
+         n, size, wall, lat.n, (double)lat.n / wall, bench_lat_pct(&lat, 50),
+         bench_lat_pct(&lat, 99));
   if (server_pid > 0)
     printf(" server_cpu_s=%.3f server_us_per_rt=%.3f", cpu1 - cpu0,
-           nlat ? (cpu1 - cpu0) * 1e6 / (double)nlat : 0);
+           lat.n ? (cpu1 - cpu0) * 1e6 / (double)lat.n : 0);
   printf("\n");
   return done_conns == n ? 0 : 1;
 }
@@ -272,10 +236,10 @@ static int run_bulk(double mib) {
   brecv = malloc(65536);
   uv_ip4_addr("127.0.0.1", port, &addr);
   uv_tcp_init(loop, &btcp);
-  cpu0 = cpu_seconds(server_pid);
+  cpu0 = bench_cpu_seconds(server_pid);
   uv_tcp_connect(&bcreq, &btcp, (struct sockaddr *)&addr, bulk_connect);
   uv_run(loop, UV_RUN_DEFAULT);
-  cpu1 = cpu_seconds(server_pid);
+  cpu1 = bench_cpu_seconds(server_pid);
   secs = (double)(bt1 - bt0) / 1e9;
   printf("RESULT mode=bulk bytes=%llu secs=%.3f mb_per_s=%.1f",
          (unsigned long long)btotal, secs, (double)btotal / 1e6 / secs);

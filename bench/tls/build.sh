@@ -10,6 +10,6 @@ mkdir -p "$OUT"
 FLAGS="-O2 -Wall -Wextra -Werror $(pkg-config --cflags libuv openssl)"
 LIBS="$(pkg-config --libs libuv openssl)"
 # shellcheck disable=SC2086 # FLAGS and LIBS are word lists
-$CC $FLAGS -o "$OUT/server" bench/tls/server.c $LIBS
+$CC $FLAGS -o "$OUT/server" bench/tls/server.c bench/common/bench.c $LIBS
 # shellcheck disable=SC2086
-$CC $FLAGS -o "$OUT/client" bench/tls/client.c $LIBS
+$CC $FLAGS -o "$OUT/client" bench/tls/client.c bench/common/bench.c $LIBS

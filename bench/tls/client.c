@@ -41,6 +41,8 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "../common/bench.h"
+
 enum { M_HS, M_ECHO, M_BULK };
 enum { S_CONNECT, S_HANDSHAKE, S_PARKED, S_WRITE, S_READ, S_BULK };
 
@@ -72,25 +74,7 @@ static char proto[32], cipher[64], group[32];
 static char *bpattern;
 static uint64_t btotal, bsent, bgot, bt0, bt1;
 
-/* ---- server CPU ---------------------------------------------------------- */
-
-static double cpu_seconds(int pid) {
-  char path[64], buf[1024];
-  unsigned long ut, st;
-  FILE *f;
-  char *p;
-  if (pid <= 0) return 0;
-  snprintf(path, sizeof path, "/proc/%d/stat", pid);
-  if ((f = fopen(path, "r")) == NULL) return 0;
-  if (fgets(buf, sizeof buf, f) == NULL) buf[0] = 0;
-  fclose(f);
-  p = strrchr(buf, ')'); /* the name may contain spaces */
-  if (p == NULL ||
-      sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
-             &st) != 2)
-    return 0;
-  return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
+/* ---- CPU time and latency (the server's: bench/common/bench.c) --------- */
 
 /* This process's CPU time: a client near 100 % of its core means the run
 ** measured the client, not the server. */
@@ -101,24 +85,7 @@ static double self_cpu_seconds(void) {
          (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 
-/* ---- latency samples ----------------------------------------------------- */
-
-static uint32_t *lat;
-static size_t nlat, caplat;
-
-static void sample(uint64_t ns) {
-  if (nlat == caplat) {
-    caplat = caplat ? caplat * 2 : 1 << 16;
-    lat = realloc(lat, caplat * sizeof *lat);
-    if (lat == NULL) abort();
-  }
-  lat[nlat++] = (uint32_t)(ns / 1000);
-}
-
-static int cmp_u32(const void *a, const void *b) {
-  uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-  return x < y ? -1 : x > y;
-}
+static bench_lat lat; /* latency samples */
 
 /* ---- connections --------------------------------------------------------- */
 
@@ -249,7 +216,7 @@ static void drive(conn_t *c) {
           c->got += (size_t)r;
         }
         now = uv_hrtime();
-        sample(now - c->t0);
+        bench_lat_add(&lat, now - c->t0);
         count++;
         if (mode == M_HS) {
           if (resume) {
@@ -381,7 +348,7 @@ static uint64_t wall0;
 
 static void start_clock(void) {
   int i;
-  cpu0 = cpu_seconds(server_pid);
+  cpu0 = bench_cpu_seconds(server_pid);
   self0 = self_cpu_seconds();
   wall0 = uv_hrtime();
   t_end = wall0 + (uint64_t)(secs_arg * 1e9);
@@ -408,14 +375,14 @@ static int run(int m, int n, double secs) {
   conns = calloc((size_t)n, sizeof *conns);
   if (conns == NULL) abort();
   /* hs and bulk: the clocks start now; echo: once all are handshaken */
-  cpu0 = cpu_seconds(server_pid);
+  cpu0 = bench_cpu_seconds(server_pid);
   self0 = self_cpu_seconds();
   wall0 = uv_hrtime();
   t_end = wall0 + (uint64_t)(secs * 1e9);
   live = n;
   for (i = 0; i < n; i++) conn_start(&conns[i]);
   uv_run(loop, UV_RUN_DEFAULT);
-  cpu1 = cpu_seconds(server_pid) - cpu0;
+  cpu1 = bench_cpu_seconds(server_pid) - cpu0;
   if (m == M_BULK) {
     wall = (double)(bt1 - bt0) / 1e9;
     printf("RESULT mode=bulk bytes=%llu secs=%.3f mb_per_s=%.1f",
@@ -428,7 +395,7 @@ static int run(int m, int n, double secs) {
     return errors || count != btotal;
   }
   wall = (double)(uv_hrtime() - wall0) / 1e9;
-  qsort(lat, nlat, sizeof *lat, cmp_u32);
+  bench_lat_sort(&lat);
   if (m == M_HS)
     printf("RESULT mode=hs conns=%d secs=%.3f handshakes=%llu hs_per_s=%.0f "
            "resumed=%llu",
@@ -438,8 +405,8 @@ static int run(int m, int n, double secs) {
     printf("RESULT mode=echo conns=%d size=%zu secs=%.3f round_trips=%llu "
            "rt_per_s=%.0f",
            n, msg_size, wall, (unsigned long long)count, (double)count / wall);
-  printf(" p50_us=%u p99_us=%u", nlat ? lat[nlat / 2] : 0,
-         nlat ? lat[nlat * 99 / 100] : 0);
+  printf(" p50_us=%u p99_us=%u", bench_lat_pct(&lat, 50),
+         bench_lat_pct(&lat, 99));
   print_common(cpu1, wall);
   if (server_pid > 0)
     printf(" %s=%.2f", m == M_HS ? "server_us_per_hs" : "server_us_per_rt",

@@ -11,38 +11,32 @@
 ** SSL_write per 64 KiB.  The write BIO is then drained into a buffer and
 ** sent with uv_try_write; what the kernel does not take is queued with
 ** uv_write.  Reading pauses while more than 1 MiB of ciphertext is queued
-** (the flow control of bench/echo/server.c).  A close_notify from the
-** client is answered with one, then the connection is closed.
+** (the flow control of bench/echo/server.c, both in bench/common/bench.c).
+** A close_notify from the client is answered with one, then the connection
+** is closed.
 **
 ** OpenSSL is left at its defaults (TLS 1.3, the server sends two session
 ** tickets after each full handshake) except for a TLS 1.2 minimum.
 */
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <uv.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
-#define CHUNK 65536
-#define OUT (2 * CHUNK) /* 64 KiB of plaintext and its record overhead */
-#define HIGH (1 << 20)
+#include "../common/bench.h"
 
-/* A connection: its TLS state and its own ciphertext read buffer. */
+#define CHUNK BENCH_CHUNK
+#define OUT (2 * CHUNK) /* 64 KiB of plaintext and its record overhead */
+
+/* A connection: its TLS state over a bench_conn (the TCP connection, its
+** own ciphertext read buffer and the flow control). */
 typedef struct {
-  uv_tcp_t tcp;
+  bench_conn io; /* first */
   SSL *ssl;
   BIO *rbio; /* network -> OpenSSL */
   BIO *wbio; /* OpenSSL -> network */
-  int reading;
-  char buf[CHUNK];
 } conn_t;
-
-/* The part of a flush the kernel did not take at once. */
-typedef struct {
-  uv_write_t req;
-  uv_buf_t buf;
-} wreq_t;
 
 static SSL_CTX *ctx;
 static char plain[CHUNK]; /* one thread: one plaintext buffer for all */
@@ -58,45 +52,13 @@ static void conn_close(conn_t *c) {
   if (!uv_is_closing((uv_handle_t *)c)) uv_close((uv_handle_t *)c, on_close);
 }
 
-static void alloc_cb(uv_handle_t *h, size_t size, uv_buf_t *buf) {
-  (void)size;
-  buf->base = ((conn_t *)h)->buf;
-  buf->len = CHUNK;
-}
-
-static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
-
-static void write_cb(uv_write_t *req, int status) {
-  conn_t *c = (conn_t *)req->handle;
-  free(req);
-  if (status == 0 && !c->reading && c->tcp.write_queue_size < HIGH / 4 &&
-      !uv_is_closing((uv_handle_t *)c)) {
-    c->reading = 1;
-    uv_read_start((uv_stream_t *)c, alloc_cb, read_cb);
-  }
-}
-
-/* Sends everything OpenSSL has written: uv_try_write first, the rest
-** copied and queued.  Returns 0, or -1 when the connection is broken. */
+/* Sends everything OpenSSL has written.  Returns 0, or -1 when the
+** connection is broken. */
 static int flush(conn_t *c) {
-  uv_stream_t *s = (uv_stream_t *)c;
   size_t pending;
   while ((pending = BIO_ctrl_pending(c->wbio)) > 0) {
     int n = BIO_read(c->wbio, out, pending < OUT ? (int)pending : OUT);
-    uv_buf_t b = uv_buf_init(out, (unsigned)n);
-    int r = uv_try_write(s, &b, 1);
-    wreq_t *w;
-    if (r == n) continue;
-    if (r < 0 && r != UV_EAGAIN) return -1;
-    if (r < 0) r = 0;
-    w = malloc(sizeof *w + (size_t)(n - r));
-    if (w == NULL) return -1;
-    w->buf = uv_buf_init((char *)(w + 1), (unsigned)(n - r));
-    memcpy(w->buf.base, out + r, (size_t)(n - r));
-    if (uv_write(&w->req, s, &w->buf, 1, write_cb) != 0) {
-      free(w);
-      return -1;
-    }
+    if (bench_conn_send(&c->io, out, (size_t)n) != 0) return -1;
   }
   return 0;
 }
@@ -139,10 +101,7 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
     conn_close(c);
     return;
   }
-  if (s->write_queue_size > HIGH) { /* the peer is not reading */
-    uv_read_stop(s);
-    c->reading = 0;
-  }
+  bench_conn_throttle(&c->io);
 }
 
 static void on_conn(uv_stream_t *srv, int status) {
@@ -160,22 +119,10 @@ static void on_conn(uv_stream_t *srv, int status) {
   BIO_set_mem_eof_return(c->rbio, -1); /* empty means "wait", not EOF */
   SSL_set_bio(c->ssl, c->rbio, c->wbio);
   SSL_set_accept_state(c->ssl);
-  uv_tcp_init(srv->loop, &c->tcp);
-  if (uv_accept(srv, (uv_stream_t *)c) != 0) {
-    conn_close(c);
-    return;
-  }
-  uv_tcp_nodelay(&c->tcp, 1);
-  c->reading = 1;
-  uv_read_start((uv_stream_t *)c, alloc_cb, read_cb);
+  if (bench_conn_accept(&c->io, srv, read_cb) != 0) conn_close(c);
 }
 
 int main(int argc, char **argv) {
-  uv_loop_t *loop = uv_default_loop();
-  uv_tcp_t srv;
-  struct sockaddr_in addr;
-  struct sockaddr_storage ss;
-  int len = sizeof ss;
   if (argc < 3) {
     fprintf(stderr, "usage: server CERT KEY [port]\n");
     return 2;
@@ -188,15 +135,5 @@ int main(int argc, char **argv) {
     ERR_print_errors_fp(stderr);
     return 1;
   }
-  uv_ip4_addr("127.0.0.1", argc > 3 ? atoi(argv[3]) : 0, &addr);
-  uv_tcp_init(loop, &srv);
-  if (uv_tcp_bind(&srv, (const struct sockaddr *)&addr, 0) != 0 ||
-      uv_listen((uv_stream_t *)&srv, 1024, on_conn) != 0) {
-    fprintf(stderr, "cannot listen\n");
-    return 1;
-  }
-  uv_tcp_getsockname(&srv, (struct sockaddr *)&ss, &len);
-  printf("port %d\n", ntohs(((struct sockaddr_in *)&ss)->sin_port));
-  fflush(stdout);
-  return uv_run(loop, UV_RUN_DEFAULT);
+  return bench_serve(uv_default_loop(), argc > 3 ? atoi(argv[3]) : 0, on_conn);
 }

@@ -77,21 +77,7 @@ void __sanitizer_set_death_callback(void (*callback)(void));
 int __lsan_do_recoverable_leak_check(void);
 #endif
 
-static int passed, failed;
-
-#define CHECK(cond, ...)                                                       \
-  do {                                                                         \
-    if (cond) {                                                                \
-      passed++;                                                                \
-      printf("ok - ");                                                         \
-    } else {                                                                   \
-      failed++;                                                                \
-      printf("not ok - ");                                                     \
-    }                                                                          \
-    printf(__VA_ARGS__);                                                       \
-    printf("\n");                                                              \
-    fflush(stdout);                                                            \
-  } while (0)
+#include "check.h"
 
 /* ---- the failing allocators ------------------------------------------- */
 

@@ -12,80 +12,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "http_parse.h"
-
-static int passed, failed;
-
-#define CHECK(cond, ...)                                                       \
-  do {                                                                         \
-    if (cond) {                                                                \
-      passed++;                                                                \
-      printf("ok - ");                                                         \
-    } else {                                                                   \
-      failed++;                                                                \
-      printf("not ok (%s:%d) - ", __FILE__, __LINE__);                         \
-    }                                                                          \
-    printf(__VA_ARGS__);                                                       \
-    printf("\n");                                                              \
-  } while (0)
+#include "http_parse_driver.h"
 
 #define MAX_HEADERS 16
 #define MAX_HEAD 1024
 
 /* ---- request heads ----------------------------------------------------- */
-
-typedef struct parsed {
-  int rc;
-  sp_http_request r;
-  sp_http_header h[MAX_HEADERS];
-} parsed;
-
-/* A copy of s[0..n) in a fresh allocation of exactly n bytes, so ASan and
-** valgrind see any read past the bytes given, and the buffer moves between
-** calls as a realloc'd one would. */
-static char *dup_bytes(const char *s, size_t n) {
-  char *p = malloc(n ? n : 1);
-  if (!p) abort();
-  memcpy(p, s, n);
-  return p;
-}
-
-static int feed(parsed *p, const char *s, size_t n) {
-  char *copy = dup_bytes(s, n);
-  p->rc = sp_http_parse_request(&p->r, copy, n);
-  free(copy);
-  return p->rc;
-}
-
-static void start(parsed *p, uint32_t max_headers, uint32_t max_head) {
-  memset(p, 0, sizeof *p);
-  sp_http_request_init(&p->r, p->h, max_headers, max_head);
-}
-
-static int span_eq(sp_http_span a, sp_http_span b) {
-  return a.off == b.off && a.len == b.len;
-}
-
-/* The public results of a and b are the same. */
-static int same(const parsed *a, const parsed *b) {
-  const sp_http_request *x = &a->r, *y = &b->r;
-  if (a->rc != b->rc) return 0;
-  if (a->rc == SP_HTTP_ERR)
-    return x->status == y->status && strcmp(x->reason, y->reason) == 0;
-  if (a->rc != SP_HTTP_OK) return 1;
-  if (!span_eq(x->method, y->method) || !span_eq(x->target, y->target) ||
-      !span_eq(x->scheme, y->scheme) || !span_eq(x->authority, y->authority) ||
-      !span_eq(x->path, y->path) || !span_eq(x->query, y->query) ||
-      !span_eq(x->host, y->host) || x->nheaders != y->nheaders ||
-      x->head_len != y->head_len || x->content_length != y->content_length ||
-      x->version != y->version || x->form != y->form || x->flags != y->flags)
-    return 0;
-  for (uint32_t i = 0; i < x->nheaders; i++)
-    if (!span_eq(a->h[i].name, b->h[i].name) ||
-        !span_eq(a->h[i].value, b->h[i].value))
-      return 0;
-  return 1;
-}
 
 static parsed whole;
 
@@ -95,28 +29,26 @@ static parsed whole;
 static int parse_split(const char *s, size_t n, uint32_t max_headers,
                        uint32_t max_head) {
   static parsed p;
-  start(&whole, max_headers, max_head);
-  feed(&whole, s, n);
+  parsed_start(&whole, max_headers, max_head);
+  parsed_feed(&whole, s, n);
   for (size_t k = 1; k < n; k++) {
-    start(&p, max_headers, max_head);
-    int rc = feed(&p, s, k);
+    parsed_start(&p, max_headers, max_head);
+    int rc = parsed_feed(&p, s, k);
     if (rc == SP_HTTP_ERR) {
-      if (!same(&p, &whole)) return 0;
+      if (!parsed_same(&p, &whole)) return 0;
       continue;
     }
-    feed(&p, s, n);
-    if (!same(&p, &whole)) return 0;
+    parsed_feed(&p, s, n);
+    if (!parsed_same(&p, &whole)) return 0;
   }
-  start(&p, max_headers, max_head);
-  for (size_t k = 1; k <= n; k++) {
-    if (feed(&p, s, k) != SP_HTTP_AGAIN) break;
-  }
-  if (n > 0 && !same(&p, &whole)) return 0;
+  parsed_start(&p, max_headers, max_head);
+  parsed_trickle(&p, s, n, 1);
+  if (n > 0 && !parsed_same(&p, &whole)) return 0;
   /* Calls after the end give the same answer again. */
   if (whole.rc != SP_HTTP_AGAIN) {
     p = whole;
-    feed(&p, s, n);
-    if (!same(&p, &whole)) return 0;
+    parsed_feed(&p, s, n);
+    if (!parsed_same(&p, &whole)) return 0;
   }
   return 1;
 }
@@ -304,8 +236,8 @@ static void test_incomplete(void) {
   int all = 1;
   for (size_t i = 0; i < sizeof prefixes / sizeof *prefixes; i++) {
     parsed p;
-    start(&p, MAX_HEADERS, MAX_HEAD);
-    if (feed(&p, prefixes[i], strlen(prefixes[i])) != SP_HTTP_AGAIN) {
+    parsed_start(&p, MAX_HEADERS, MAX_HEAD);
+    if (parsed_feed(&p, prefixes[i], strlen(prefixes[i])) != SP_HTTP_AGAIN) {
       all = 0;
       printf("# not AGAIN: \"%s\"\n", prefixes[i]);
     }
@@ -524,8 +456,8 @@ static void test_early(void) {
   int all = 1;
   for (size_t i = 0; i < sizeof early / sizeof *early; i++) {
     parsed p;
-    start(&p, MAX_HEADERS, MAX_HEAD);
-    if (feed(&p, early[i], strlen(early[i]) + (i == 2)) != SP_HTTP_ERR) {
+    parsed_start(&p, MAX_HEADERS, MAX_HEAD);
+    if (parsed_feed(&p, early[i], strlen(early[i]) + (i == 2)) != SP_HTTP_ERR) {
       all = 0;
       printf("# not rejected early: case %zu\n", i);
     }
@@ -543,30 +475,31 @@ static void test_limits(void) {
   while (n < 200 - 4) buf[n++] = 'a';
   memcpy(buf + n, "\r\n\r\n", 4);
   n += 4;
-  start(&p, MAX_HEADERS, 200);
-  CHECK(feed(&p, buf, n) == SP_HTTP_OK && p.r.head_len == 200,
+  parsed_start(&p, MAX_HEADERS, 200);
+  CHECK(parsed_feed(&p, buf, n) == SP_HTTP_OK && p.r.head_len == 200,
         "a head of exactly max_head bytes is accepted");
   CHECK(parse_split(buf, n, MAX_HEADERS, 199) && whole.rc == SP_HTTP_ERR &&
             whole.r.status == 431 &&
             strcmp(whole.r.reason, "request head too large") == 0,
         "one byte over max_head: 431, however split");
-  start(&p, MAX_HEADERS, 199);
-  CHECK(feed(&p, buf, 199) == SP_HTTP_ERR && p.r.status == 431,
+  parsed_start(&p, MAX_HEADERS, 199);
+  CHECK(parsed_feed(&p, buf, 199) == SP_HTTP_ERR && p.r.status == 431,
         "431 as soon as max_head bytes arrived without the end");
-  start(&p, MAX_HEADERS, 199);
-  CHECK(feed(&p, buf, 198) == SP_HTTP_AGAIN, "one byte fewer asks for more");
+  parsed_start(&p, MAX_HEADERS, 199);
+  CHECK(parsed_feed(&p, buf, 198) == SP_HTTP_AGAIN,
+        "one byte fewer asks for more");
 
   /* A request line longer than the limit, never ended. */
   memcpy(buf, "GET /", 5);
   memset(buf + 5, 'x', sizeof buf - 5);
-  start(&p, MAX_HEADERS, 1024);
-  CHECK(feed(&p, buf, sizeof buf) == SP_HTTP_ERR && p.r.status == 431,
+  parsed_start(&p, MAX_HEADERS, 1024);
+  CHECK(parsed_feed(&p, buf, sizeof buf) == SP_HTTP_ERR && p.r.status == 431,
         "an endless request line: 431");
 
   /* CRLF before the request line counts towards the limit. */
   for (size_t i = 0; i < 600; i += 2) memcpy(buf + i, "\r\n", 2);
-  start(&p, MAX_HEADERS, 512);
-  CHECK(feed(&p, buf, 600) == SP_HTTP_ERR && p.r.status == 431,
+  parsed_start(&p, MAX_HEADERS, 512);
+  CHECK(parsed_feed(&p, buf, 600) == SP_HTTP_ERR && p.r.status == 431,
         "a flood of empty lines: 431");
 
   /* max_headers fields are accepted; one more is 431 at once. */
@@ -578,12 +511,12 @@ static void test_limits(void) {
             whole.r.nheaders == 4,
         "exactly max_headers fields");
   n += (size_t)snprintf(buf + n, sizeof buf - n, "X-4: 4\r\n");
-  start(&p, 4, MAX_HEAD);
-  CHECK(feed(&p, buf, n) == SP_HTTP_ERR && p.r.status == 431 &&
+  parsed_start(&p, 4, MAX_HEAD);
+  CHECK(parsed_feed(&p, buf, n) == SP_HTTP_ERR && p.r.status == 431 &&
             strcmp(p.r.reason, "too many header fields") == 0,
         "one field more: 431 before the head ends");
-  start(&p, 0, MAX_HEAD);
-  CHECK(feed(&p, LIT("GET / HTTP/1.0\r\nX: y\r\n")) == SP_HTTP_ERR &&
+  parsed_start(&p, 0, MAX_HEAD);
+  CHECK(parsed_feed(&p, LIT("GET / HTTP/1.0\r\nX: y\r\n")) == SP_HTTP_ERR &&
             p.r.status == 431,
         "no header array: any field is 431");
 
@@ -597,10 +530,8 @@ static void test_limits(void) {
   while (n < sizeof big - 4) big[n++] = 'v';
   memcpy(big + n, "\r\n\r\n", 4);
   n += 4;
-  start(&p, MAX_HEADERS, (uint32_t)sizeof big);
-  int rc = SP_HTTP_AGAIN;
-  for (size_t k = 1; k <= n && rc == SP_HTTP_AGAIN; k++)
-    rc = sp_http_parse_request(&p.r, big, k);
+  parsed_start(&p, MAX_HEADERS, (uint32_t)sizeof big);
+  int rc = parsed_trickle(&p, big, n, 0);
   CHECK(rc == SP_HTTP_OK && p.r.head_len == n &&
             p.r.headers[1].value.len == n - 4 - pre,
         "a 1 MiB head fed one byte per call");
@@ -609,11 +540,6 @@ static void test_limits(void) {
 /* Every byte value at every position of an 8-byte word, in each part of
 ** the head, against the RFC's character classes (the parser skips runs of
 ** valid bytes a word at a time; this pins the word tests to the table). */
-static int is_tchar(int c) {
-  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
-         (c >= 'A' && c <= 'Z') || (c && strchr("!#$%&'*+-.^_`|~", c));
-}
-
 static int accepts(const char *pre, int c, size_t at, const char *post) {
   char buf[256];
   size_t n = strlen(pre);
@@ -622,8 +548,8 @@ static int accepts(const char *pre, int c, size_t at, const char *post) {
   memcpy(buf + n + 19, post, strlen(post));
   n += 19 + strlen(post);
   parsed p;
-  start(&p, MAX_HEADERS, MAX_HEAD);
-  return feed(&p, buf, n) == SP_HTTP_OK;
+  parsed_start(&p, MAX_HEADERS, MAX_HEAD);
+  return parsed_feed(&p, buf, n) == SP_HTTP_OK;
 }
 
 static void test_byte_classes(void) {
@@ -733,103 +659,129 @@ static int chunked_split(const char *in, size_t n, uint32_t max_ext,
   return decoded_same(&d, &chunk_whole);
 }
 
+/* A chunked body that must decode to body, using used bytes (ALL: all). */
+typedef struct chunk_ok_case {
+  const char *what, *in;
+  size_t len;
+  const char *body;
+  size_t used;
+} chunk_ok_case;
+
 #define ALL ((size_t)-1)
+#define COK(what, lit, body, used)                                             \
+  { what, lit, sizeof(lit) - 1, body, used }
 
-static void chunk_ok(const char *what, const char *in, size_t n,
-                     const char *body, size_t used) {
-  int split =
-      chunked_split(in, n, SP_HTTP_CHUNK_MAX_EXT, SP_HTTP_CHUNK_MAX_TRAILER);
-  decoded *d = &chunk_whole;
-  if (used == ALL) used = n;
-  CHECK(d->rc == SP_HTTP_OK && d->used == used && d->out_len == strlen(body) &&
-            memcmp(d->out, body, d->out_len) == 0,
-        "chunked %s: the body, %zu bytes used (got rc %d, %s)", what, used,
-        d->rc, d->rc == SP_HTTP_ERR ? d->reason : "");
-  CHECK(split, "chunked %s: the same split at every byte", what);
-}
+static const chunk_ok_case chunk_ok_cases[] = {
+    COK("one chunk", "5\r\nhello\r\n0\r\n\r\n", "hello", 15),
+    COK("two chunks, hex sizes",
+        "a\r\n0123456789\r\n1B\r\n"
+        "abcdefghijklmnopqrstuvwxyz!\r\n"
+        "0\r\n\r\n",
+        "0123456789abcdefghijklmnopqrstuvwxyz!", ALL),
+    COK("leading zeros", "0003\r\nabc\r\n000\r\n\r\n", "abc", 18),
+    COK("empty body", "0\r\n\r\n", "", 5),
+    COK("data with CRLF inside", "4\r\n\r\n\r\n\r\n0\r\n\r\n", "\r\n\r\n", 14),
+    COK("extensions",
+        "3;a=b ; c = \"q \\\" \\\\ \"\t;d\r\nxyz\r\n0;last\r\n\r\n", "xyz",
+        ALL),
+    COK("trailers", "2\r\nhi\r\n0\r\nX-Sum: 1 2\r\nX-E:\r\n\r\n", "hi", ALL),
+    COK("the next request follows", "1\r\nx\r\n0\r\n\r\nGET / HTTP/1.1\r\n",
+        "x", 11),
+};
 
-static void chunk_bad(const char *what, const char *in, size_t n, int status,
-                      const char *reason, uint32_t max_ext,
-                      uint32_t max_trailer) {
-  int split = chunked_split(in, n, max_ext, max_trailer);
-  decoded *d = &chunk_whole;
-  CHECK(d->rc == SP_HTTP_ERR && d->status == status &&
-            strcmp(d->reason, reason) == 0,
-        "chunked %s: %d %s (got rc %d %s)", what, status, reason, d->rc,
-        d->rc == SP_HTTP_ERR ? d->reason : "");
-  CHECK(split, "chunked %s: the same split at every byte", what);
-}
+/* A chunked body that must be rejected with status and reason, under the
+** limits max_ext and max_trailer. */
+typedef struct chunk_bad_case {
+  const char *what, *in;
+  size_t len;
+  int status;
+  const char *reason;
+  uint32_t max_ext, max_trailer;
+} chunk_bad_case;
 
+#define CBAD_LIM(what, lit, status, reason, max_ext, max_trailer)              \
+  { what, lit, sizeof(lit) - 1, status, reason, max_ext, max_trailer }
 #define CBAD(what, lit, status, reason)                                        \
-  chunk_bad(what, lit, sizeof(lit) - 1, status, reason, SP_HTTP_CHUNK_MAX_EXT, \
-            SP_HTTP_CHUNK_MAX_TRAILER)
+  CBAD_LIM(what, lit, status, reason, SP_HTTP_CHUNK_MAX_EXT,                   \
+           SP_HTTP_CHUNK_MAX_TRAILER)
+
+static const chunk_bad_case chunk_bad_cases[] = {
+    CBAD("negative size", "-5\r\nhello\r\n0\r\n\r\n", 400,
+         "invalid chunk size"),
+    CBAD("plus sign", "+5\r\nhello\r\n0\r\n\r\n", 400, "invalid chunk size"),
+    CBAD("0x prefix", "0x5\r\nhello\r\n0\r\n\r\n", 400, "invalid chunk size"),
+    CBAD("non-hex size", "g\r\n", 400, "invalid chunk size"),
+    CBAD("empty size", "\r\nhello\r\n", 400, "invalid chunk size"),
+    CBAD("space before the size", " 5\r\nhello\r\n", 400, "invalid chunk size"),
+    CBAD("space after the size", "5 \r\nhello\r\n", 400,
+         "invalid chunk extension"),
+    CBAD("17 digits", "00000000000000005\r\nhello\r\n", 400,
+         "chunk size too long"),
+    CBAD("over INT64_MAX", "8000000000000000\r\n", 400, "chunk size too large"),
+    CBAD("huge", "ffffffffffffffffff\r\n", 400, "chunk size too large"),
+    CBAD("data without CRLF", "5\r\nhelloX\r\n0\r\n\r\n", 400,
+         "missing CRLF after chunk data"),
+    CBAD("data longer than the size", "3\r\nhello\r\n0\r\n\r\n", 400,
+         "missing CRLF after chunk data"),
+    CBAD("data with bare LF after", "5\r\nhello\n0\r\n\r\n", 400,
+         "missing CRLF after chunk data"),
+    CBAD("data with bare CR after", "5\r\nhello\r0\r\n\r\n", 400, "bare CR"),
+    CBAD("size line with bare LF", "5\nhello\r\n0\r\n\r\n", 400, "bare LF"),
+    CBAD("size line with bare CR", "5\rhello\r\n0\r\n\r\n", 400, "bare CR"),
+    CBAD("NUL in the size", "5\0\r\nhello\r\n", 400, "NUL byte"),
+    CBAD("NUL in an extension", "5;a\0\r\nhello\r\n", 400, "NUL byte"),
+    CBAD("bare LF in an extension", "5;a\nb\r\nhello\r\n", 400, "bare LF"),
+    CBAD("control byte in a quoted extension", "5;a=\"\x01\"\r\nhello\r\n", 400,
+         "control byte"),
+    CBAD("extension without a name", "5;=x\r\nhello\r\n", 400,
+         "invalid chunk extension"),
+    CBAD("extension with an empty value", "5;a=\r\nhello\r\n", 400,
+         "invalid chunk extension"),
+    CBAD("unterminated quoted extension", "5;a=\"x\r\nhello\r\n", 400,
+         "invalid chunk extension"),
+    CBAD("trailing space in an extension", "5;a \r\nhello\r\n", 400,
+         "invalid chunk extension"),
+    CBAD_LIM("extensions over max_ext", "1;aaaa=bbbb\r\nx\r\n1;cd\r\ny\r\n",
+             400, "chunk extensions too long", 12, SP_HTTP_CHUNK_MAX_TRAILER),
+    CBAD("obs-fold in trailers", "0\r\nX: a\r\n b\r\n\r\n", 400,
+         "obsolete line folding"),
+    CBAD("space before colon in trailers", "0\r\nX : a\r\n\r\n", 400,
+         "whitespace before colon"),
+    CBAD("NUL in a trailer", "0\r\nX: a\0\r\n\r\n", 400, "NUL byte"),
+    CBAD("trailer without colon", "0\r\nX\r\n\r\n", 400,
+         "invalid trailer field"),
+    CBAD("bare LF ending trailers", "0\r\n\n", 400, "bare LF"),
+    CBAD("bare LF ending a trailer", "0\r\nX: a\n\r\n", 400, "bare LF"),
+    CBAD("bare CR ending the body", "0\r\n\rX", 400, "bare CR"),
+    CBAD_LIM("trailers over max_trailer", "0\r\nX-Long: 0123456789\r\n\r\n",
+             431, "trailer section too large", SP_HTTP_CHUNK_MAX_EXT, 10),
+};
 
 static void test_chunked(void) {
-  chunk_ok("one chunk", LIT("5\r\nhello\r\n0\r\n\r\n"), "hello", 15);
-  chunk_ok("two chunks, hex sizes",
-           LIT("a\r\n0123456789\r\n1B\r\n"
-               "abcdefghijklmnopqrstuvwxyz!\r\n"
-               "0\r\n\r\n"),
-           "0123456789abcdefghijklmnopqrstuvwxyz!", ALL);
-  chunk_ok("leading zeros", LIT("0003\r\nabc\r\n000\r\n\r\n"), "abc", 18);
-  chunk_ok("empty body", LIT("0\r\n\r\n"), "", 5);
-  chunk_ok("data with CRLF inside", LIT("4\r\n\r\n\r\n\r\n0\r\n\r\n"),
-           "\r\n\r\n", 14);
-  chunk_ok("extensions",
-           LIT("3;a=b ; c = \"q \\\" \\\\ \"\t;d\r\nxyz\r\n0;last\r\n\r\n"),
-           "xyz", ALL);
-  chunk_ok("trailers", LIT("2\r\nhi\r\n0\r\nX-Sum: 1 2\r\nX-E:\r\n\r\n"), "hi",
-           ALL);
-  chunk_ok("the next request follows",
-           LIT("1\r\nx\r\n0\r\n\r\nGET / HTTP/1.1\r\n"), "x", 11);
-
-  CBAD("negative size", "-5\r\nhello\r\n0\r\n\r\n", 400, "invalid chunk size");
-  CBAD("plus sign", "+5\r\nhello\r\n0\r\n\r\n", 400, "invalid chunk size");
-  CBAD("0x prefix", "0x5\r\nhello\r\n0\r\n\r\n", 400, "invalid chunk size");
-  CBAD("non-hex size", "g\r\n", 400, "invalid chunk size");
-  CBAD("empty size", "\r\nhello\r\n", 400, "invalid chunk size");
-  CBAD("space before the size", " 5\r\nhello\r\n", 400, "invalid chunk size");
-  CBAD("space after the size", "5 \r\nhello\r\n", 400,
-       "invalid chunk extension");
-  CBAD("17 digits", "00000000000000005\r\nhello\r\n", 400,
-       "chunk size too long");
-  CBAD("over INT64_MAX", "8000000000000000\r\n", 400, "chunk size too large");
-  CBAD("huge", "ffffffffffffffffff\r\n", 400, "chunk size too large");
-  CBAD("data without CRLF", "5\r\nhelloX\r\n0\r\n\r\n", 400,
-       "missing CRLF after chunk data");
-  CBAD("data longer than the size", "3\r\nhello\r\n0\r\n\r\n", 400,
-       "missing CRLF after chunk data");
-  CBAD("data with bare LF after", "5\r\nhello\n0\r\n\r\n", 400,
-       "missing CRLF after chunk data");
-  CBAD("data with bare CR after", "5\r\nhello\r0\r\n\r\n", 400, "bare CR");
-  CBAD("size line with bare LF", "5\nhello\r\n0\r\n\r\n", 400, "bare LF");
-  CBAD("size line with bare CR", "5\rhello\r\n0\r\n\r\n", 400, "bare CR");
-  CBAD("NUL in the size", "5\0\r\nhello\r\n", 400, "NUL byte");
-  CBAD("NUL in an extension", "5;a\0\r\nhello\r\n", 400, "NUL byte");
-  CBAD("bare LF in an extension", "5;a\nb\r\nhello\r\n", 400, "bare LF");
-  CBAD("control byte in a quoted extension", "5;a=\"\x01\"\r\nhello\r\n", 400,
-       "control byte");
-  CBAD("extension without a name", "5;=x\r\nhello\r\n", 400,
-       "invalid chunk extension");
-  CBAD("extension with an empty value", "5;a=\r\nhello\r\n", 400,
-       "invalid chunk extension");
-  CBAD("unterminated quoted extension", "5;a=\"x\r\nhello\r\n", 400,
-       "invalid chunk extension");
-  CBAD("trailing space in an extension", "5;a \r\nhello\r\n", 400,
-       "invalid chunk extension");
-  chunk_bad("extensions over max_ext", LIT("1;aaaa=bbbb\r\nx\r\n1;cd\r\ny\r\n"),
-            400, "chunk extensions too long", 12, SP_HTTP_CHUNK_MAX_TRAILER);
-  CBAD("obs-fold in trailers", "0\r\nX: a\r\n b\r\n\r\n", 400,
-       "obsolete line folding");
-  CBAD("space before colon in trailers", "0\r\nX : a\r\n\r\n", 400,
-       "whitespace before colon");
-  CBAD("NUL in a trailer", "0\r\nX: a\0\r\n\r\n", 400, "NUL byte");
-  CBAD("trailer without colon", "0\r\nX\r\n\r\n", 400, "invalid trailer field");
-  CBAD("bare LF ending trailers", "0\r\n\n", 400, "bare LF");
-  CBAD("bare LF ending a trailer", "0\r\nX: a\n\r\n", 400, "bare LF");
-  CBAD("bare CR ending the body", "0\r\n\rX", 400, "bare CR");
-  chunk_bad("trailers over max_trailer", LIT("0\r\nX-Long: 0123456789\r\n\r\n"),
-            431, "trailer section too large", SP_HTTP_CHUNK_MAX_EXT, 10);
+  for (size_t i = 0; i < sizeof chunk_ok_cases / sizeof *chunk_ok_cases; i++) {
+    const chunk_ok_case *c = &chunk_ok_cases[i];
+    int split = chunked_split(c->in, c->len, SP_HTTP_CHUNK_MAX_EXT,
+                              SP_HTTP_CHUNK_MAX_TRAILER);
+    const decoded *d = &chunk_whole;
+    size_t used = c->used == ALL ? c->len : c->used;
+    CHECK(d->rc == SP_HTTP_OK && d->used == used &&
+              d->out_len == strlen(c->body) &&
+              memcmp(d->out, c->body, d->out_len) == 0,
+          "chunked %s: the body, %zu bytes used (got rc %d, %s)", c->what, used,
+          d->rc, d->rc == SP_HTTP_ERR ? d->reason : "");
+    CHECK(split, "chunked %s: the same split at every byte", c->what);
+  }
+  for (size_t i = 0; i < sizeof chunk_bad_cases / sizeof *chunk_bad_cases;
+       i++) {
+    const chunk_bad_case *c = &chunk_bad_cases[i];
+    int split = chunked_split(c->in, c->len, c->max_ext, c->max_trailer);
+    const decoded *d = &chunk_whole;
+    CHECK(d->rc == SP_HTTP_ERR && d->status == c->status &&
+              strcmp(d->reason, c->reason) == 0,
+          "chunked %s: %d %s (got rc %d %s)", c->what, c->status, c->reason,
+          d->rc, d->rc == SP_HTTP_ERR ? d->reason : "");
+    CHECK(split, "chunked %s: the same split at every byte", c->what);
+  }
 
   decoded d;
   size_t cut = 3;

@@ -26,20 +26,7 @@
 
 #include "http_parse.h"
 
-static int passed, failed;
-
-#define CHECK(cond, ...)                                                       \
-  do {                                                                         \
-    if (cond) {                                                                \
-      passed++;                                                                \
-      printf("ok - ");                                                         \
-    } else {                                                                   \
-      failed++;                                                                \
-      printf("not ok (%s:%d) - ", __FILE__, __LINE__);                         \
-    }                                                                          \
-    printf(__VA_ARGS__);                                                       \
-    printf("\n");                                                              \
-  } while (0)
+#include "check.h"
 
 #define TIMEOUT_MS 20000
 #define UPLOAD_LEN 200000

@@ -21,6 +21,13 @@
 --                             dir/server.key (localhost, 127.0.0.1)
 --   HT.check(env)             before/after each spec: descriptors, and
 --                             spindle._http_stats() back to zero
+--   HT.peer(env, start)       HT.check(env), then start() in setup and its
+--                             stop() in teardown; returns a table reading
+--                             through to what start() returned (peer.base,
+--                             peer.port, ...): local py = HT.peer(_ENV,
+--                             HT.python)
+--   HT.hanging_port()         a listener whose backlog is full, so that a
+--                             connect to it hangs: port, release()
 --   HT.stats()                spindle._http_stats()
 --   HT.rss_kb()               this process's resident set, KiB
 --   HT.serve(opts)            http.serve on 127.0.0.1 and a free port:
@@ -263,6 +270,36 @@ function HT.check(env)
     env.assert.same({clients = 0, easy = 0, socks = 0, transfers = 0,
                      buffered = 0}, st)
   end)
+end
+
+-- The file's peer: checked like HT.check, started once for the file (or
+-- describe block) and stopped after it.
+function HT.peer(env, start)
+  HT.check(env)
+  local srv
+  env.setup(function() srv = start() end)
+  env.teardown(function() if srv then srv.stop() end end)
+  return setmetatable({}, {__index = function(_, k)
+    assert(srv, "the peer is used before its setup")
+    return srv[k]
+  end})
+end
+
+-- A listener with a full backlog that never accepts: further SYNs are
+-- dropped, so a connect to port hangs.  release() closes it all.
+function HT.hanging_port()
+  local srv = assert(spindle.net.listen("127.0.0.1", 0, {backlog = 1}))
+  local _, port = srv:local_addr()
+  local held = {}
+  for i = 1, 8 do
+    held[i] = spindle.spawn(spindle.net.connect, "127.0.0.1", port,
+                            {timeout = 0.3})
+  end
+  for i = 1, 8 do held[i] = held[i]:join() end
+  return port, function()
+    for i = 1, 8 do if held[i] then held[i]:close() end end
+    srv:close()
+  end
 end
 
 return HT

@@ -31,6 +31,11 @@
 --                          its error value unchanged
 --   H.run_real(fn, ...)    the same with the real clock
 --   H.run_with(o, fn, ...) the same with any runtime options
+--   H.vrun(fn, o)          H.run_virtual(fn) with more runtime options o
+--   H.near(a, b)           a and b equal up to floating-point rounding (the
+--                          virtual clock's times are exact but for that)
+--   H.is_cancel(e)         e is a plain cancellation error: cancelled, not a
+--                          timeout, "cancelled" as a string
 --   H.vtest(fn, o)         spindle.test on the virtual clock, its wall-clock
 --                          limit (default 5 s) passed through H.timeout
 --   H.lua_child(src, o)    run `src` as a script under lua5.4 in a child
@@ -44,6 +49,8 @@
 --                          reports: one fails the test)
 --   H.tmpname()            a fresh temp path (no file left behind)
 --   H.fd_count()           open descriptors of this process
+--   H.settle_fds(n)        inside a task: waits (bounded) until the
+--                          descriptor count is n; returns the count
 --   H.check_fds(_ENV)      every spec of the file (or describe block) must
 --                          leave the descriptor count as it found it
 --   H.read_file/write_file/remove/exists
@@ -141,6 +148,19 @@ end
 H.run_with = run_on -- H.run_with(opts, fn, ...): any runtime options
 function H.run_virtual(fn, ...) return run_on({clock = "virtual"}, fn, ...) end
 function H.run_real(fn, ...) return run_on({clock = "real"}, fn, ...) end
+
+function H.vrun(fn, o)
+  o = o or {}
+  o.clock = "virtual"
+  return run_on(o, fn)
+end
+
+function H.near(a, b) return math.abs(a - b) < 1e-6 end
+
+function H.is_cancel(e)
+  return spindle.is_cancelled(e) == true and spindle.is_timeout(e) == false
+    and tostring(e) == "cancelled"
+end
 
 -- spindle.test(fn, o) on the virtual clock unless o.clock says otherwise;
 -- the wall-clock limit (spindle.test's default: 5 s) scaled by H.timeout.
@@ -332,6 +352,17 @@ function H.fd_count()
     end
   end
   return n
+end
+
+-- Inside a task: waits (bounded, about a second) until the descriptor
+-- count is n -- a file is closed on the thread pool, so a moment after
+-- close() returns.  Returns the count.
+function H.settle_fds(n)
+  for _ = 1, 200 do
+    if H.fd_count() == n then return n end
+    H.spindle.sleep(0.005)
+  end
+  return H.fd_count()
 end
 
 -- Installs before_each/after_each (in the spec file's environment `env`:
