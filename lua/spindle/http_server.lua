@@ -100,6 +100,16 @@ local function serve_connection(srv, s)
   end
 end
 
+-- A connection's task (its arguments live in the task's handle: no
+-- closure per connection).
+local function connection(srv, s, permit)
+  local _ <close> = s
+  local ok, err = pcall(serve_connection, srv, s)
+  srv._tasks[spindle.current()] = nil
+  if permit then permit:release() end
+  if not ok and not is_cancelled(err) then error(err, 0) end
+end
+
 -- ---------------------------------------------------------------- the server
 
 local Server = {}
@@ -166,14 +176,7 @@ function M.serve(opts)
         if srv._closing or msg == "closed" then return end
         spindle.sleep(0.01) -- EMFILE and the like: accept backs off too
       else
-        local conn_task
-        conn_task = spawn(function()
-          local _ <close> = s
-          local ok, err = pcall(serve_connection, srv, s)
-          srv._tasks[conn_task] = nil
-          if permit then permit:release() end
-          if not ok and not is_cancelled(err) then error(err, 0) end
-        end)
+        local conn_task = spawn(connection, srv, s, permit)
         conn_task:name("http connection")
         srv._tasks[conn_task] = true
       end
