@@ -116,8 +116,7 @@ static const char E_DEEP[] = "tables nested too deep";
 ** Lua heap.  Returns NULL, or what went wrong (E_CYCLE, E_DEEP, or the
 ** name of a type that cannot cross).  Raises only when a table is met.
 ** [-0, +(0|1), m] */
-static const char *encode(lua_State *L, int idx, buf *b, int *seen,
-                          int depth) {
+static const char *encode(lua_State *L, int idx, buf *b, int *seen, int depth) {
   idx = lua_absindex(L, idx);
   switch (lua_type(L, idx)) {
     case LUA_TNIL: buf_byte(b, V_NIL); return NULL;
@@ -324,21 +323,21 @@ typedef struct work {
   sp_owned own; /* in the runtime's list until work_done */
   uv_work_t req;
   sp_runtime *rt;
-  sp_wpool *pool;     /* the runtime's worker states */
-  sp_task *task;      /* the waiting task; NULL once detached (aborted) */
-  const char *code;   /* fn's bytecode, NULL when fname is used */
+  sp_wpool *pool;   /* the runtime's worker states */
+  sp_task *task;    /* the waiting task; NULL once detached (aborted) */
+  const char *code; /* fn's bytecode, NULL when fname is used */
   size_t ncode;
-  uint64_t hash;      /* of the bytecode: the worker's cache key */
-  const char *fname;  /* "mod.fn": require("mod").fn in the worker */
-  const char *path;   /* the caller's package.path, or NULL */
-  const char *cpath;  /* the caller's package.cpath, or NULL */
+  uint64_t hash;     /* of the bytecode: the worker's cache key */
+  const char *fname; /* "mod.fn": require("mod").fn in the worker */
+  const char *path;  /* the caller's package.path, or NULL */
+  const char *cpath; /* the caller's package.cpath, or NULL */
   size_t npath, ncpath;
-  buf in;             /* arguments */
-  buf out;            /* results, or the error as one value */
+  buf in;                     /* arguments */
+  buf out;                    /* results, or the error as one value */
   struct work *pnext, *pprev; /* in the pool's pending list */
-  int pending;        /* waiting for the end of the ready round */
-  int failed;         /* fn raised: out holds the error */
-  int status;         /* < 0: libuv could not run it (cancelled, ...) */
+  int pending;                /* waiting for the end of the ready round */
+  int failed;                 /* fn raised: out holds the error */
+  int status;                 /* < 0: libuv could not run it (cancelled, ...) */
   char inl_in[WORK_INLINE], inl_out[WORK_INLINE];
   char tail[1];
 } work;
@@ -458,8 +457,8 @@ struct sp_wpool {
   _Atomic(lua_State *) slot[WPOOL_MAX];
   atomic_int closed; /* the runtime closed: give nothing back */
   /* loop thread only: */
-  int jobs;              /* handed to libuv, work_done not yet run */
-  int threads;           /* libuv's pool threads (UV_THREADPOOL_SIZE) */
+  int jobs;                   /* handed to libuv, work_done not yet run */
+  int threads;                /* libuv's pool threads (UV_THREADPOOL_SIZE) */
   struct work *phead, *ptail; /* pending: queued at the end of the round */
   int npending;
 };

@@ -35,7 +35,7 @@
 typedef struct sp_runtime sp_runtime;
 typedef struct sp_task sp_task;
 typedef struct sp_tscope sp_tscope;
-typedef struct sp_wpool sp_wpool; /* blocking.c: worker states */
+typedef struct sp_wpool sp_wpool;     /* blocking.c: worker states */
 typedef struct sp_preempt sp_preempt; /* preempt.c: the CPU-time timer */
 
 /* Metatable names (also the __name shown by luaL_typeerror). */
@@ -324,23 +324,23 @@ void sp_runtime_pin(lua_State *L, sp_runtime *rt, int on); /* [-0,+0,m] */
 struct sp_preempt {
   sp_owned own;
   sp_runtime *rt;
-  sp_preempt *tls_prev;          /* the runtime running further out */
-  _Atomic(lua_State *) co;       /* being resumed, NULL between slices */
-  _Atomic unsigned seq;          /* slices started */
-  _Atomic uint64_t start;        /* the slice's start (hrtime), for warn */
-  volatile sig_atomic_t armed;   /* a hook is set for this slice */
-  volatile sig_atomic_t yield;   /* ... and it preempts */
-  volatile unsigned last;        /* the handler's: slice at the last tick */
+  sp_preempt *tls_prev;            /* the runtime running further out */
+  _Atomic(lua_State *) co;         /* being resumed, NULL between slices */
+  _Atomic unsigned seq;            /* slices started */
+  _Atomic uint64_t start;          /* the slice's start (hrtime), for warn */
+  volatile sig_atomic_t armed;     /* a hook is set for this slice */
+  volatile sig_atomic_t yield;     /* ... and it preempts */
+  volatile unsigned last;          /* the handler's: slice at the last tick */
   volatile unsigned fired, warned; /* ... slices armed */
-  int n;                         /* preempt: the hook's count */
-  uint64_t tick, warn;           /* ns; 0: off */
-  int timer_made;                /* 1: timer ticks for thread; -1: failed */
-  void *timer;                   /* timer_t, on the CPU clock of thread */
-  unsigned long thread;          /* pthread_t of the rounds */
+  int n;                           /* preempt: the hook's count */
+  uint64_t tick, warn;             /* ns; 0: off */
+  int timer_made;                  /* 1: timer ticks for thread; -1: failed */
+  void *timer;                     /* timer_t, on the CPU clock of thread */
+  unsigned long thread;            /* pthread_t of the rounds */
 };
-int sp_preempt_start(sp_runtime *rt);        /* 0: exact count hook */
-void sp_preempt_round(sp_runtime *rt, int on); /* around a ready round */
-void sp_preempt_enter(sp_runtime *rt, sp_task *t); /* before a slice */
+int sp_preempt_start(sp_runtime *rt);                 /* 0: exact count hook */
+void sp_preempt_round(sp_runtime *rt, int on);        /* around a ready round */
+void sp_preempt_enter(sp_runtime *rt, sp_task *t);    /* before a slice */
 void sp_preempt_leave(sp_runtime *rt, lua_State *co); /* after it */
 
 /* blocking.c: hands the jobs queued during a ready round to libuv's

@@ -124,10 +124,10 @@ struct sp_stream {
   struct sp_tls *tls; /* TLS state (tls.c), NULL for a plain stream */
   const char *kind;   /* "tcp", "unix", "pipe" */
   /* read side: bytes [roff, roff + rlen) of rbuf are buffered */
-  char *rbuf;         /* NULL while nothing is buffered, or rinline */
+  char *rbuf; /* NULL while nothing is buffered, or rinline */
   size_t rcap, roff, rlen;
-  size_t rnext; /* size class of the next buffer (stream.c, "Reading") */
-  size_t rhigh; /* the most of rbuf that reads have filled (roff + rlen) */
+  size_t rnext;  /* size class of the next buffer (stream.c, "Reading") */
+  size_t rhigh;  /* the most of rbuf that reads have filled (roff + rlen) */
   unsigned rlow; /* buffers in a row given back less than a quarter used */
   size_t rscan;  /* bytes from roff already searched for the delimiter */
   size_t rlimit; /* buffer bound: the largest need of any reader */

@@ -218,8 +218,7 @@ static int sig_use(void) {
     } else {
       /* on the alternate stack only if the handler we pass signals on to
       ** wanted it (Go's does): a library may have left a dangling one */
-      sa.sa_flags =
-          SA_SIGINFO | SA_RESTART | (sig_prev.sa_flags & SA_ONSTACK);
+      sa.sa_flags = SA_SIGINFO | SA_RESTART | (sig_prev.sa_flags & SA_ONSTACK);
       if (sigaction(SIGURG, &sa, NULL) != 0) r = -1;
     }
   }
@@ -366,7 +365,7 @@ void sp_preempt_enter(sp_runtime *rt, sp_task *t) {
     lua_sethook(t->co, task_hook, LUA_MASKCOUNT,
                 rt->preempt > 0 ? rt->preempt : 10000);
   } else if (rt->preempt > 0 && t->wake != SP_WAKE_INTERRUPT &&
-      lua_gethook(t->co) == NULL && cancel_pending(t)) {
+             lua_gethook(t->co) == NULL && cancel_pending(t)) {
     p->yield = 1;
     p->armed = 1;
     lua_sethook(t->co, task_hook, LUA_MASKCOUNT, 1);
