@@ -83,7 +83,114 @@ int sp_http_open(lua_State *L) {
 
 #else
 
+#define CURL_DISABLE_TYPECHECK 1
 #include <curl/curl.h>
+#include <dlfcn.h>
+#include <pthread.h>
+
+/* libcurl is loaded on the first request of the process (dlopen), not
+** with the module: it and the libraries it pulls in (gnutls, krb5,
+** p11-kit ...) cost about 4 MiB of every process's resident memory, used
+** or not (bench/http/README.md).  Its entry points are resolved once per
+** process into curl_fns, under pthread_once -- with preempt.c's signal
+** state, the only file-scope state that changes (docs/design.md); after
+** the load it is read only.  The names below stand for those pointers, so
+** the rest of the file calls curl_easy_setopt(...) as usual. */
+#define CURL_FNS(X)                                                            \
+  X(CURLcode, global_init, (long))                                             \
+  X(void, global_cleanup, (void))                                              \
+  X(curl_version_info_data *, version_info, (CURLversion))                     \
+  X(CURL *, easy_init, (void))                                                 \
+  X(CURLcode, easy_setopt, (CURL *, CURLoption, ...))                          \
+  X(CURLcode, easy_getinfo, (CURL *, CURLINFO, ...))                           \
+  X(void, easy_cleanup, (CURL *))                                              \
+  X(void, easy_reset, (CURL *))                                                \
+  X(CURLcode, easy_pause, (CURL *, int))                                       \
+  X(const char *, easy_strerror, (CURLcode))                                   \
+  X(CURLM *, multi_init, (void))                                               \
+  X(CURLMcode, multi_setopt, (CURLM *, CURLMoption, ...))                      \
+  X(CURLMcode, multi_assign, (CURLM *, curl_socket_t, void *))                 \
+  X(CURLMcode, multi_socket_action, (CURLM *, curl_socket_t, int, int *))      \
+  X(CURLMcode, multi_cleanup, (CURLM *))                                       \
+  X(const char *, multi_strerror, (CURLMcode))                                 \
+  X(CURLMcode, multi_remove_handle, (CURLM *, CURL *))                         \
+  X(CURLMcode, multi_add_handle, (CURLM *, CURL *))                            \
+  X(CURLMsg *, multi_info_read, (CURLM *, int *))                              \
+  X(struct curl_slist *, slist_append, (struct curl_slist *, const char *))    \
+  X(void, slist_free_all, (struct curl_slist *))
+
+typedef struct curl_api {
+#define X(ret, name, args) ret(*name) args;
+  CURL_FNS(X)
+#undef X
+  char error[200]; /* why the load failed; "" when it worked */
+} curl_api;
+
+static curl_api curl_fns;
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+
+static void curl_load(void) {
+  void *h = dlopen("libcurl.so.4", RTLD_NOW | RTLD_LOCAL);
+  const char *err;
+  if (h == NULL) h = dlopen("libcurl.so", RTLD_NOW | RTLD_LOCAL);
+  if (h == NULL) {
+    err = dlerror();
+    snprintf(curl_fns.error, sizeof curl_fns.error, "%s",
+             err ? err : "libcurl.so.4 not found");
+    return;
+  }
+#define X(ret, name, args)                                                     \
+  if ((*(void **)&curl_fns.name = dlsym(h, "curl_" #name)) == NULL) {          \
+    snprintf(curl_fns.error, sizeof curl_fns.error,                            \
+             "libcurl has no curl_" #name);                                    \
+    return;                                                                    \
+  }
+  CURL_FNS(X)
+#undef X
+}
+
+#undef curl_global_init
+#define curl_global_init (curl_fns.global_init)
+#undef curl_global_cleanup
+#define curl_global_cleanup (curl_fns.global_cleanup)
+#undef curl_version_info
+#define curl_version_info (curl_fns.version_info)
+#undef curl_easy_init
+#define curl_easy_init (curl_fns.easy_init)
+#undef curl_easy_setopt
+#define curl_easy_setopt (curl_fns.easy_setopt)
+#undef curl_easy_getinfo
+#define curl_easy_getinfo (curl_fns.easy_getinfo)
+#undef curl_easy_cleanup
+#define curl_easy_cleanup (curl_fns.easy_cleanup)
+#undef curl_easy_reset
+#define curl_easy_reset (curl_fns.easy_reset)
+#undef curl_easy_pause
+#define curl_easy_pause (curl_fns.easy_pause)
+#undef curl_easy_strerror
+#define curl_easy_strerror (curl_fns.easy_strerror)
+#undef curl_multi_init
+#define curl_multi_init (curl_fns.multi_init)
+#undef curl_multi_setopt
+#define curl_multi_setopt (curl_fns.multi_setopt)
+#undef curl_multi_assign
+#define curl_multi_assign (curl_fns.multi_assign)
+#undef curl_multi_socket_action
+#define curl_multi_socket_action (curl_fns.multi_socket_action)
+#undef curl_multi_cleanup
+#define curl_multi_cleanup (curl_fns.multi_cleanup)
+#undef curl_multi_strerror
+#define curl_multi_strerror (curl_fns.multi_strerror)
+#undef curl_multi_remove_handle
+#define curl_multi_remove_handle (curl_fns.multi_remove_handle)
+#undef curl_multi_add_handle
+#define curl_multi_add_handle (curl_fns.multi_add_handle)
+#undef curl_multi_info_read
+#define curl_multi_info_read (curl_fns.multi_info_read)
+#undef curl_slist_append
+#define curl_slist_append (curl_fns.slist_append)
+#undef curl_slist_free_all
+#define curl_slist_free_all (curl_fns.slist_free_all)
 
 #define XFER_MT "spindle.http.transfer"
 #define RESPONSE_MT "spindle.http.client_response"
@@ -666,6 +773,9 @@ static hstats *stats_get(lua_State *L) {
 static hclient *client_get(lua_State *L, sp_runtime *rt) {
   hclient *c = (hclient *)rt->http;
   if (c != NULL) return c;
+  pthread_once(&curl_once, curl_load);
+  if (curl_fns.error[0] != '\0')
+    luaL_error(L, "spindle.http: cannot load libcurl (%s)", curl_fns.error);
   if ((c = calloc(1, sizeof *c)) == NULL) luaL_error(L, "not enough memory");
   c->stats = stats_get(L);
   if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
