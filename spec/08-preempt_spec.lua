@@ -4,6 +4,26 @@ local spindle = H.spindle
 
 local run_with = H.run_with
 
+-- Aborts a task spinning in `while true do end` (with a <close> value)
+-- once `settle` has let it run; checks it ended cancelled and unwound.
+local function abort_spinner(opts, settle)
+  local status, closed
+  run_with(opts, function()
+    local h = spindle.spawn(function()
+      local c <close> = setmetatable({}, {__close = function() closed = true end})
+      while true do end
+    end)
+    settle()
+    assert.is_true(h:abort())
+    local ok, err = pcall(h.join, h)
+    assert.is_false(ok)
+    assert.is_true(spindle.is_cancelled(err))
+    status = h:status()
+  end)
+  assert.equal("cancelled", status)
+  assert.is_true(closed)
+end
+
 describe("preempt = N", function()
   it("makes a CPU-bound task yield so that others run in between", function()
     local log = {}
@@ -35,22 +55,10 @@ describe("preempt = N", function()
   end)
 
   it("delivers an abort to a task that never awaits", function()
-    local status, closed
-    run_with({clock = "virtual", preempt = 500}, function()
-      local h = spindle.spawn(function()
-        local c <close> = setmetatable({}, {__close = function() closed = true end})
-        while true do end
-      end)
+    abort_spinner({clock = "virtual", preempt = 500}, function()
       spindle.yield()
       spindle.yield()
-      assert.is_true(h:abort())
-      local ok, err = pcall(h.join, h)
-      assert.is_false(ok)
-      assert.is_true(spindle.is_cancelled(err))
-      status = h:status()
     end)
-    assert.equal("cancelled", status)
-    assert.is_true(closed)
   end)
 
   it("delivers an expired timeout to a busy loop", function()
@@ -127,21 +135,9 @@ describe("preempt = N with the real clock (docs/blocking.md#preemption)", functi
   end)
 
   it("aborts a `while true do end` task", function()
-    local status, closed
-    run_with({preempt = 10000}, function()
-      local h = spindle.spawn(function()
-        local c <close> = setmetatable({}, {__close = function() closed = true end})
-        while true do end
-      end)
+    abort_spinner({preempt = 10000}, function()
       spindle.sleep(0.01) -- h runs meanwhile; main gets a turn when h is preempted
-      assert.is_true(h:abort())
-      local ok, err = pcall(h.join, h)
-      assert.is_false(ok)
-      assert.is_true(spindle.is_cancelled(err))
-      status = h:status()
     end)
-    assert.equal("cancelled", status)
-    assert.is_true(closed)
   end)
 
   it("times out a `while true do end` loop", function()
