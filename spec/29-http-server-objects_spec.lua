@@ -309,6 +309,58 @@ describe("http.serve connections", function()
     end)
   end)
 
+  it("reads pipelined heads and bodies cut at every kind of place", function()
+    run(function()
+      local srv <close>, _, port = HT.serve{handler = function(req)
+        return 200, nil, req.method .. " " .. req.path .. " [" .. req:body() .. "]"
+      end}
+      -- a fixed mix of requests: plain GETs, Content-Length and chunked
+      -- bodies (with extensions and a trailer), many headers
+      local reqs, want = {}, {}
+      for i = 1, 60 do
+        local kind = i % 4
+        if kind == 0 then
+          reqs[i] = ("GET /g%d HTTP/1.1\r\nHost: h\r\n\r\n"):format(i)
+          want[i] = ("GET /g%d []"):format(i)
+        elseif kind == 1 then
+          local body = string.rep(string.char(97 + i % 26), i * 37)
+          reqs[i] = ("POST /p%d HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n\r\n%s"):format(i, #body, body)
+          want[i] = ("POST /p%d [%s]"):format(i, body)
+        elseif kind == 2 then
+          reqs[i] = ("PUT /c%d HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n" ..
+            "3;x=y\r\nabc\r\n%x\r\n%s\r\n0\r\nX-T: 1\r\n\r\n"):format(i, i, string.rep("z", i))
+          want[i] = ("PUT /c%d [abc%s]"):format(i, string.rep("z", i))
+        else
+          local t = {("GET /h%d HTTP/1.1\r\nHost: h\r\n"):format(i)}
+          for k = 1, 30 do t[#t + 1] = ("X-%d: %s\r\n"):format(k, string.rep("v", k)) end
+          t[#t + 1] = "\r\n"
+          reqs[i] = table.concat(t)
+          want[i] = ("GET /h%d []"):format(i)
+        end
+      end
+      reqs[#reqs + 1] = "GET /end HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
+      want[#want + 1] = "GET /end []"
+      local all = table.concat(reqs)
+      -- cut into pieces of 1 to 700 bytes (a fixed sequence), with turns
+      -- in between so the server sees every cut
+      local s <close> = assert(net.connect("127.0.0.1", port))
+      local reader = spindle.spawn(function() return s:read_all(1 << 22) end)
+      local pos, n = 1, 7
+      while pos <= #all do
+        n = (n * 1103515245 + 12345) % 2147483648
+        local len = 1 + n % 700
+        assert(s:write(all:sub(pos, pos + len - 1)))
+        pos = pos + len
+        spindle.sleep(0)
+      end
+      local out = reader:join()
+      local got = {}
+      for body in out:gmatch("\r\n\r\n([^\r]-%])") do got[#got + 1] = body end
+      assert.equal(#want, #got)
+      for i = 1, #want do assert.equal(want[i], got[i], "response " .. i) end
+    end)
+  end)
+
   it("close() ends connections waiting for a request at once", function()
     run(function()
       local srv, _, port = HT.serve{handler = function() return 204 end, idle_timeout = 1000}
