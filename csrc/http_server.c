@@ -1434,11 +1434,7 @@ static int conn_gc(lua_State *L) {
 static int cancelling(lua_State *L) {
   sp_runtime *rt = sp_box_get(L)->cur;
   sp_task *t = rt != NULL ? rt->current : NULL;
-  sp_tscope *sc;
-  if (t == NULL || t->cancel) return 1;
-  for (sc = t->scopes; sc != NULL; sc = sc->outer)
-    if (sc->expired) return 1;
-  return 0;
+  return t == NULL || sp_cancel_pending(t);
 }
 
 /* The message handler of the handler's xpcall: keeps the traceback of a

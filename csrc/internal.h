@@ -389,6 +389,9 @@ const char *sp_status_name(int state);
 /* wait.c: the await protocol */
 sp_task *sp_await_check(lua_State *L, const char *name);
 void sp_check_cancel(lua_State *L, sp_task *t);
+/* Would an await of t raise a cancellation now (an abort outside any
+** shield, or an expired timeout opened at the current shield depth)? */
+int sp_cancel_pending(sp_task *t);
 void sp_resumed(lua_State *L, sp_task *t);
 int sp_await_yield(lua_State *L, sp_task *t, lua_KFunction k, lua_KContext ctx);
 int sp_await_block(lua_State *L, sp_task *t, const sp_waitops *ops, void *obj,

@@ -54,15 +54,6 @@
 
 /* ---- the hooks ------------------------------------------------------- */
 
-/* Cancellation that an await would raise now. */
-static int cancel_pending(sp_task *t) {
-  sp_tscope *sc;
-  if (t->cancel && t->shield == 0) return 1;
-  for (sc = t->scopes; sc != NULL; sc = sc->outer)
-    if (sc->expired && sc->shield >= t->shield) return 1;
-  return 0;
-}
-
 static void task_hook(lua_State *L, lua_Debug *ar);
 
 /* The count hook of a task (and of nothing else: a nested coroutine
@@ -365,7 +356,7 @@ void sp_preempt_enter(sp_runtime *rt, sp_task *t) {
     lua_sethook(t->co, task_hook, LUA_MASKCOUNT,
                 rt->preempt > 0 ? rt->preempt : 10000);
   } else if (rt->preempt > 0 && t->wake != SP_WAKE_INTERRUPT &&
-             lua_gethook(t->co) == NULL && cancel_pending(t)) {
+             lua_gethook(t->co) == NULL && sp_cancel_pending(t)) {
     p->yield = 1;
     p->armed = 1;
     lua_sethook(t->co, task_hook, LUA_MASKCOUNT, 1);

@@ -45,7 +45,7 @@ static sp_tscope *expired_scope(sp_task *t) {
   return hit;
 }
 
-static int cancel_pending(sp_task *t) {
+int sp_cancel_pending(sp_task *t) {
   return (t->cancel && t->shield == 0) || expired_scope(t) != NULL;
 }
 
@@ -90,7 +90,7 @@ sp_task *sp_await_check(lua_State *L, const char *name) {
                "(attempt to yield across a C-call boundary, e.g. inside "
                "table.sort, string.gsub, require or __tostring)",
                name);
-  if (cancel_pending(t)) {
+  if (sp_cancel_pending(t)) {
     /* A task that keeps swallowing its cancellation would raise here
     ** forever without yielding; it still yields every SP_FAST_BUDGET
     ** raises, so it cannot freeze the other tasks. */

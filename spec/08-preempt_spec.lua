@@ -112,9 +112,10 @@ describe("preempt = N with the real clock (docs/blocking.md#preemption)", functi
   -- assertion, never a hang.
   local LIMIT = H.timeout(20)
 
-  it("makes CPU-bound tasks take turns", function()
-    local seen
-    run_with({preempt = 10000}, function()
+  -- Two CPU-bound tasks under runtime options opts: a counts the times it
+  -- sees b's counter move while it spins, up to want; returns that count.
+  local function turns(opts, want)
+    return run_with(opts, function()
       local b_count, a_done = 0, false
       local b = spindle.spawn(function()
         local t0 = os.clock()
@@ -122,16 +123,19 @@ describe("preempt = N with the real clock (docs/blocking.md#preemption)", functi
       end)
       local a = spindle.spawn(function()
         local changes, last, t0 = 0, b_count, os.clock()
-        while changes < 3 and os.clock() - t0 < LIMIT do
+        while changes < want and os.clock() - t0 < LIMIT do
           if b_count ~= last then changes = changes + 1; last = b_count end
         end
         a_done = true
         return changes
       end)
-      seen = a:join() -- b ran between a's instructions, three times
       b:join()
+      return a:join()
     end)
-    assert.equal(3, seen)
+  end
+
+  it("makes CPU-bound tasks take turns", function()
+    assert.equal(3, turns({preempt = 10000}, 3)) -- b ran between a's instructions, three times
   end)
 
   it("aborts a `while true do end` task", function()
@@ -172,25 +176,8 @@ describe("preempt = N with the real clock (docs/blocking.md#preemption)", functi
   end)
 
   it("works in several runtimes, one after the other and in another thread", function()
-    local function take_turns(rt_opts)
-      return run_with(rt_opts, function()
-        local b_count, a_done = 0, false
-        local b = spindle.spawn(function()
-          local t0 = os.clock()
-          while not a_done and os.clock() - t0 < LIMIT do b_count = b_count + 1 end
-        end)
-        local a = spindle.spawn(function()
-          local last, t0 = b_count, os.clock()
-          while b_count == last and os.clock() - t0 < LIMIT do end
-          a_done = true
-          return b_count ~= last
-        end)
-        b:join()
-        return a:join()
-      end)
-    end
-    assert.is_true(take_turns({preempt = 10000}))
-    assert.is_true(take_turns({preempt = 5000})) -- a new runtime, a new timer
+    assert.equal(1, turns({preempt = 10000}, 1))
+    assert.equal(1, turns({preempt = 5000}, 1)) -- a new runtime, a new timer
     -- a runtime with preempt in a worker thread's Lua state, while this
     -- thread's runtime preempts a loop of its own
     local inner, outer = run_with({preempt = 10000}, function()
