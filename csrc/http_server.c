@@ -51,8 +51,7 @@
 #define REQ_MT "spindle.http.request"
 #define RES_MT "spindle.http.response"
 #define MAX_HEADERS 100
-#define SMALL_HEADERS 16 /* a connection's own; more: MAX_HEADERS, malloc()ed */
-#define SKIP_MAX 65536   /* an unread body up to this is skipped, not fatal */
+#define SKIP_MAX 65536 /* an unread body up to this is skipped, not fatal */
 #define READ_MAX 65536
 
 typedef struct hconn hconn;
@@ -91,14 +90,23 @@ typedef struct hconf {
   time_t date_t;
   char date[40]; /* "date: <IMF-fixdate>\r\n" of date_t */
   size_t date_len;
+  /* Where heads that came whole are parsed: the parse, the copy into the
+  ** request and the consumption happen without a yield between. */
+  sp_http_request r;
+  sp_http_header hdr[MAX_HEADERS];
 } hconf;
+
+/* The parser's state for a head that came in pieces: made when a head
+** is found incomplete, freed once it is complete (or broken). */
+typedef struct hpart {
+  sp_http_request r;
+  sp_http_header hdr[MAX_HEADERS];
+} hpart;
 
 /* Connection user values. */
 enum {
   CU_STREAM = 1,
   CU_CONF,
-  CU_WRITE,
-  CU_READ,
   CU_TB,
   CU_PEER,
   CU_CUR, /* the request being served */
@@ -114,11 +122,9 @@ struct hconn {
   hconn *inext, *iprev;
   sp_timer timer;
   sp_runtime *rt;
-  hreq *cur; /* the request being served, or NULL */
-  sp_http_request r;
-  unsigned head : 1, timed_out : 1, woken : 1;
-  sp_http_header *big;                 /* MAX_HEADERS, made when needed */
-  sp_http_header small[SMALL_HEADERS]; /* enough for most heads */
+  hreq *cur;   /* the request being served, or NULL */
+  hpart *part; /* a head begun and not complete, or NULL */
+  unsigned head : 1, timed_out : 1, woken : 1, oom : 1;
 };
 
 /* Request user values. */
@@ -368,34 +374,69 @@ static void conn_fire(sp_runtime *rt, sp_timer *tm) {
   if (t != NULL && t->state == SP_T_WAITING) sp_wake(t, SP_WAKE_OK);
 }
 
-/* Parses what the buffer holds.  A head with more fields than the
-** connection's small array is parsed again from its start with the large
-** one (made once per connection, when first needed).  No Lua. */
-static int parse_head(hconn *c, sp_stream *s) {
-  int st = sp_http_parse_request(&c->r, sp_stream_rdata(s), s->rlen);
-  if (st == SP_HTTP_ERR && c->r.headers == c->small &&
-      c->r.nheaders >= SMALL_HEADERS && c->r.status == 431) {
-    if (c->big == NULL)
-      c->big = (sp_http_header *)malloc(MAX_HEADERS * sizeof *c->big);
-    if (c->big == NULL) return st;
-    sp_http_request_init(&c->r, c->big, MAX_HEADERS, c->conf->max_header);
-    st = sp_http_parse_request(&c->r, sp_stream_rdata(s), s->rlen);
+/* Parses what the buffer holds: in the connection's partial state when
+** a head came in pieces, else from its start in the server's scratch
+** state (a head that came whole, the usual case, costs the connection no
+** parser memory).  *rp: the state used.  No Lua. */
+static int parse_head(hconn *c, sp_stream *s, sp_http_request **rp) {
+  sp_http_request *r;
+  if (c->part != NULL)
+    r = &c->part->r;
+  else {
+    r = &c->conf->r;
+    sp_http_request_init(r, c->conf->hdr, MAX_HEADERS, c->conf->max_header);
   }
-  return st;
+  *rp = r;
+  return sp_http_parse_request(r, sp_stream_rdata(s), s->rlen);
 }
 
-static void parse_reset(hconn *c) {
-  sp_http_request_init(&c->r, c->small, SMALL_HEADERS, c->conf->max_header);
+/* Keeps the state of the head begun in r (the scratch) in the connection:
+** 0, or -1 when out of memory. */
+static int part_keep(hconn *c, const sp_http_request *r) {
+  hpart *p = c->part;
+  if (p == NULL && (p = (hpart *)malloc(sizeof *p)) == NULL) return -1;
+  if (r != &p->r) {
+    p->r = *r;
+    p->r.headers = p->hdr;
+    memcpy(p->hdr, r->headers, r->nheaders * sizeof *p->hdr);
+  }
+  c->part = p;
+  return 0;
+}
+
+static void part_free(hconn *c) {
+  free(c->part);
+  c->part = NULL;
+}
+
+/* Is there a CRLF CRLF in p[0..n)? */
+static int has_blank_line(const char *p, size_t n) {
+  const char *e = p + n, *q = p;
+  while (e - q >= 4 && (q = memchr(q, '\r', (size_t)(e - q - 3))) != NULL) {
+    if (q[1] == '\n' && q[2] == '\r' && q[3] == '\n') return 1;
+    q++;
+  }
+  return 0;
 }
 
 /* The read callback's question: is the head complete (or broken, or the
-** stream ended)?  The first byte of a request starts its head deadline. */
+** stream ended)?  A buffer with a blank line in it wakes the task, which
+** parses; else the head is parsed as it comes, in the connection's
+** partial state, and its first byte starts the head deadline. */
 static int head_ready(sp_stream *s, void *data) {
   hconn *c = (hconn *)data;
+  sp_http_request *r;
+  int st;
   if (s->eof || s->rerr) return 1;
   if (s->rlen == 0) return 0;
-  if (parse_head(c, s) != SP_HTTP_AGAIN)
-    return 1; /* most heads come whole: no deadline to move */
+  if (c->part == NULL && has_blank_line(sp_stream_rdata(s), s->rlen))
+    return 1; /* most heads come whole */
+  st = parse_head(c, s, &r);
+  if (st != SP_HTTP_AGAIN) return 1;
+  if (c->part == NULL && part_keep(c, r)) {
+    c->oom = 1;
+    return 1;
+  }
   if (!c->head) {
     c->head = 1;
     idle_unlink(c);
@@ -461,8 +502,8 @@ static void push_peer(lua_State *L, hconn *c) {
 /* Makes the request and the response of the complete head now at the
 ** front of the buffer, consumes the head, resets the parser.
 ** [-0, +2, m] */
-static int push_exchange(lua_State *L, hconn *c, sp_stream *s) {
-  sp_http_request *r = &c->r;
+static int push_exchange(lua_State *L, hconn *c, sp_stream *s,
+                         const sp_http_request *r) {
   size_t hsz = (size_t)r->nheaders * sizeof(sp_http_header);
   hreq *q = lua_newuserdatauv(L, sizeof *q + hsz + r->head_len, RU_N);
   hres *p;
@@ -503,7 +544,7 @@ static int push_exchange(lua_State *L, hconn *c, sp_stream *s) {
   lua_setiuservalue(L, -2, SU_CONN);
   set_mt(L, UP_RES);
   sp_stream_rconsume(s, r->head_len);
-  parse_reset(c);
+  part_free(c);
   c->head = 0;
   c->cur = q;
   lua_pushvalue(L, -2);
@@ -514,16 +555,25 @@ static int push_exchange(lua_State *L, hconn *c, sp_stream *s) {
 /* One look at the buffer: a request (2 results), an answered error or the
 ** end (1 result: nil), or -1: wait. */
 static int next_try(lua_State *L, hconn *c, sp_stream *s) {
+  sp_http_request *r;
   int st;
+  if (c->oom) return luaL_error(L, "not enough memory");
   if (s->rlen > 0) {
-    st = parse_head(c, s);
+    st = parse_head(c, s, &r);
     if (st == SP_HTTP_OK) {
-      if ((c->r.flags & SP_HTTP_HAS_LENGTH) &&
-          (uint64_t)c->r.content_length > c->conf->max_body)
+      if ((r->flags & SP_HTTP_HAS_LENGTH) &&
+          (uint64_t)r->content_length > c->conf->max_body) {
+        part_free(c);
         return answer_and_end(L, 413);
-      return push_exchange(L, c, s);
+      }
+      return push_exchange(L, c, s, r);
     }
-    if (st == SP_HTTP_ERR) return answer_and_end(L, c->r.status);
+    if (st == SP_HTTP_ERR) {
+      st = r->status;
+      part_free(c);
+      return answer_and_end(L, st);
+    }
+    if (part_keep(c, r)) return luaL_error(L, "not enough memory");
   }
   if (s->eof || s->rerr) {
     lua_pushnil(L);
@@ -627,9 +677,9 @@ static int conn_next(lua_State *L) {
 ** [-n, +3, e] */
 static int write_n(lua_State *L, int conn_idx, int n, lua_KContext ctx,
                    lua_KFunction k) {
-  lua_getiuservalue(L, conn_idx, CU_WRITE);
-  lua_insert(L, -n - 1);
   lua_getiuservalue(L, conn_idx, CU_STREAM);
+  lua_getfield(L, -1, "write");
+  lua_insert(L, -n - 2);
   lua_insert(L, -n - 1);
   lua_callk(L, n + 1, 3, ctx, k);
   return k(L, LUA_OK, ctx);
@@ -1215,8 +1265,9 @@ static int req_read(lua_State *L, hreq *q) {
   if (!(q->flags & SP_HTTP_CHUNKED))
     n = (uint64_t)max < q->left ? max : (lua_Integer)q->left;
   lua_settop(L, 3);
-  lua_getiuservalue(L, 3, CU_READ);
   lua_getiuservalue(L, 3, CU_STREAM);
+  lua_getfield(L, -1, "read_some");
+  lua_insert(L, -2);
   lua_pushinteger(L, n);
   lua_callk(L, 2, 3, 0, req_read_k);
   return req_read_k(L, LUA_OK, 0);
@@ -1403,16 +1454,11 @@ static int l_conn(lua_State *L) {
   c->conf = cf;
   c->box = box;
   sp_timer_init(&c->timer, conn_fire);
-  parse_reset(c);
   set_mt(L, UP_CONN);
   lua_pushvalue(L, 2);
   lua_setiuservalue(L, 3, CU_STREAM);
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, 3, CU_CONF);
-  lua_getfield(L, 2, "write");
-  lua_setiuservalue(L, 3, CU_WRITE);
-  lua_getfield(L, 2, "read_some");
-  lua_setiuservalue(L, 3, CU_READ);
   lua_pushvalue(L, 3);
   lua_pushcclosure(L, conn_msgh, 1);
   return 2;
@@ -1420,10 +1466,7 @@ static int l_conn(lua_State *L) {
 
 static int conn_gc(lua_State *L) {
   hconn *c = (hconn *)sp_testclass(L, 1, CONN_MT);
-  if (c != NULL) {
-    free(c->big);
-    c->big = NULL;
-  }
+  if (c != NULL) part_free(c);
   return 0;
 }
 
