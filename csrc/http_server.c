@@ -5,29 +5,31 @@
 ** acceptor, connection tasks, graceful close); everything a request costs
 ** is here.
 **
-**   spindle._http_conf(opts, handler, report) -> conf
+**   spindle._http_conf(opts, handler, report) -> conf, run
 **       opts: max_header, max_body, header_timeout, idle_timeout (checked
 **       by the Lua side).  report(err, traceback, req) reports a failed
 **       handler.  conf:close() marks the server closing and ends the
-**       connections that wait for a request.
-**   spindle._http_conn(conf, stream) -> conn, msgh
+**       connections that wait for a request; conf:tasks() lists the tasks
+**       of the connections being served.
+**   run(permit, stream)     the task of one connection ("a connection's
+**       task" below): requests read, handled and answered in order.  Its
+**       steps are the methods of the internal class spindle.http.conn:
 **       conn:next()      -> req, res  the next request (awaits), or nil:
 **                           the connection is over (peer gone, idle,
 **                           closing, or a malformed request already
 **                           answered with 400/408/413/431/501/505)
-**       conn:finish(res, ok, ...)     after xpcall(handler, msgh, req, res):
+**       conn:finish(res, ok, ...)     after the handler's protected call:
 **                           answers (returned values, or 500), reports a
 **                           failure, re-raises a cancellation.  -> true
 **                           (serve the next request), "skip" (the body
 **                           was not read), or false (close)
-**       msgh: the message handler for the handler's xpcall; it keeps the
-**       traceback of a failure for the report.
 **
-** Requests are read in place: the head is parsed incrementally in the
-** stream's read buffer (http_parse.c; no copy until it is complete), by a
-** C reader (SP_STREAM_R_FN) that the read callback asks whether the head
-** is there, so a connection task is resumed once per request, not per
-** packet.  The deadlines are one heap timer per connection: idle_timeout
+** Requests are read in place: a C reader (SP_STREAM_R_FN) that the read
+** callback asks whether the head is there, so a connection task is
+** resumed once per request, not per packet.  A head that came whole is
+** parsed once, by the task, in the server's scratch state; one that comes
+** in pieces is parsed as it comes (http_parse.c is incremental) in a
+** state the connection holds only until the head is complete.  The deadlines are one heap timer per connection: idle_timeout
 ** until the first byte of a request, then header_timeout from that byte
 ** (absolute: a trickle does not extend it).
 **
@@ -82,6 +84,7 @@ typedef struct hconf {
   uint64_t header_ns, idle_ns;
   int closing;
   hconn *idle; /* connections waiting for a request: circular list */
+  hconn *all;  /* every connection served by run(): circular list */
   /* Where response heads are made.  One per server: a head is made and
   ** handed to the stream (written, or copied into a Lua string) before
   ** the task can yield, so connections never share it at once. */
@@ -107,7 +110,6 @@ typedef struct hpart {
 enum {
   CU_STREAM = 1,
   CU_CONF,
-  CU_TB,
   CU_PEER,
   CU_CUR, /* the request being served */
   CU_N = CU_CUR
@@ -120,6 +122,8 @@ struct hconn {
   sp_sbox *box;
   sp_task *task; /* waiting in next() */
   hconn *inext, *iprev;
+  hconn *anext, *aprev; /* in conf->all */
+  sp_task *own;         /* the task that serves it (run), or NULL */
   sp_timer timer;
   sp_runtime *rt;
   hreq *cur;   /* the request being served, or NULL */
@@ -293,10 +297,20 @@ static double opt_number(lua_State *L, int t, const char *k, double def) {
   return v;
 }
 
-/* spindle._http_conf(opts, handler, report) */
+static int conn_msgh(lua_State *L);
+static int conn_run(lua_State *L);
+
+/* The run closure's upvalues after the usual five (box, metatables). */
+enum { UR_CONF = 6, UR_HANDLER, UR_MSGH, UR_NEXT, UR_FINISH, UR_N = UR_FINISH };
+
+/* Conf user values. */
+enum { FU_HANDLER = 1, FU_REPORT, FU_TB, FU_N = FU_TB };
+
+/* spindle._http_conf(opts, handler, report) -> conf, run */
 static int l_conf(lua_State *L) {
   hconf *cf;
   double mh, mb, ht, it;
+  int i;
   luaL_checktype(L, 1, LUA_TTABLE);
   luaL_checktype(L, 2, LUA_TFUNCTION);
   luaL_checktype(L, 3, LUA_TFUNCTION);
@@ -308,7 +322,8 @@ static int l_conf(lua_State *L) {
   luaL_argcheck(L, mb >= 0 && mb <= 1e15, 1, "max_body out of range");
   luaL_argcheck(L, ht > 0 && ht <= 1e9, 1, "header_timeout out of range");
   luaL_argcheck(L, it > 0 && it <= 1e9, 1, "idle_timeout out of range");
-  cf = lua_newuserdatauv(L, sizeof *cf, 2);
+  lua_settop(L, 3);
+  cf = lua_newuserdatauv(L, sizeof *cf, FU_N); /* 4 */
   memset(cf, 0, sizeof *cf);
   cf->max_header = (uint32_t)mh;
   cf->max_body = (uint64_t)mb;
@@ -316,11 +331,21 @@ static int l_conf(lua_State *L) {
   cf->idle_ns = (uint64_t)(it * 1e9);
   cf->date_t = (time_t)-1;
   lua_pushvalue(L, 2);
-  lua_setiuservalue(L, -2, 1);
+  lua_setiuservalue(L, 4, FU_HANDLER);
   lua_pushvalue(L, 3);
-  lua_setiuservalue(L, -2, 2);
+  lua_setiuservalue(L, 4, FU_REPORT);
   set_mt(L, UP_CONF);
-  return 1;
+  for (i = 1; i < UR_CONF; i++) lua_pushvalue(L, lua_upvalueindex(i));
+  lua_pushvalue(L, 4);
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, 4);
+  lua_pushcclosure(L, conn_msgh, 1);
+  lua_getfield(L, lua_upvalueindex(UP_CONN), "__index");
+  lua_getfield(L, -1, "next");
+  lua_getfield(L, -2, "finish");
+  lua_remove(L, -3);
+  lua_pushcclosure(L, conn_run, UR_N);
+  return 2;
 }
 
 static void conn_disarm(hconn *c);
@@ -1441,32 +1466,42 @@ static int body_k(lua_State *L, int status, lua_KContext ctx) {
 
 /* ---- connections -------------------------------------------------------- */
 
-/* spindle._http_conn(conf, stream) -> conn, msgh */
-static int conn_msgh(lua_State *L);
-
-static int l_conn(lua_State *L) {
-  hconf *cf = (hconf *)check_up(L, 1, UP_CONF, CONF_MT);
-  sp_sbox *box = (sp_sbox *)luaL_checkudata(L, 2, SP_STREAM_MT);
-  hconn *c;
-  lua_settop(L, 2);
-  c = lua_newuserdatauv(L, sizeof *c, CU_N); /* 3 */
-  memset(c, 0, sizeof *c);
-  c->conf = cf;
-  c->box = box;
-  sp_timer_init(&c->timer, conn_fire);
-  set_mt(L, UP_CONN);
-  lua_pushvalue(L, 2);
-  lua_setiuservalue(L, 3, CU_STREAM);
-  lua_pushvalue(L, 1);
-  lua_setiuservalue(L, 3, CU_CONF);
-  lua_pushvalue(L, 3);
-  lua_pushcclosure(L, conn_msgh, 1);
-  return 2;
+static void all_link(hconn *c) {
+  hconf *cf = c->conf;
+  if (cf->all == NULL) {
+    c->anext = c->aprev = c;
+    cf->all = c;
+  } else {
+    c->anext = cf->all;
+    c->aprev = cf->all->aprev;
+    c->aprev->anext = c;
+    cf->all->aprev = c;
+  }
 }
 
+static void all_unlink(hconn *c) {
+  hconf *cf = c->conf;
+  if (c->anext == NULL) return;
+  if (c->anext == c)
+    cf->all = NULL;
+  else {
+    c->anext->aprev = c->aprev;
+    c->aprev->anext = c->anext;
+    if (cf->all == c) cf->all = c->anext;
+  }
+  c->anext = c->aprev = NULL;
+}
+
+/* __close (the end of run, however it ends) and __gc: the connection
+** leaves the server's list; a partial head's state is freed.  The wait
+** structures were left when the task stopped waiting (conn_disarm). */
 static int conn_gc(lua_State *L) {
   hconn *c = (hconn *)sp_testclass(L, 1, CONN_MT);
-  if (c != NULL) part_free(c);
+  if (c != NULL) {
+    all_unlink(c);
+    c->own = NULL;
+    part_free(c);
+  }
   return 0;
 }
 
@@ -1486,7 +1521,7 @@ static int conn_msgh(lua_State *L) {
   lua_settop(L, 1);
   if (is_body_error(L, 1) || (is_cancel(L, 1) && cancelling(L))) return 1;
   luaL_traceback(L, L, luaL_tolstring(L, 1, NULL), 1);
-  lua_setiuservalue(L, lua_upvalueindex(1), CU_TB);
+  lua_setiuservalue(L, lua_upvalueindex(1), FU_TB); /* the conf */
   lua_settop(L, 1);
   return 1;
 }
@@ -1532,7 +1567,7 @@ static int finish_k(lua_State *L, int status, lua_KContext ctx) {
 static void report(lua_State *L, hconn *c, int err_idx, int tb_idx) {
   (void)c;
   lua_getiuservalue(L, 1, CU_CONF);
-  lua_getiuservalue(L, -1, 2); /* report */
+  lua_getiuservalue(L, -1, FU_REPORT);
   lua_remove(L, -2);
   lua_pushvalue(L, err_idx);
   if (tb_idx != 0)
@@ -1582,10 +1617,11 @@ static int conn_finish(lua_State *L) {
       lua_pushboolean(L, 0);
       return 1;
     }
-    lua_getiuservalue(L, 1, CU_TB); /* 5 */
+    lua_getiuservalue(L, 1, CU_CONF); /* 5 */
+    lua_getiuservalue(L, 5, FU_TB);   /* 6: what conn_msgh kept, just now */
     lua_pushnil(L);
-    lua_setiuservalue(L, 1, CU_TB);
-    report(L, c, 4, lua_isnil(L, 5) ? 0 : 5);
+    lua_setiuservalue(L, 5, FU_TB);
+    report(L, c, 4, lua_isnil(L, 6) ? 0 : 6);
     return fail_500(L, c, p);
   }
   if (!p->started) { /* returned status, headers, body at 4, 5, 6 */
@@ -1646,6 +1682,144 @@ static int conn_finish(lua_State *L) {
   return decide(L, c, p);
 }
 
+/* ---- a connection's task ------------------------------------------------- */
+
+/* run(permit, stream): the task of one connection (the acceptor in
+** lua/spindle/http_server.lua spawns it): requests read, handled and
+** answered one after the other until the connection is over.  It is C,
+** not Lua, so that a task waiting for its next request holds no Lua frame:
+** its coroutine keeps the stack it was born with as long as the handler's
+** frames fit.  The permit (or nil), the stream and the connection are
+** to-be-closed: however the task ends, the connection leaves the server's
+** list, then the stream is closed, then the permit released.  Errors
+** other than the handler's (which conn:finish answers and reports) end the
+** task: a cancellation when it is aborted, else a failure reported as any.
+**
+** Stack: 1 permit, 2 stream, 3 conn; per request 4 req, 5 res, 6.. the
+** call being made (msgh and the handler, then finish and its arguments). */
+enum { RUN_NEXT = 1, RUN_HANDLED, RUN_FINISHED, RUN_SKIP };
+
+static int run_k(lua_State *L, int status, lua_KContext ctx);
+
+static int run_next(lua_State *L) {
+  lua_settop(L, 3);
+  lua_pushvalue(L, lua_upvalueindex(UR_NEXT));
+  lua_pushvalue(L, 3);
+  lua_callk(L, 1, 2, RUN_NEXT, run_k);
+  return run_k(L, LUA_OK, RUN_NEXT);
+}
+
+/* What the handler did not read of the body is read and dropped, up to
+** SKIP_MAX bytes (ctx counts them in its high bits); more, or a failure,
+** ends the connection. */
+static int run_skip(lua_State *L, lua_KContext ctx) {
+  lua_settop(L, 5);
+  lua_getfield(L, lua_upvalueindex(UP_REQ), "methods");
+  lua_getfield(L, -1, "read_some");
+  lua_replace(L, -2);
+  lua_pushvalue(L, 4);
+  lua_pushinteger(L, SKIP_MAX);
+  return run_k(L, lua_pcallk(L, 2, 3, 0, ctx, run_k), ctx);
+}
+
+static int run_k(lua_State *L, int status, lua_KContext ctx) {
+  switch ((int)(ctx & 3)) {
+    case RUN_NEXT: /* 4 req, 5 res; or 4 nil: the connection is over */
+      if (lua_isnil(L, 4)) return 0;
+      lua_pushvalue(L, lua_upvalueindex(UR_MSGH)); /* 6 */
+      lua_pushvalue(L, lua_upvalueindex(UR_HANDLER));
+      lua_pushvalue(L, 4);
+      lua_pushvalue(L, 5);
+      status = lua_pcallk(L, 2, LUA_MULTRET, 6, RUN_HANDLED, run_k);
+      /* fall through */
+    case RUN_HANDLED: /* 7..: the handler's results, or its error */
+      lua_pushboolean(L, status == LUA_OK || status == LUA_YIELD);
+      lua_insert(L, 7);
+      lua_pushvalue(L, 5);
+      lua_insert(L, 7);
+      lua_pushvalue(L, 3);
+      lua_insert(L, 7);
+      lua_pushvalue(L, lua_upvalueindex(UR_FINISH));
+      lua_replace(L, 6); /* finish(conn, res, ok, ...) */
+      lua_callk(L, lua_gettop(L) - 6, 1, RUN_FINISHED, run_k);
+      /* fall through */
+    case RUN_FINISHED: /* 6: true, "skip" or false */
+      if (lua_type(L, 6) == LUA_TSTRING) return run_skip(L, RUN_SKIP);
+      if (!lua_toboolean(L, 6)) return 0;
+      return run_next(L);
+    default: { /* RUN_SKIP: 6, 7, 8: data, or nil, msg, code */
+      size_t n;
+      lua_Integer skipped = (lua_Integer)(ctx >> 2);
+      if (status != LUA_OK && status != LUA_YIELD) return 0;
+      if (lua_tolstring(L, 6, &n) == NULL) {
+        const char *code = lua_tostring(L, 8);
+        if (code == NULL || strcmp(code, "EOF") != 0) return 0;
+        return run_next(L);
+      }
+      skipped += (lua_Integer)n;
+      if (skipped > SKIP_MAX) return 0;
+      return run_skip(L, RUN_SKIP | ((lua_KContext)skipped << 2));
+    }
+  }
+}
+
+/* A connection of the conf at cf_idx for the stream at s_idx.
+** [-0, +1, m] */
+static hconn *new_conn(lua_State *L, int cf_idx, int s_idx) {
+  hconf *cf = (hconf *)lua_touserdata(L, cf_idx);
+  sp_sbox *box = (sp_sbox *)lua_touserdata(L, s_idx);
+  hconn *c = lua_newuserdatauv(L, sizeof *c, CU_N);
+  memset(c, 0, sizeof *c);
+  c->conf = cf;
+  c->box = box;
+  sp_timer_init(&c->timer, conn_fire);
+  set_mt(L, UP_CONN);
+  lua_pushvalue(L, s_idx);
+  lua_setiuservalue(L, -2, CU_STREAM);
+  lua_pushvalue(L, cf_idx);
+  lua_setiuservalue(L, -2, CU_CONF);
+  return c;
+}
+
+static int conn_run(lua_State *L) {
+  sp_runtime *rt = sp_box_get(L)->cur;
+  hconn *c;
+  lua_settop(L, 2);
+  luaL_checkudata(L, 2, SP_STREAM_MT);
+  lua_toclose(L, 1); /* the permit, or nil */
+  lua_toclose(L, 2);
+  c = new_conn(L, lua_upvalueindex(UR_CONF), 2); /* 3 */
+  c->own = rt != NULL ? rt->current : NULL;
+  all_link(c);
+  lua_toclose(L, 3);
+  return run_next(L);
+}
+
+/* spindle._http_conn(conf, stream) -> a connection that no task serves
+** (the bad-input sweep's instance of spindle.http.conn). */
+static int l_conn(lua_State *L) {
+  check_up(L, 1, UP_CONF, CONF_MT);
+  luaL_checkudata(L, 2, SP_STREAM_MT);
+  new_conn(L, 1, 2);
+  return 1;
+}
+
+/* conf:tasks() -> the tasks of the connections being served, a list */
+static int conf_tasks(lua_State *L) {
+  hconf *cf = (hconf *)check_up(L, 1, UP_CONF, CONF_MT);
+  hconn *c = cf->all;
+  lua_Integer n = 0;
+  lua_newtable(L);
+  if (c != NULL) do {
+      if (c->own != NULL) {
+        sp_push_task(L, c->own);
+        lua_rawseti(L, -2, ++n);
+      }
+      c = c->anext;
+    } while (c != cf->all);
+  return 1;
+}
+
 /* ---- the module part ---------------------------------------------------- */
 
 /* spindle._http_fail(err, traceback): raises err; the report of the task
@@ -1660,10 +1834,12 @@ static int l_fail(lua_State *L) {
 }
 
 int sp_http_server_open(lua_State *L) {
-  static const luaL_Reg conf_methods[] = {{"close", conf_close}, {NULL, NULL}};
+  static const luaL_Reg conf_methods[] = {
+      {"close", conf_close}, {"tasks", conf_tasks}, {NULL, NULL}};
   static const luaL_Reg conn_methods[] = {
       {"next", conn_next}, {"finish", conn_finish}, {NULL, NULL}};
-  static const luaL_Reg conn_meta[] = {{"__gc", conn_gc}, {NULL, NULL}};
+  static const luaL_Reg conn_meta[] = {
+      {"__gc", conn_gc}, {"__close", conn_gc}, {NULL, NULL}};
   static const luaL_Reg conf_meta[] = {{"__gc", conf_gc}, {NULL, NULL}};
   static const luaL_Reg req_methods[] = {
       {"read_some", req_read_some}, {"body", req_body}, {NULL, NULL}};

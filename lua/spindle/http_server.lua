@@ -2,11 +2,12 @@
 --
 -- One task per connection; requests on a connection are read, handled and
 -- answered one after the other, so keep-alive and pipelined requests are
--- answered in order.  The work of a request is C's (csrc/http_server.c
--- over the strict parser of csrc/http_parse.c: heads parsed in the
+-- answered in order.  The connection's task and all the work of a request
+-- are C's (csrc/http_server.c over the strict parser of
+-- csrc/http_parse.c: the loop around the handler, heads parsed in the
 -- stream's buffer, deadlines, request and response objects, the answer);
--- this file is the rest of the policy -- options, accepting, the
--- connection loop around the handler, graceful close.
+-- this file is the rest of the policy -- options, accepting, graceful
+-- close.
 --
 -- Deadlines.  A keep-alive connection waits for the first byte of its next
 -- request at most idle_timeout seconds (then it is closed quietly).  From
@@ -22,10 +23,10 @@ local spindle = require "spindle"
 
 local net = spindle.net
 local spawn, timeout, is_timeout = spindle.spawn, spindle.timeout, spindle.is_timeout
-local is_cancelled, shield = spindle.is_cancelled, spindle.shield
-local new_conf, new_conn, fail = spindle._http_conf, spindle._http_conn, spindle._http_fail
-local type, tostring, pairs, ipairs, pcall, xpcall, error, setmetatable =
-  type, tostring, pairs, ipairs, pcall, xpcall, error, setmetatable
+local shield = spindle.shield
+local new_conf, fail = spindle._http_conf, spindle._http_fail
+local type, tostring, pairs, ipairs, pcall, error, setmetatable =
+  type, tostring, pairs, ipairs, pcall, error, setmetatable
 
 local M = {}
 
@@ -73,43 +74,6 @@ local function report(err, tb, req)
   if req then h:name(("http handler %s %s"):format(req.method, req.target)) end
 end
 
--- One connection: requests read, handled and answered in order.  The
--- work of a request (its head, the request and response objects, the
--- answer) is C's (csrc/http_server.c); this loop only calls the handler.
-local function serve_connection(srv, s)
-  local conn, msgh = new_conn(srv._conf, s)
-  local handler = srv.handler
-  while true do
-    local req, res = conn:next()
-    if not req then return end
-    local more = conn:finish(res, xpcall(handler, msgh, req, res))
-    if not more then return end
-    if more == "skip" then -- what the handler did not read of the body
-      local skipped = 0
-      while true do
-        local ok, data, _, code = pcall(req.read_some, req, 65536)
-        if not ok then return end
-        if not data then
-          if code ~= "EOF" then return end
-          break
-        end
-        skipped = skipped + #data
-        if skipped > 65536 then return end
-      end
-    end
-  end
-end
-
--- A connection's task (its arguments live in the task's handle: no
--- closure per connection).
-local function connection(srv, s, permit)
-  local _ <close> = s
-  local ok, err = pcall(serve_connection, srv, s)
-  srv._tasks[spindle.current()] = nil
-  if permit then permit:release() end
-  if not ok and not is_cancelled(err) then error(err, 0) end
-end
-
 -- ---------------------------------------------------------------- the server
 
 local Server = {}
@@ -137,13 +101,15 @@ function Server:close(grace)
     self._acceptor:abort() -- it may wait for a connection slot
     self._acceptor:result()
     self._conf:close() -- connections waiting for a request end now
-    local tasks = {}
-    for t in pairs(self._tasks) do tasks[#tasks + 1] = t end
+    local tasks = self._conf:tasks()
     pcall(timeout, grace, function()
-      for _, t in ipairs(tasks) do t:result() end
+      for _, t in ipairs(tasks) do
+        local ok, err = pcall(t.result, t)
+        if not ok and is_timeout(err) then return end
+      end
     end)
     for _, t in ipairs(tasks) do t:abort() end
-    for _, t in ipairs(tasks) do t:result() end
+    for _, t in ipairs(tasks) do pcall(t.result, t) end
   end)
   return true
 end
@@ -158,9 +124,9 @@ function M.serve(opts)
     max_body = opts.max_body or 1048576,
     header_timeout = opts.header_timeout or 10,
     idle_timeout = opts.idle_timeout or 60,
-    _tasks = {},
   }, Server)
-  srv._conf = new_conf(srv, srv.handler, report)
+  -- run(permit, stream) is a connection's task (csrc/http_server.c)
+  srv._conf, srv._run = new_conf(srv, srv.handler, report)
   local lopts = {backlog = opts.backlog}
   if opts.tls ~= nil then lopts.tls = opts.tls end
   local listener, msg, code = net.listen(opts.host or "127.0.0.1", opts.port or 0, lopts)
@@ -176,9 +142,7 @@ function M.serve(opts)
         if srv._closing or msg == "closed" then return end
         spindle.sleep(0.01) -- EMFILE and the like: accept backs off too
       else
-        local conn_task = spawn(connection, srv, s, permit)
-        conn_task:name("http connection")
-        srv._tasks[conn_task] = true
+        spawn(srv._run, permit, s):name("http connection")
       end
     end
   end)

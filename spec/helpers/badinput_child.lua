@@ -115,7 +115,7 @@ end
 local conn_stream = setmetatable({}, {__mode = "k"})
 local function http_conn()
   local s = tcp_pair()
-  local c = spindle._http_conn(spindle._http_conf({}, FN, FN), s)
+  local c = spindle._http_conn((spindle._http_conf({}, FN, FN)), s)
   conn_stream[c] = s
   return c
 end
