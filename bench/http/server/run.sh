@@ -15,7 +15,10 @@
 # a master and one worker: its numbers are the worker's.  Medians over
 # rounds.  Then, per server, its peak RSS at 1,000 connections (VmHWM,
 # reset through /proc/<pid>/clear_refs before a wrk -c1000 run of S
-# seconds) and ab -k -c 100 once.  Prints markdown tables, ratios against
+# seconds) and ab -k -c 100 once.  Before the rounds, on fresh servers:
+# resident memory per idle keep-alive connection (VmRSS while a python3
+# client holds 1,000 connections that have each had one answer, less
+# VmRSS before).  Prints markdown tables, ratios against
 # OpenResty, and PASS/MISS for the targets of issue 11.  HTTPS uses one
 # self-signed EC P-256 certificate, made in the temporary folder, for both.
 set -euo pipefail
@@ -33,7 +36,7 @@ while (($#)); do
   shift
 done
 ulimit -n 16384 2>/dev/null || true
-for cmd in wrk ab nginx taskset lua5.4 curl openssl; do
+for cmd in wrk ab nginx taskset lua5.4 curl openssl python3; do
   command -v "$cmd" >/dev/null || { echo "missing: $cmd" >&2; exit 1; }
 done
 [ -x build/spindle ] || { echo "build first (make build)" >&2; exit 1; }
@@ -103,6 +106,41 @@ for s in $TLS_SERVERS; do
     awk '/^New, / {sub(/^New, /, ""); print; exit}')
 done
 
+# Resident memory per idle keep-alive connection, fresh servers: VmRSS
+# while 1,000 connections that have each had one answer are held, less
+# VmRSS before, over 1,000.
+vmrss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+declare -A IDLE
+for s in $SERVERS; do
+  pid=${PID[$s]}
+  r0=$(vmrss "$pid")
+  path=${URL[$s]#http://127.0.0.1:*/}
+  python3 - "${PORT[$s]}" "/$path" 1000 "$TMP/held.$s" <<'PY' &
+import socket, sys, time, os
+port, path, n, flag = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+req = ("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % path).encode()
+socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(n)]
+for s in socks: s.sendall(req)
+for s in socks:
+    s.settimeout(10)
+    got = b""  # a whole answer: hello world, or its last chunk
+    while not (got.endswith(b"hello world") or got.endswith(b"\r\n0\r\n\r\n")):
+        d = s.recv(4096)
+        if not d: break
+        got += d
+open(flag, "w").close()
+while os.path.exists(flag): time.sleep(0.05)
+PY
+  hp=$!
+  for _ in $(seq 200); do [ -e "$TMP/held.$s" ] && break; sleep 0.05; done
+  sleep 0.3
+  r1=$(vmrss "$pid")
+  rm -f "$TMP/held.$s"; wait "$hp" || true
+  IDLE[$s]=$(awk -v a="$r0" -v b="$r1" 'BEGIN { printf "%.0f", (b - a) * 1024 / 1000 }')
+  echo "  $s: ${IDLE[$s]} B resident per idle keep-alive connection" >&2
+done
+sleep 1 # the held connections close
+
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 TCK=$(getconf CLK_TCK)
 echo "# HTTP server benchmark -- $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
@@ -144,14 +182,16 @@ for s in $SERVERS; do
   AB[$s]=$(taskset -c 1 timeout 60 ab -q -k -c 100 -n 20000 "${URL[$s]}" 2>/dev/null | awk '/Requests per second/ {print $4}' || true)
   AB[$s]=${AB[$s]:-n/a}
 done
-RSSL="" ABL=""
-for s in $SERVERS; do RSSL="$RSSL ${RSS[$s]:-?}"; ABL="$ABL ${AB[$s]}"; done
+RSSL="" ABL="" IDLEL=""
+for s in $SERVERS; do RSSL="$RSSL ${RSS[$s]:-?}"; ABL="$ABL ${AB[$s]}"; IDLEL="$IDLEL ${IDLE[$s]:-?}"; done
 
-lua5.4 - "$RES" "$SERVERS" "$CONCS" "$RSSL" "$ABL" "$TLS_CONC" <<'LUA'
+lua5.4 - "$RES" "$SERVERS" "$CONCS" "$RSSL" "$ABL" "$TLS_CONC" "$IDLEL" <<'LUA'
 local res, servers, concs, rss, ab, tlsc = arg[1], arg[2], arg[3], arg[4], arg[5], tonumber(arg[6])
+local idle = arg[7]
 local list = {} for s in servers:gmatch("%S+") do list[#list + 1] = s end
 local cs = {} for c in concs:gmatch("%S+") do cs[#cs + 1] = tonumber(c) end
-local rssv, abv = {}, {}
+local rssv, abv, idlev = {}, {}, {}
+do local i = 1 for v in idle:gmatch("%S+") do idlev[list[i]] = tonumber(v) i = i + 1 end end
 do local i = 1 for v in rss:gmatch("%S+") do rssv[list[i]] = tonumber(v) i = i + 1 end end
 do local i = 1 for v in ab:gmatch("%S+") do abv[list[i]] = tonumber(v) or v i = i + 1 end end
 local data = {}
@@ -180,12 +220,12 @@ for _, c in ipairs(cs) do
     end
   end
 end
-print("\n| server | peak RSS at 1,000 connections, KiB | ÷ OpenResty's worker | ab -k -c 100 req/s |")
-print("| --- | ---: | ---: | ---: |")
+print("\n| server | peak RSS at 1,000 connections, KiB | ÷ OpenResty's worker | per idle keep-alive connection, B | ab -k -c 100 req/s |")
+print("| --- | ---: | ---: | ---: | ---: |")
 local orss = rssv["openresty"]
 for _, s in ipairs(list) do
-  print(("| %s | %s | %s | %s |"):format(s, rssv[s] or "?",
-    (rssv[s] and orss) and ("%.2f×"):format(rssv[s] / orss) or "?", abv[s] or "?"))
+  print(("| %s | %s | %s | %s | %s |"):format(s, rssv[s] or "?",
+    (rssv[s] and orss) and ("%.2f×"):format(rssv[s] / orss) or "?", idlev[s] or "?", abv[s] or "?"))
 end
 print("\n| HTTPS server | conns | req/s | CPU µs/req | p99 | req/s ÷ OpenResty | CPU ÷ OpenResty |")
 print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
