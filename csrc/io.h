@@ -106,8 +106,8 @@ typedef struct sp_stream sp_stream;
 
 /* Bytes asked of the kernel per read, and the least read-buffer bound. */
 #define SP_STREAM_CHUNK 65536
-/* The read buffer inside every stream, for short messages (stream.c). */
-#define SP_STREAM_INLINE 512
+/* The first read buffer of a stream, for short messages (stream.c). */
+#define SP_STREAM_SMALL 512
 
 typedef struct sp_sbox {
   sp_stream *s; /* NULL once closed */
@@ -124,7 +124,7 @@ struct sp_stream {
   struct sp_tls *tls; /* TLS state (tls.c), NULL for a plain stream */
   const char *kind;   /* "tcp", "unix", "pipe" */
   /* read side: bytes [roff, roff + rlen) of rbuf are buffered */
-  char *rbuf; /* NULL while nothing is buffered, or rinline */
+  char *rbuf; /* NULL while nothing is buffered */
   size_t rcap, roff, rlen;
   size_t rnext;  /* size class of the next buffer (stream.c, "Reading") */
   size_t rhigh;  /* the most of rbuf that reads have filled (roff + rlen) */
@@ -144,14 +144,13 @@ struct sp_stream {
   /* write side */
   sp_task *writer; /* the task whose write has the write side */
   sp_wlist wq;     /* writers waiting for their turn, FIFO */
-  uv_write_t wreq;
-  uv_shutdown_t sreq;
+  /* the uv_write_t or uv_shutdown_t of a pending write or shutdown is
+  ** taken when needed and given back by its callback (stream.c) */
   int wstatus, sstatus; /* results of the last write / shutdown */
   int werr;             /* sticky write error */
   unsigned reading : 1, eof : 1, wpending : 1, spending : 1, shut : 1,
       closing : 1, external : 1, reset : 1,
       anchored : 1; /* the box's user value holds a pending write's data */
-  char rinline[SP_STREAM_INLINE]; /* rbuf while short messages come */
 };
 
 /* A new stream with an embedded handle that the caller initialises
