@@ -375,7 +375,15 @@ static void sreq_free(sp_stream *s, sreq *r) {
 }
 
 /* A buffer of at least size bytes for s.  0 or -1 when out of memory. */
-static int rbuf_get(sp_stream *s, size_t size) {
+static inline int rbuf_get(sp_stream *s, size_t size) {
+  sbuf_cache *c = (sbuf_cache *)s->node.rt->sbufs;
+  if (size <= SP_STREAM_SMALL && c != NULL && c->head[0] != NULL) {
+    s->rbuf = (char *)c->head[0]; /* short messages: the common case */
+    c->head[0] = *(void **)s->rbuf;
+    c->n[0]--;
+    s->rcap = SP_STREAM_SMALL;
+    return 0;
+  }
   if ((s->rbuf = sbuf_alloc(s, &size)) == NULL) return -1;
   s->rcap = size;
   return 0;
