@@ -1290,9 +1290,44 @@ static void describe_stream(sp_task *t, char *buf, size_t size) {
            phase != NULL ? phase : op, addr[0] ? " " : "", addr);
 }
 
+/* spindle.net._buffers() -> {buffered, requests, cached, cached_requests}
+** of the running runtime: bytes of the read buffers its streams hold,
+** write and shutdown requests they hold, and what the cache keeps (bytes
+** of buffers, requests).  For specs (spec/20-net-buffers_spec.lua). */
+static int l_buffers(lua_State *L) {
+  sp_runtime *rt = sp_io_runtime(L, "spindle.net._buffers");
+  sbuf_cache *c = (sbuf_cache *)rt->sbufs;
+  lua_Integer buffered = 0, reqs = 0, cached = 0, creqs = 0;
+  sp_owned *o;
+  int k;
+  for (o = rt->owned.next; o != &rt->owned; o = o->next) {
+    sp_stream *s;
+    if (o->close != stream_node_close) continue;
+    s = sp_container_of(o, sp_stream, node.own);
+    if (s->rbuf != NULL) buffered += (lua_Integer)s->rcap;
+    reqs += (s->wpending && s->tls == NULL) + s->spending;
+  }
+  if (c != NULL) {
+    for (k = 0; k < SBUF_NCLASS; k++)
+      cached += (lua_Integer)c->n[k] * (lua_Integer)SBUF_SIZE(k);
+    creqs = c->nreqs;
+  }
+  lua_createtable(L, 0, 4);
+  lua_pushinteger(L, buffered);
+  lua_setfield(L, -2, "buffered");
+  lua_pushinteger(L, reqs);
+  lua_setfield(L, -2, "requests");
+  lua_pushinteger(L, cached);
+  lua_setfield(L, -2, "cached");
+  lua_pushinteger(L, creqs);
+  lua_setfield(L, -2, "cached_requests");
+  return 1;
+}
+
 /* Creates the stream and listener metatables and sets spindle.net in the
 ** module table at -1.  Called from luaopen_spindle.  [-0, +0, m] */
 int sp_net_open(lua_State *L) {
+  static const luaL_Reg fns[] = {{"_buffers", l_buffers}, {NULL, NULL}};
   sp_io_ignore_sigpipe();
   lua_newtable(L);
   lua_pushvalue(L, -1);
@@ -1303,6 +1338,7 @@ int sp_net_open(lua_State *L) {
   sp_dns_open(L);
   sp_udp_open(L);
   sp_socket_open(L);
+  sp_setfuncs(L, fns);
   lua_pop(L, 1);
   sp_tls_open(L); /* spindle.tls */
   return 0;
