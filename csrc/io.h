@@ -205,6 +205,12 @@ int sp_stream_unread(sp_stream *s, const char *p, size_t n);
 ** else 0 with *done bytes written (maybe 0), and the caller writes the
 ** rest with the stream's write method (which reports any error).  No Lua. */
 int sp_stream_try_write(sp_stream *s, const char *p, size_t n, size_t *done);
+/* A uv_write_t for a write on s that the kernel could not take at once,
+** from the runtime's cache (stream.c); NULL when out of memory.  Its
+** callback gives it back with sp_stream_wreq_free (libuv calls it, with
+** UV_ECANCELED, even when the stream is closed first).  No Lua. */
+uv_write_t *sp_stream_wreq(sp_stream *s);
+void sp_stream_wreq_free(sp_stream *s, uv_write_t *req);
 /* Wakes the waiting reader if its read can complete now. */
 void sp_stream_wake_reader(sp_stream *s);
 /* The pending write ended with status (0 or an error): wake the writer. */

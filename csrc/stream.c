@@ -374,6 +374,15 @@ static void sreq_free(sp_stream *s, sreq *r) {
   }
 }
 
+uv_write_t *sp_stream_wreq(sp_stream *s) {
+  sreq *r = sreq_alloc(s);
+  return r != NULL ? &r->w : NULL;
+}
+
+void sp_stream_wreq_free(sp_stream *s, uv_write_t *req) {
+  sreq_free(s, (sreq *)req);
+}
+
 /* A buffer of at least size bytes for s.  0 or -1 when out of memory. */
 static inline int rbuf_get(sp_stream *s, size_t size) {
   sbuf_cache *c = (sbuf_cache *)s->node.rt->sbufs;
@@ -1305,7 +1314,10 @@ static int l_buffers(lua_State *L) {
     if (o->close != stream_node_close) continue;
     s = sp_container_of(o, sp_stream, node.own);
     if (s->rbuf != NULL) buffered += (lua_Integer)s->rcap;
-    reqs += (s->wpending && s->tls == NULL) + s->spending;
+    if (s->tls != NULL)
+      reqs += sp_tls_flying(s) + s->spending;
+    else
+      reqs += s->wpending + s->spending;
   }
   if (c != NULL) {
     for (k = 0; k < SBUF_NCLASS; k++)
