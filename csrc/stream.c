@@ -41,14 +41,15 @@
 ** Writing.  uv_try_write first; what the kernel did not take goes to
 ** uv_write and the task waits for its callback, so `write` returns once
 ** the kernel has accepted every byte.  The uv_write_t (or a shutdown's
-** uv_shutdown_t) is taken only then, from the same per-runtime cache
-** (at most SREQ_CACHE of them), and given back by its callback, which
-** libuv always calls -- with UV_ECANCELED when the stream is closed
-** first, before the close callback -- so a stream that is not writing
-** holds none.  A writer aborted meanwhile leaves
-** its write to finish in the background (the strings stay anchored in the
-** box); the next write or shutdown waits for it first, so bytes are never
-** reordered, duplicated or torn, and at most one write is pending.
+** uv_shutdown_t; TLS's ciphertext writes too, sp_stream_wreq) is taken
+** only then, from the same per-runtime cache (at most SREQ_CACHE kept),
+** and given back by its callback, which libuv always calls -- with
+** UV_ECANCELED when the stream is closed first, before the close
+** callback -- so a stream that is not writing holds none.  A writer
+** aborted meanwhile leaves its write to finish in the background (the
+** strings stay anchored in the box); the next write or shutdown waits for
+** it first, so bytes are never reordered, duplicated or torn, and at most
+** one write is pending.
 **
 ** Waiters.  One reader (s->reader; a second one raises "socket busy") and
 ** any number of writers, served first come first served: one has the

@@ -4,7 +4,9 @@
 -- that changes what a read returns.  Large transfers in uneven pieces from
 -- python3 (a peer nobody here wrote), read(n) of 1 MiB, read_until across
 -- every growth step, small messages after a bulk transfer, the same over
--- TLS, and the memory of 200 idle keep-alive connections.  Loopback only;
+-- TLS, and the memory of 200 idle keep-alive connections; through
+-- net._buffers, that an idle stream holds no read buffer and no write
+-- request, and that the per-runtime cache they come from stays bounded.  Loopback only;
 -- descriptors are back where they were after every spec.
 
 local T = require "spec.helpers.tls"
