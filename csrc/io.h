@@ -106,8 +106,8 @@ typedef struct sp_stream sp_stream;
 
 /* Bytes asked of the kernel per read, and the least read-buffer bound. */
 #define SP_STREAM_CHUNK 65536
-/* The read buffer inside every stream, for short messages (stream.c). */
-#define SP_STREAM_INLINE 512
+/* The first read buffer of a stream, for short messages (stream.c). */
+#define SP_STREAM_SMALL 512
 
 typedef struct sp_sbox {
   sp_stream *s; /* NULL once closed */
@@ -124,7 +124,7 @@ struct sp_stream {
   struct sp_tls *tls; /* TLS state (tls.c), NULL for a plain stream */
   const char *kind;   /* "tcp", "unix", "pipe" */
   /* read side: bytes [roff, roff + rlen) of rbuf are buffered */
-  char *rbuf; /* NULL while nothing is buffered, or rinline */
+  char *rbuf; /* NULL while nothing is buffered */
   size_t rcap, roff, rlen;
   size_t rnext;  /* size class of the next buffer (stream.c, "Reading") */
   size_t rhigh;  /* the most of rbuf that reads have filled (roff + rlen) */
@@ -144,14 +144,13 @@ struct sp_stream {
   /* write side */
   sp_task *writer; /* the task whose write has the write side */
   sp_wlist wq;     /* writers waiting for their turn, FIFO */
-  uv_write_t wreq;
-  uv_shutdown_t sreq;
+  /* the uv_write_t or uv_shutdown_t of a pending write or shutdown is
+  ** taken when needed and given back by its callback (stream.c) */
   int wstatus, sstatus; /* results of the last write / shutdown */
   int werr;             /* sticky write error */
   unsigned reading : 1, eof : 1, wpending : 1, spending : 1, shut : 1,
       closing : 1, external : 1, reset : 1,
       anchored : 1; /* the box's user value holds a pending write's data */
-  char rinline[SP_STREAM_INLINE]; /* rbuf while short messages come */
 };
 
 /* A new stream with an embedded handle that the caller initialises
@@ -206,6 +205,12 @@ int sp_stream_unread(sp_stream *s, const char *p, size_t n);
 ** else 0 with *done bytes written (maybe 0), and the caller writes the
 ** rest with the stream's write method (which reports any error).  No Lua. */
 int sp_stream_try_write(sp_stream *s, const char *p, size_t n, size_t *done);
+/* A uv_write_t for a write on s that the kernel could not take at once,
+** from the runtime's cache (stream.c); NULL when out of memory.  Its
+** callback gives it back with sp_stream_wreq_free (libuv calls it, with
+** UV_ECANCELED, even when the stream is closed first).  No Lua. */
+uv_write_t *sp_stream_wreq(sp_stream *s);
+void sp_stream_wreq_free(sp_stream *s, uv_write_t *req);
 /* Wakes the waiting reader if its read can complete now. */
 void sp_stream_wake_reader(sp_stream *s);
 /* The pending write ended with status (0 or an error): wake the writer. */

@@ -24,24 +24,32 @@
 ** libuv asks for room (alloc_cb) only once the socket is readable; a read
 ** that brought nothing, and rconsume emptying the buffer, give it back.
 ** Its size is the stream's class, rnext: short messages (requests, echo)
-** land in rinline, SP_STREAM_INLINE bytes inside the stream, and cost no
-** allocation.  A read that fills the buffer moves on to heap buffers of 4
-** KiB, doubling up to SP_STREAM_CHUNK as reads keep filling them; the
-** class stays for the next buffer and halves after SBUF_SHRINK buffers in
-** a row were given back less than a quarter used.  A buffer grows past SP_STREAM_CHUNK only for
-** a reader that needs more (read(n), read_all), by doubling up to rlimit,
-** and a waiting read(n) gets room for n at once (up to SBUF_FIRST_MAX).
-** Given-back heap buffers of the classes up to SP_STREAM_CHUNK wait in a
-** small per-runtime cache (at most SBUF_CACHE bytes per class) for the
-** next read: a burst of them freed together would cost glibc a heap trim
-** and page faults when the next burst takes them again.
+** land in a buffer of SP_STREAM_SMALL bytes.  A read that fills the
+** buffer moves on to buffers of 4 KiB, doubling up to SP_STREAM_CHUNK as
+** reads keep filling them; the class stays for the next buffer and halves
+** after SBUF_SHRINK buffers in a row were given back less than a quarter
+** used.  A buffer grows past SP_STREAM_CHUNK only for a reader that needs
+** more (read(n), read_all), by doubling up to rlimit, and a waiting
+** read(n) gets room for n at once (up to SBUF_FIRST_MAX).  Given-back
+** buffers of the classes up to SP_STREAM_CHUNK wait in a small per-runtime
+** cache (at most SBUF_CACHE bytes per class, SBUF_CACHE_SMALL for the
+** first) for the next read of any stream: a request/response connection
+** takes and gives back the same block for every message without calling
+** malloc, and a burst of large buffers freed together would otherwise
+** cost glibc a heap trim and page faults when the next burst takes them.
 **
 ** Writing.  uv_try_write first; what the kernel did not take goes to
 ** uv_write and the task waits for its callback, so `write` returns once
-** the kernel has accepted every byte.  A writer aborted meanwhile leaves
-** its write to finish in the background (the strings stay anchored in the
-** box); the next write or shutdown waits for it first, so bytes are never
-** reordered, duplicated or torn, and at most one write is pending.
+** the kernel has accepted every byte.  The uv_write_t (or a shutdown's
+** uv_shutdown_t; TLS's ciphertext writes too, sp_stream_wreq) is taken
+** only then, from the same per-runtime cache (at most SREQ_CACHE kept),
+** and given back by its callback, which libuv always calls -- with
+** UV_ECANCELED when the stream is closed first, before the close
+** callback -- so a stream that is not writing holds none.  A writer
+** aborted meanwhile leaves its write to finish in the background (the
+** strings stay anchored in the box); the next write or shutdown waits for
+** it first, so bytes are never reordered, duplicated or torn, and at most
+** one write is pending.
 **
 ** Waiters.  One reader (s->reader; a second one raises "socket busy") and
 ** any number of writers, served first come first served: one has the
@@ -68,11 +76,14 @@
 
 enum { R_N, R_SOME, R_LINE, R_UNTIL, R_ALL, R_FN = SP_STREAM_R_FN };
 
-/* Sizes: the first buffer of a stream, and the classes that are cached
-** (SBUF_MIN << 0 .. SBUF_NCLASS - 1, the last one SP_STREAM_CHUNK). */
+/* Sizes: the classes that are cached -- class 0 is SP_STREAM_SMALL, the
+** first buffer of a stream; class k >= 1 is SBUF_MIN << (k - 1), the last
+** one SP_STREAM_CHUNK. */
 #define SBUF_MIN 4096
-#define SBUF_NCLASS 5
-#define SBUF_CACHE (256 * 1024) /* bytes kept per class, at most */
+#define SBUF_NCLASS 6
+#define SBUF_CACHE (256 * 1024)      /* bytes kept per class, at most */
+#define SBUF_CACHE_SMALL (64 * 1024) /* ... of class 0 */
+#define SREQ_CACHE 64                /* write/shutdown requests kept */
 /* A stream's class halves after this many buffers in a row were given
 ** back less than a quarter used (one short read now and then, as at the
 ** end of every burst of a bulk transfer, does not count). */
@@ -100,7 +111,7 @@ sp_stream *sp_stream_alloc(const char *kind) {
   s->h = (uv_stream_t *)&s->u;
   s->kind = kind;
   s->rlimit = SP_STREAM_CHUNK;
-  s->rnext = SP_STREAM_INLINE;
+  s->rnext = SP_STREAM_SMALL;
   return s;
 }
 
@@ -118,7 +129,7 @@ static void stream_closed(uv_handle_t *h) {
   sp_io_untrack(&s->node);
   if (s->external) free(h);
   if (s->tls != NULL) sp_tls_free(s->tls);
-  if (s->rbuf != s->rinline) free(s->rbuf);
+  free(s->rbuf);
   free(s);
 }
 
@@ -194,7 +205,7 @@ sp_stream *sp_stream_wrap(lua_State *L, sp_runtime *rt, uv_stream_t *h,
   s->kind = kind;
   s->external = 1;
   s->rlimit = SP_STREAM_CHUNK;
-  s->rnext = SP_STREAM_INLINE;
+  s->rnext = SP_STREAM_SMALL;
   sp_stream_opened(s, rt);
   sp_stream_push(L, s);
   return s;
@@ -243,12 +254,21 @@ static size_t check_max(lua_State *L, int arg, size_t def) {
 /* ---- the read buffer --------------------------------------------------- */
 
 /* Given-back buffers of each class, for reuse: free lists through each
-** buffer's first word.  Made by the first give-back, owned by the runtime
-** (freed when it closes; rt->sbufs is NULL again then). */
+** buffer's first word; and given-back write and shutdown requests.  Made
+** by the first give-back, owned by the runtime (freed when it closes;
+** rt->sbufs is NULL again then). */
+typedef union sreq {
+  uv_write_t w;
+  uv_shutdown_t s;
+  union sreq *next; /* while in the cache */
+} sreq;
+
 typedef struct sbuf_cache {
   sp_ionode node;
   void *head[SBUF_NCLASS];
   unsigned n[SBUF_NCLASS];
+  sreq *reqs;
+  unsigned nreqs;
 } sbuf_cache;
 
 static void sbuf_cache_close(sp_owned *o) {
@@ -260,16 +280,25 @@ static void sbuf_cache_close(sp_owned *o) {
       c->head[k] = *(void **)b;
       free(b);
     }
+  while (c->reqs != NULL) {
+    sreq *r = c->reqs;
+    c->reqs = r->next;
+    free(r);
+  }
   c->node.rt->sbufs = NULL;
   sp_io_untrack(&c->node);
   free(c);
 }
 
+/* The size of class k. */
+#define SBUF_SIZE(k)                                                           \
+  ((k) == 0 ? (size_t)SP_STREAM_SMALL : (size_t)SBUF_MIN << ((k)-1))
+
 /* The class of a buffer of size cap, or -1 if it is not one. */
 static int sbuf_class(size_t cap) {
   int k;
   for (k = 0; k < SBUF_NCLASS; k++)
-    if (cap == (size_t)SBUF_MIN << k) return k;
+    if (cap == SBUF_SIZE(k)) return k;
   return -1;
 }
 
@@ -286,16 +315,16 @@ static sbuf_cache *sbuf_cache_get(sp_stream *s) {
   return c;
 }
 
-/* A heap buffer of at least *size bytes (rounded up to a class if one is
-** that large; *size is set), from the cache if it has one.  NULL when out
-** of memory. */
+/* A buffer of at least *size bytes (rounded up to a class if one is that
+** large; *size is set), from the cache if it has one.  NULL when out of
+** memory. */
 static char *sbuf_alloc(sp_stream *s, size_t *size) {
   sbuf_cache *c = (sbuf_cache *)s->node.rt->sbufs;
   int k;
   for (k = 0; k < SBUF_NCLASS; k++)
-    if (*size <= (size_t)SBUF_MIN << k) break;
+    if (*size <= SBUF_SIZE(k)) break;
   if (k < SBUF_NCLASS) {
-    *size = (size_t)SBUF_MIN << k;
+    *size = SBUF_SIZE(k);
     if (c != NULL && c->head[k] != NULL) {
       void *b = c->head[k];
       c->head[k] = *(void **)b;
@@ -306,12 +335,13 @@ static char *sbuf_alloc(sp_stream *s, size_t *size) {
   return (char *)malloc(*size);
 }
 
-/* Gives back a heap buffer of cap bytes: to the cache while its class
-** has room there, else to malloc. */
+/* Gives back a buffer of cap bytes: to the cache while its class has room
+** there, else to malloc. */
 static void sbuf_free(sp_stream *s, char *b, size_t cap) {
   int k = sbuf_class(cap);
   sbuf_cache *c = k >= 0 ? sbuf_cache_get(s) : NULL;
-  if (c != NULL && ((size_t)c->n[k] + 1) * cap <= SBUF_CACHE) {
+  if (c != NULL &&
+      ((size_t)c->n[k] + 1) * cap <= (k == 0 ? SBUF_CACHE_SMALL : SBUF_CACHE)) {
     *(void **)b = c->head[k];
     c->head[k] = b;
     c->n[k]++;
@@ -320,12 +350,48 @@ static void sbuf_free(sp_stream *s, char *b, size_t cap) {
   }
 }
 
-/* A buffer of at least size bytes for s: rinline, or a heap buffer.  0 or
-** -1 when out of memory. */
-static int rbuf_get(sp_stream *s, size_t size) {
-  if (size <= SP_STREAM_INLINE) {
-    s->rbuf = s->rinline;
-    s->rcap = SP_STREAM_INLINE;
+/* A request for a write or shutdown of s, from the cache if it has one.
+** NULL when out of memory. */
+static sreq *sreq_alloc(sp_stream *s) {
+  sbuf_cache *c = (sbuf_cache *)s->node.rt->sbufs;
+  sreq *r;
+  if (c != NULL && (r = c->reqs) != NULL) {
+    c->reqs = r->next;
+    c->nreqs--;
+    return r;
+  }
+  return (sreq *)malloc(sizeof *r);
+}
+
+/* Gives back a request whose callback came. */
+static void sreq_free(sp_stream *s, sreq *r) {
+  sbuf_cache *c = sbuf_cache_get(s);
+  if (c != NULL && c->nreqs < SREQ_CACHE) {
+    r->next = c->reqs;
+    c->reqs = r;
+    c->nreqs++;
+  } else {
+    free(r);
+  }
+}
+
+uv_write_t *sp_stream_wreq(sp_stream *s) {
+  sreq *r = sreq_alloc(s);
+  return r != NULL ? &r->w : NULL;
+}
+
+void sp_stream_wreq_free(sp_stream *s, uv_write_t *req) {
+  sreq_free(s, (sreq *)req);
+}
+
+/* A buffer of at least size bytes for s.  0 or -1 when out of memory. */
+static inline int rbuf_get(sp_stream *s, size_t size) {
+  sbuf_cache *c = (sbuf_cache *)s->node.rt->sbufs;
+  if (size <= SP_STREAM_SMALL && c != NULL && c->head[0] != NULL) {
+    s->rbuf = (char *)c->head[0]; /* short messages: the common case */
+    c->head[0] = *(void **)s->rbuf;
+    c->n[0]--;
+    s->rcap = SP_STREAM_SMALL;
     return 0;
   }
   if ((s->rbuf = sbuf_alloc(s, &size)) == NULL) return -1;
@@ -346,13 +412,13 @@ static void rcompact(sp_stream *s) {
 ** memory. */
 static int rbuf_grow(sp_stream *s, size_t cap) {
   char *p;
-  if (s->rbuf != s->rinline && sbuf_class(s->rcap) < 0) { /* past the classes */
+  if (sbuf_class(s->rcap) < 0) { /* past the classes */
     rcompact(s);
     if ((p = (char *)realloc(s->rbuf, cap)) == NULL) return -1;
   } else {
     if ((p = sbuf_alloc(s, &cap)) == NULL) return -1;
     memcpy(p, s->rbuf + s->roff, s->rlen);
-    if (s->rbuf != s->rinline) sbuf_free(s, s->rbuf, s->rcap);
+    sbuf_free(s, s->rbuf, s->rcap);
     s->roff = 0;
   }
   s->rbuf = p;
@@ -362,18 +428,18 @@ static int rbuf_grow(sp_stream *s, size_t cap) {
   return 0;
 }
 
-/* Gives back the drained buffer of s: rinline stays, a heap buffer goes to
-** the cache or to malloc. */
+/* Gives back the drained buffer of s, to the cache or to malloc, and
+** learns from how full it got. */
 static void rbuf_put(sp_stream *s) {
   if (s->rhigh == 0) {
     /* a read that brought nothing says nothing about sizes */
   } else if (s->rhigh > s->rcap / 4) {
     s->rlow = 0;
-  } else if (++s->rlow >= SBUF_SHRINK && s->rnext > SP_STREAM_INLINE) {
-    s->rnext = s->rnext > SBUF_MIN ? s->rnext / 2 : SP_STREAM_INLINE;
+  } else if (++s->rlow >= SBUF_SHRINK && s->rnext > SP_STREAM_SMALL) {
+    s->rnext = s->rnext > SBUF_MIN ? s->rnext / 2 : SP_STREAM_SMALL;
     s->rlow = 0;
   }
-  if (s->rbuf != s->rinline) sbuf_free(s, s->rbuf, s->rcap);
+  sbuf_free(s, s->rbuf, s->rcap);
   s->rbuf = NULL;
   s->rcap = s->roff = s->rhigh = 0;
 }
@@ -389,8 +455,13 @@ static inline void rconsume(sp_stream *s, size_t n) {
   s->rlen -= n;
   s->rscan = 0;
   if (s->rlen == 0) {
-    if (s->rbuf == s->rinline && s->rnext == SP_STREAM_INLINE) {
-      s->rbuf = NULL; /* short messages: nothing to give back or learn */
+    sbuf_cache *c = (sbuf_cache *)s->node.rt->sbufs;
+    if (s->rcap == SP_STREAM_SMALL && s->rnext == SP_STREAM_SMALL &&
+        c != NULL && c->n[0] < SBUF_CACHE_SMALL / SP_STREAM_SMALL) {
+      *(void **)s->rbuf = c->head[0]; /* short messages: nothing to learn */
+      c->head[0] = s->rbuf;
+      c->n[0]++;
+      s->rbuf = NULL;
       s->rcap = s->roff = s->rhigh = 0;
     } else {
       s->roff = 0;
@@ -421,7 +492,7 @@ int sp_stream_unread(sp_stream *s, const char *p, size_t n) {
       char *b = sbuf_alloc(s, &cap);
       if (b == NULL) return -1;
       memcpy(b + n, s->rbuf + s->roff, s->rlen);
-      if (s->rbuf != s->rinline) sbuf_free(s, s->rbuf, s->rcap);
+      sbuf_free(s, s->rbuf, s->rcap);
       s->rbuf = b;
       s->rcap = cap;
     }
@@ -829,11 +900,14 @@ void sp_stream_write_done(sp_stream *s, int status) {
 }
 
 static void write_cb(uv_write_t *req, int status) {
-  sp_stream_write_done((sp_stream *)req->handle->data, status);
+  sp_stream *s = (sp_stream *)req->handle->data;
+  sreq_free(s, (sreq *)req);
+  sp_stream_write_done(s, status);
 }
 
 static void shutdown_cb(uv_shutdown_t *req, int status) {
   sp_stream *s = (sp_stream *)req->handle->data;
+  sreq_free(s, (sreq *)req);
   s->spending = 0;
   s->sstatus = status;
   wake_waiter(s->writer);
@@ -910,6 +984,7 @@ static int queue_writer(lua_State *L, sp_stream *s, sp_task *t, int shut) {
 static int write_start(lua_State *L, sp_stream *s, sp_task *t, int fast) {
   uv_buf_t sbufs[WRITE_NBUF], *bufs = sbufs;
   int top = lua_gettop(L), nb = top - 1, i, r;
+  sreq *req;
   size_t total = 0, done;
   if (s->werr) {
     write_release(s, t);
@@ -955,8 +1030,15 @@ static int write_start(lua_State *L, sp_stream *s, sp_task *t, int fast) {
   for (i = 0; i < nb && done >= bufs[i].len; i++) done -= bufs[i].len;
   bufs[i].base += done;
   bufs[i].len -= (unsigned)done;
-  r = uv_write(&s->wreq, s->h, bufs + i, (unsigned)(nb - i), write_cb);
+  if ((req = sreq_alloc(s)) == NULL) {
+    /* nothing written: the stream is as it was; else it is broken */
+    if (r > 0) s->werr = UV_ENOMEM;
+    write_release(s, t);
+    return sp_io_fail(L, UV_ENOMEM);
+  }
+  r = uv_write(&req->w, s->h, bufs + i, (unsigned)(nb - i), write_cb);
   if (r < 0) {
+    free(req);
     s->werr = r;
     write_release(s, t);
     return sp_io_fail(L, r);
@@ -1013,6 +1095,7 @@ static int s_write(lua_State *L) {
 }
 
 static int shutdown_start(lua_State *L, sp_stream *s, sp_task *t, int fast) {
+  sreq *req;
   int r;
   if (s->shut) {
     write_release(s, t);
@@ -1022,8 +1105,13 @@ static int shutdown_start(lua_State *L, sp_stream *s, sp_task *t, int fast) {
   if (s->wpending) return wait_writer(L, s, t, W_PREV_SHUT);
   if (s->tls != NULL && sp_tls_shutdown(s)) /* close_notify goes first */
     return wait_writer(L, s, t, W_PREV_SHUT);
-  r = uv_shutdown(&s->sreq, s->h, shutdown_cb);
+  if ((req = sreq_alloc(s)) == NULL) {
+    write_release(s, t);
+    return sp_io_fail(L, UV_ENOMEM);
+  }
+  r = uv_shutdown(&req->s, s->h, shutdown_cb);
   if (r < 0) {
+    free(req);
     write_release(s, t);
     return sp_io_fail(L, r);
   }
@@ -1212,9 +1300,47 @@ static void describe_stream(sp_task *t, char *buf, size_t size) {
            phase != NULL ? phase : op, addr[0] ? " " : "", addr);
 }
 
+/* spindle.net._buffers() -> {buffered, requests, cached, cached_requests}
+** of the running runtime: bytes of the read buffers its streams hold,
+** write and shutdown requests they hold, and what the cache keeps (bytes
+** of buffers, requests).  For specs (spec/20-net-buffers_spec.lua). */
+static int l_buffers(lua_State *L) {
+  sp_runtime *rt = sp_io_runtime(L, "spindle.net._buffers");
+  sbuf_cache *c = (sbuf_cache *)rt->sbufs;
+  lua_Integer buffered = 0, reqs = 0, cached = 0, creqs = 0;
+  sp_owned *o;
+  int k;
+  for (o = rt->owned.next; o != &rt->owned; o = o->next) {
+    sp_stream *s;
+    if (o->close != stream_node_close) continue;
+    s = sp_container_of(o, sp_stream, node.own);
+    if (s->rbuf != NULL) buffered += (lua_Integer)s->rcap;
+    if (s->tls != NULL)
+      reqs += sp_tls_flying(s) + s->spending;
+    else
+      reqs += s->wpending + s->spending;
+  }
+  if (c != NULL) {
+    for (k = 0; k < SBUF_NCLASS; k++)
+      cached += (lua_Integer)c->n[k] * (lua_Integer)SBUF_SIZE(k);
+    creqs = c->nreqs;
+  }
+  lua_createtable(L, 0, 4);
+  lua_pushinteger(L, buffered);
+  lua_setfield(L, -2, "buffered");
+  lua_pushinteger(L, reqs);
+  lua_setfield(L, -2, "requests");
+  lua_pushinteger(L, cached);
+  lua_setfield(L, -2, "cached");
+  lua_pushinteger(L, creqs);
+  lua_setfield(L, -2, "cached_requests");
+  return 1;
+}
+
 /* Creates the stream and listener metatables and sets spindle.net in the
 ** module table at -1.  Called from luaopen_spindle.  [-0, +0, m] */
 int sp_net_open(lua_State *L) {
+  static const luaL_Reg fns[] = {{"_buffers", l_buffers}, {NULL, NULL}};
   sp_io_ignore_sigpipe();
   lua_newtable(L);
   lua_pushvalue(L, -1);
@@ -1225,6 +1351,7 @@ int sp_net_open(lua_State *L) {
   sp_dns_open(L);
   sp_udp_open(L);
   sp_socket_open(L);
+  sp_setfuncs(L, fns);
   lua_pop(L, 1);
   sp_tls_open(L); /* spindle.tls */
   return 0;

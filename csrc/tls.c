@@ -100,8 +100,8 @@ struct sp_tls {
   size_t cin_cap, cin_off, cin_len;
   /* ciphertext out: out fills while fly is being written */
   char *out, *fly;
-  size_t out_len, out_cap, fly_cap;
-  uv_write_t wreq;
+  size_t out_len, out_cap, fly_cap; /* fly is written by a uv_write_t from
+                                     ** sp_stream_wreq while flying */
   /* the plaintext of the pending write: pieces pb[pi..pn), at poff */
   uv_buf_t *pb;
   int pn, pcap, pi;
@@ -611,6 +611,7 @@ static void socket_fail(sp_stream *s, int code) {
 static void tls_write_cb(uv_write_t *req, int status) {
   sp_stream *s = (sp_stream *)req->handle->data;
   sp_tls *x = s->tls;
+  sp_stream_wreq_free(s, req);
   x->flying = 0;
   if (s->closing) return;
   if (status < 0) socket_fail(s, status);
@@ -621,6 +622,7 @@ static void tls_write_cb(uv_write_t *req, int status) {
 ** through uv_write (out and fly swap, so out can fill meanwhile). */
 static void tls_flush(sp_stream *s) {
   sp_tls *x = s->tls;
+  uv_write_t *req;
   uv_buf_t b;
   size_t done;
   char *p;
@@ -647,6 +649,10 @@ static void tls_flush(sp_stream *s) {
     }
     return;
   }
+  if ((req = sp_stream_wreq(s)) == NULL) { /* the rest cannot go */
+    socket_fail(s, UV_ENOMEM);
+    return;
+  }
   p = x->fly; /* swap the buffers */
   x->fly = x->out;
   x->out = p;
@@ -656,8 +662,9 @@ static void tls_flush(sp_stream *s) {
   done = (size_t)r;
   b = uv_buf_init(x->fly + done, (unsigned)(x->out_len - done));
   x->out_len = 0;
-  r = uv_write(&x->wreq, s->h, &b, 1, tls_write_cb);
+  r = uv_write(req, s->h, &b, 1, tls_write_cb);
   if (r < 0) {
+    sp_stream_wreq_free(s, req);
     socket_fail(s, r);
     return;
   }
@@ -965,6 +972,8 @@ int sp_tls_push_error(lua_State *L, sp_stream *s) {
   lua_pushliteral(L, "ETLS");
   return 3;
 }
+
+int sp_tls_flying(sp_stream *s) { return s->tls->flying; }
 
 const char *sp_tls_phase(sp_stream *s) {
   return s->tls->hs == HS_RUNNING ? "handshake" : NULL;

@@ -53,6 +53,8 @@ void sp_tls_close(sp_stream *s); /* from sp_stream_close; no Lua */
 void sp_tls_free(sp_tls *x);     /* from the close callback */
 /* Pushes nil, message, "ETLS".  [-0, +3, m] */
 int sp_tls_push_error(lua_State *L, sp_stream *s);
+/* 1 while ciphertext is being written through a uv_write_t. */
+int sp_tls_flying(sp_stream *s);
 /* "handshake" while the handshake runs, else NULL (for dump). */
 const char *sp_tls_phase(sp_stream *s);
 

@@ -4,7 +4,9 @@
 -- that changes what a read returns.  Large transfers in uneven pieces from
 -- python3 (a peer nobody here wrote), read(n) of 1 MiB, read_until across
 -- every growth step, small messages after a bulk transfer, the same over
--- TLS, and the memory of 200 idle keep-alive connections.  Loopback only;
+-- TLS, and the memory of 200 idle keep-alive connections; through
+-- net._buffers, that an idle stream holds no read buffer and no write
+-- request, and that the per-runtime cache they come from stays bounded.  Loopback only;
 -- descriptors are back where they were after every spec.
 
 local T = require "spec.helpers.tls"
@@ -252,6 +254,158 @@ describe("stream read buffers", function()
       c:close()
       s:close()
     end)
+  end)
+
+  -- net._buffers(): what the running runtime's streams hold (read buffer
+  -- bytes, write/shutdown requests) and what its cache keeps.
+  local function held() return net._buffers() end
+  -- Waits (yielding, no clock) until cond() is true; a bounded number of
+  -- short sleeps, generous for a loaded machine.
+  local function until_(cond, what)
+    for _ = 1, 5000 do
+      if cond() then return end
+      spindle.sleep(0.002)
+    end
+    error("never: " .. what)
+  end
+
+  it("an idle stream holds no buffer and no request; a request/response loop reuses one cached block", function()
+    run(function()
+      local c, s = pair()
+      local b = held()
+      assert.same({buffered = 0, requests = 0, cached = 0, cached_requests = 0}, b)
+      for i = 1, 200 do
+        assert(c:write("GET /", i, " HTTP/1.1\r\n\r\n"))
+        assert.equal("GET /" .. i .. " HTTP/1.1", s:read_line())
+        assert.equal("", s:read_line())
+        assert(s:write("ok ", i, "\n"))
+        assert.equal("ok " .. i, c:read_line())
+        b = held()
+        -- both ends idle again: nothing held; the one block of the first
+        -- size both ends read into went back to the cache and came out
+        -- of it again for every message (no new block per message)
+        assert.equal(0, b.buffered)
+        assert.equal(0, b.requests)
+        assert.equal(512, b.cached)
+        assert.equal(0, b.cached_requests) -- every write went at once
+      end
+      -- while a read waits for more, the block is held; then given back
+      assert(c:write("abc"))
+      local r = spindle.spawn(function() return s:read(6) end)
+      until_(function() return held().buffered == 512 end, "a buffer held")
+      assert(c:write("def"))
+      assert.equal("abcdef", r:join())
+      assert.equal(0, held().buffered)
+      c:close()
+      s:close()
+    end)
+  end)
+
+  it("a write the kernel cannot take holds a request until it completes, a shutdown one until it is done", function()
+    run(function()
+      local c, s = pair()
+      local big = ("x"):rep(8 * 1024 * 1024) -- far more than the socket buffers
+      local w = spindle.spawn(function() return c:write(big) end)
+      until_(function() return held().requests == 1 end, "a pending write")
+      local n = 0
+      while n < #big do n = n + #assert(s:read_some()) end
+      assert.is_true(w:join())
+      local b = held()
+      assert.equal(0, b.requests)
+      assert.equal(1, b.cached_requests) -- back in the cache, for the next
+      assert(c:shutdown())
+      b = held()
+      assert.equal(0, b.requests)
+      assert.equal(1, b.cached_requests) -- the same one, taken and back
+      local _, msg, code = s:read_some()
+      assert.equal("eof", msg)
+      assert.equal("EOF", code)
+      assert.equal(0, held().buffered)
+      c:close()
+      s:close()
+    end)
+  end)
+
+  it("closing a stream while its write waits gives the request back; the writer gets closed", function()
+    run(function()
+      for _, how in ipairs({"close", "close_reset", "abort"}) do
+        local c, s = pair()
+        assert(c:write("hi")) -- a buffer given back: the cache is made
+        assert.equal("hi", s:read(2))
+        local big = ("y"):rep(8 * 1024 * 1024)
+        local w = spindle.spawn(function() return c:write(big) end)
+        until_(function() return held().requests == 1 end, "a pending write")
+        if how == "abort" then -- the write goes on in the background
+          w:abort()
+          assert.equal(1, held().requests)
+          c:close()
+        else
+          c[how](c)
+          local ok, msg, code = w:join()
+          assert.is_nil(ok)
+          assert.equal("closed", msg)
+          assert.equal("ECANCELED", code)
+        end
+        -- libuv cancels the write (its callback comes before the close
+        -- callback): the request is back, nothing is held
+        until_(function() return held().requests == 0 end, "the request back")
+        assert.equal(1, held().cached_requests)
+        s:close()
+      end
+    end)
+  end)
+
+  it("the cache keeps at most 64 KiB of first-size blocks after 200 streams drained at once", function()
+    run(function()
+      local N = 200
+      local pairs_, readers = {}, {}
+      for i = 1, N do
+        local c, s = pair()
+        pairs_[i] = {c, s}
+        assert(c:write("12345"))
+        readers[i] = spindle.spawn(function() return s:read(10) end)
+      end
+      until_(function() return held().buffered == N * 512 end,
+             "every stream holds its 5 bytes")
+      for i = 1, N do assert(pairs_[i][1]:write("67890")) end
+      for i = 1, N do assert.equal("1234567890", readers[i]:join()) end
+      local b = held()
+      assert.equal(0, b.buffered)
+      assert.equal(64 * 1024, b.cached) -- 128 blocks kept, the rest freed
+      for i = 1, N do pairs_[i][1]:close(); pairs_[i][2]:close() end
+    end)
+  end)
+
+  it("over TLS an idle stream holds no read buffer and no request either", function()
+    run(function()
+      local c, s = assert(tls_pair())
+      for i = 1, 20 do
+        assert(c:write("ping ", i, "\n"))
+        assert.equal("ping " .. i, s:read_line())
+        assert(s:write("pong ", i, "\n"))
+        assert.equal("pong " .. i, c:read_line())
+        local b = held()
+        assert.equal(0, b.buffered)
+        assert.equal(0, b.requests)
+      end
+      -- ciphertext the kernel cannot take goes out with a request
+      local big = ("z"):rep(4 * 1024 * 1024)
+      local w = spindle.spawn(function() return c:write(big) end)
+      until_(function() return held().requests == 1 end, "a pending write")
+      assert.is_true(s:read(#big) == big)
+      assert.is_true(w:join())
+      local b = held()
+      assert.equal(0, b.buffered)
+      assert.equal(0, b.requests)
+      assert.is_true(b.cached_requests >= 1)
+      c:close()
+      s:close()
+    end)
+  end)
+
+  it("net._buffers outside a runtime raises", function()
+    assert.has_error(function() net._buffers() end,
+                     "spindle.net._buffers: not inside a runtime")
   end)
 
   -- In a child process of its own: a fresh heap, so that memory freed by
