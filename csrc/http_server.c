@@ -10,14 +10,17 @@
 **       by the Lua side).  report(err, traceback, req) reports a failed
 **       handler.  conf:close() marks the server closing and ends the
 **       connections that wait for a request; conf:tasks() lists the tasks
-**       of the connections being served.
-**   run(permit, stream)     the task of one connection ("a connection's
+**       of the connections being served; conf:conn(permit, stream) makes
+**       a connection (the acceptor, for each stream it accepts).
+**   run(conn)               the task of one connection ("a connection's
 **       task" below): requests read, handled and answered in order.  Its
 **       steps are the methods of the internal class spindle.http.conn:
 **       conn:next()      -> req, res  the next request (awaits), or nil:
 **                           the connection is over (peer gone, idle,
 **                           closing, or a malformed request already
-**                           answered with 400/408/413/431/501/505)
+**                           answered with 400/408/413/431/501/505);
+**                           run's own call may instead park the task
+**                           (below) and return false
 **       conn:finish(res, ok, ...)     after the handler's protected call:
 **                           answers (returned values, or 500), reports a
 **                           failure, re-raises a cancellation.  -> true
@@ -111,8 +114,9 @@ enum {
   CU_STREAM = 1,
   CU_CONF,
   CU_PEER,
-  CU_CUR, /* the request being served */
-  CU_N = CU_CUR
+  CU_CUR,    /* the request being served */
+  CU_PERMIT, /* the max_connections permit, or nil */
+  CU_N = CU_PERMIT
 };
 
 typedef struct hreq hreq;
@@ -129,6 +133,8 @@ struct hconn {
   hreq *cur;   /* the request being served, or NULL */
   hpart *part; /* a head begun and not complete, or NULL */
   unsigned head : 1, timed_out : 1, woken : 1, oom : 1;
+  unsigned started : 1; /* run has begun serving it */
+  unsigned parked : 1;  /* its task waits without a coroutine */
 };
 
 /* Request user values. */
@@ -304,7 +310,7 @@ static int conn_run(lua_State *L);
 enum { UR_CONF = 6, UR_HANDLER, UR_MSGH, UR_NEXT, UR_FINISH, UR_N = UR_FINISH };
 
 /* Conf user values. */
-enum { FU_HANDLER = 1, FU_REPORT, FU_TB, FU_N = FU_TB };
+enum { FU_HANDLER = 1, FU_REPORT, FU_TB, FU_RUN, FU_N = FU_RUN };
 
 /* spindle._http_conf(opts, handler, report) -> conf, run */
 static int l_conf(lua_State *L) {
@@ -345,6 +351,8 @@ static int l_conf(lua_State *L) {
   lua_getfield(L, -2, "finish");
   lua_remove(L, -3);
   lua_pushcclosure(L, conn_run, UR_N);
+  lua_pushvalue(L, -1);
+  lua_setiuservalue(L, 4, FU_RUN); /* what a parked task calls again */
   return 2;
 }
 
@@ -607,7 +615,8 @@ static int next_try(lua_State *L, hconn *c, sp_stream *s) {
   return -1;
 }
 
-static int next_wait(lua_State *L, hconn *c, sp_stream *s, sp_task *t) {
+static int next_wait(lua_State *L, hconn *c, sp_stream *s, sp_task *t,
+                     int may_park) {
   sp_runtime *rt = t->rt;
   uint64_t now;
   sp_timer_reserve(L, rt);
@@ -634,17 +643,26 @@ static int next_wait(lua_State *L, hconn *c, sp_stream *s, sp_task *t) {
     lua_pushnil(L);
     return 1;
   }
-  return sp_await_block(L, t, &conn_wait_ops, c, next_k, 0);
+  if (may_park && c->own == t && !sp_cancel_pending(t)) {
+    /* run's task: it waits without its coroutine (false tells run) */
+    sp_await_park(t, &conn_wait_ops, c);
+    c->parked = 1;
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  return sp_await_block(L, t, &conn_wait_ops, c, next_k, may_park);
 }
 
+/* After the wait of next_wait: in its continuation, or in the task's
+** function called again after a park (ctx: may it park again). */
 static int next_k(lua_State *L, int status, lua_KContext ctx) {
   hconn *c = (hconn *)lua_touserdata(L, 1);
   sp_task *t = c->task;
   sp_stream *s;
   int n;
   (void)status;
-  (void)ctx;
   if (t == NULL) t = c->rt->current;
+  c->parked = 0;
   conn_disarm(c);
   sp_resumed(L, t); /* raises if aborted */
   s = c->box->s;
@@ -659,15 +677,26 @@ static int next_k(lua_State *L, int status, lua_KContext ctx) {
     lua_pushnil(L); /* idle: closed quietly */
     return 1;
   }
-  return next_wait(L, c, s, t);
+  return next_wait(L, c, s, t, (int)ctx);
 }
 
-/* conn:next() */
+/* conn:next([mode]) -> req, res; or nil: the connection is over.  run
+** passes mode 1: its task may park while it waits (then the result is
+** false), and mode 2 when it is called again after a park. */
 static int conn_next(lua_State *L) {
   hconn *c = check_conn(L);
   sp_stream *s = c->box->s;
-  sp_task *t = sp_await_check(L, "next");
+  int mode = (int)luaL_optinteger(L, 2, 0);
+  sp_task *t;
   int n;
+  if (mode == 2 && c->parked && c->own != NULL) { /* woken: no await here */
+    sp_runtime *rt = sp_box_get(L)->cur;
+    if (rt == NULL || rt->current != c->own)
+      return luaL_error(L, "next: not the connection's task");
+    lua_settop(L, 1);
+    return next_k(L, LUA_OK, 1);
+  }
+  t = sp_await_check(L, "next");
   lua_settop(L, 1);
   if (c->cur != NULL) { /* the last exchange is over */
     c->cur->conn = NULL;
@@ -691,7 +720,7 @@ static int conn_next(lua_State *L) {
     if (n == 2) return sp_await_fast(L, t, pass_k, 2);
     if (n >= 0) return n;
   }
-  return next_wait(L, c, s, t);
+  return next_wait(L, c, s, t, mode == 1);
 }
 
 /* ---- writing ------------------------------------------------------------ */
@@ -1492,9 +1521,9 @@ static void all_unlink(hconn *c) {
   c->anext = c->aprev = NULL;
 }
 
-/* __close (the end of run, however it ends) and __gc: the connection
-** leaves the server's list; a partial head's state is freed.  The wait
-** structures were left when the task stopped waiting (conn_disarm). */
+/* __gc: the connection leaves the server's list; a partial head's state
+** is freed.  The wait structures were left when the task stopped waiting
+** (conn_disarm). */
 static int conn_gc(lua_State *L) {
   hconn *c = (hconn *)sp_testclass(L, 1, CONN_MT);
   if (c != NULL) {
@@ -1502,6 +1531,25 @@ static int conn_gc(lua_State *L) {
     c->own = NULL;
     part_free(c);
   }
+  return 0;
+}
+
+/* __close, the end of run however it ends: as __gc, then the stream is
+** closed and the permit released.  Not when run returns to park its
+** task: the connection goes on. */
+static int conn_close(lua_State *L) {
+  hconn *c = (hconn *)sp_testclass(L, 1, CONN_MT);
+  if (c == NULL || c->parked) return 0;
+  lua_settop(L, 1);
+  conn_gc(L);
+  if (lua_getiuservalue(L, 1, CU_STREAM) != LUA_TNIL &&
+      luaL_callmeta(L, 2, "__close"))
+    lua_pop(L, 1);
+  if (lua_getiuservalue(L, 1, CU_PERMIT) != LUA_TNIL &&
+      luaL_callmeta(L, 3, "__close"))
+    lua_pop(L, 1);
+  lua_pushnil(L);
+  lua_setiuservalue(L, 1, CU_PERMIT); /* released once */
   return 0;
 }
 
@@ -1684,14 +1732,19 @@ static int conn_finish(lua_State *L) {
 
 /* ---- a connection's task ------------------------------------------------- */
 
-/* run(permit, stream): the task of one connection (the acceptor in
+/* run(conn): the task of one connection (the acceptor in
 ** lua/spindle/http_server.lua spawns it): requests read, handled and
 ** answered one after the other until the connection is over.  It is C,
-** not Lua, so that a task waiting for its next request holds no Lua frame:
-** its coroutine keeps the stack it was born with as long as the handler's
-** frames fit.  The permit (or nil), the stream and the connection are
-** to-be-closed: however the task ends, the connection leaves the server's
-** list, then the stream is closed, then the permit released.  Errors
+** not Lua, and keeps nothing on its stack between requests, so that a
+** task waiting for its next request needs no coroutine at all: it parks
+** (sp_await_park) -- run returns, its coroutine goes back to the pool,
+** and when bytes, a timeout, close() or an abort wake the task, run is
+** called again with the same connection (c->started) and goes on where
+** conn:next() waited.  An idle keep-alive connection is so its stream,
+** its connection object and its task's handle: no coroutine, no stack.
+** The connection is to-be-closed: however the task ends (but not when it
+** parks), the connection leaves the server's list, then the stream is
+** closed, then the permit released (conn_close).  Errors
 ** other than the handler's (which conn:finish answers and reports) end the
 ** task: a cancellation when it is aborted, else a failure reported as any.
 **
@@ -1701,11 +1754,13 @@ enum { RUN_NEXT = 1, RUN_HANDLED, RUN_FINISHED, RUN_SKIP };
 
 static int run_k(lua_State *L, int status, lua_KContext ctx);
 
-static int run_next(lua_State *L) {
+/* mode: 1, the next request; 2, called again after a park. */
+static int run_next(lua_State *L, int mode) {
   lua_settop(L, 3);
   lua_pushvalue(L, lua_upvalueindex(UR_NEXT));
   lua_pushvalue(L, 3);
-  lua_callk(L, 1, 2, RUN_NEXT, run_k);
+  lua_pushinteger(L, mode);
+  lua_callk(L, 2, 2, RUN_NEXT, run_k);
   return run_k(L, LUA_OK, RUN_NEXT);
 }
 
@@ -1724,8 +1779,13 @@ static int run_skip(lua_State *L, lua_KContext ctx) {
 
 static int run_k(lua_State *L, int status, lua_KContext ctx) {
   switch ((int)(ctx & 3)) {
-    case RUN_NEXT: /* 4 req, 5 res; or 4 nil: the connection is over */
+    case RUN_NEXT: /* 4 req, 5 res; 4 nil: the connection is over; 4 false:
+                      parked (the function to call again is the result) */
       if (lua_isnil(L, 4)) return 0;
+      if (lua_type(L, 4) == LUA_TBOOLEAN) {
+        lua_getiuservalue(L, lua_upvalueindex(UR_CONF), FU_RUN);
+        return 1;
+      }
       lua_pushvalue(L, lua_upvalueindex(UR_MSGH)); /* 6 */
       lua_pushvalue(L, lua_upvalueindex(UR_HANDLER));
       lua_pushvalue(L, 4);
@@ -1746,7 +1806,7 @@ static int run_k(lua_State *L, int status, lua_KContext ctx) {
     case RUN_FINISHED: /* 6: true, "skip" or false */
       if (lua_type(L, 6) == LUA_TSTRING) return run_skip(L, RUN_SKIP);
       if (!lua_toboolean(L, 6)) return 0;
-      return run_next(L);
+      return run_next(L, 1);
     default: { /* RUN_SKIP: 6, 7, 8: data, or nil, msg, code */
       size_t n;
       lua_Integer skipped = (lua_Integer)(ctx >> 2);
@@ -1754,7 +1814,7 @@ static int run_k(lua_State *L, int status, lua_KContext ctx) {
       if (lua_tolstring(L, 6, &n) == NULL) {
         const char *code = lua_tostring(L, 8);
         if (code == NULL || strcmp(code, "EOF") != 0) return 0;
-        return run_next(L);
+        return run_next(L, 1);
       }
       skipped += (lua_Integer)n;
       if (skipped > SKIP_MAX) return 0;
@@ -1783,16 +1843,33 @@ static hconn *new_conn(lua_State *L, int cf_idx, int s_idx) {
 
 static int conn_run(lua_State *L) {
   sp_runtime *rt = sp_box_get(L)->cur;
-  hconn *c;
-  lua_settop(L, 2);
-  luaL_checkudata(L, 2, SP_STREAM_MT);
-  lua_toclose(L, 1); /* the permit, or nil */
-  lua_toclose(L, 2);
-  c = new_conn(L, lua_upvalueindex(UR_CONF), 2); /* 3 */
-  c->own = rt != NULL ? rt->current : NULL;
-  all_link(c);
+  hconn *c = (hconn *)check_up(L, 1, UP_CONN, CONN_MT);
+  int again = c->started;
+  lua_settop(L, 1);
+  lua_getiuservalue(L, 1, CU_PERMIT);
+  lua_getiuservalue(L, 1, CU_STREAM);
+  lua_rotate(L, 1, -1); /* 1 permit, 2 stream, 3 conn */
+  if (!again) {
+    if (c->own != NULL || c->parked)
+      return luaL_error(L, "http: a connection served twice");
+    c->started = 1;
+    c->own = rt != NULL ? rt->current : NULL;
+    all_link(c);
+  }
   lua_toclose(L, 3);
-  return run_next(L);
+  return run_next(L, again ? 2 : 1);
+}
+
+/* conf:conn(permit, stream) -> the connection run serves (the acceptor's
+** task makes it, so that a connection and its stream and permit are one
+** object from the start). */
+static int conf_conn(lua_State *L) {
+  check_up(L, 1, UP_CONF, CONF_MT);
+  luaL_checkudata(L, 3, SP_STREAM_MT);
+  new_conn(L, 1, 3);
+  lua_pushvalue(L, 2);
+  lua_setiuservalue(L, -2, CU_PERMIT);
+  return 1;
 }
 
 /* spindle._http_conn(conf, stream) -> a connection that no task serves
@@ -1834,12 +1911,14 @@ static int l_fail(lua_State *L) {
 }
 
 int sp_http_server_open(lua_State *L) {
-  static const luaL_Reg conf_methods[] = {
-      {"close", conf_close}, {"tasks", conf_tasks}, {NULL, NULL}};
+  static const luaL_Reg conf_methods[] = {{"close", conf_close},
+                                          {"tasks", conf_tasks},
+                                          {"conn", conf_conn},
+                                          {NULL, NULL}};
   static const luaL_Reg conn_methods[] = {
       {"next", conn_next}, {"finish", conn_finish}, {NULL, NULL}};
   static const luaL_Reg conn_meta[] = {
-      {"__gc", conn_gc}, {"__close", conn_gc}, {NULL, NULL}};
+      {"__gc", conn_gc}, {"__close", conn_close}, {NULL, NULL}};
   static const luaL_Reg conf_meta[] = {{"__gc", conf_gc}, {NULL, NULL}};
   static const luaL_Reg req_methods[] = {
       {"read_some", req_read_some}, {"body", req_body}, {NULL, NULL}};

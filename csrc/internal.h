@@ -221,6 +221,7 @@ struct sp_task {
   unsigned char bare : 1;     /* suspended in a bare coroutine.yield */
   unsigned char stashed : 1;  /* a traceback is stashed for its thread */
   unsigned char wake : 1;     /* SP_WAKE_* for the pending resume */
+  unsigned char parked : 1;   /* waits without a coroutine (sp_await_park) */
 };
 
 /* What a task's user values hold (task.c has the picture):
@@ -397,6 +398,16 @@ int sp_await_yield(lua_State *L, sp_task *t, lua_KFunction k, lua_KContext ctx);
 int sp_await_block(lua_State *L, sp_task *t, const sp_waitops *ops, void *obj,
                    lua_KFunction k, lua_KContext ctx);
 int sp_await_fast(lua_State *L, sp_task *t, lua_KFunction k, lua_KContext ctx);
+/* Parks t: it waits for obj as with sp_await_block, but without its
+** coroutine.  Only the task's own function may park it, and it must then
+** return at once with one result: the function to call when the task is
+** woken, with the task's arguments again (user values 2..nuv).  The slice
+** ends with the coroutine back in the pool (sp_task_park_end); a wake,
+** abort included, starts the function in a coroutine from the pool.  What
+** the function keeps across a park lives in its arguments, not on its
+** stack (http_server.c: an idle keep-alive connection holds no coroutine). */
+void sp_await_park(sp_task *t, const sp_waitops *ops, void *obj);
+void sp_task_park_end(lua_State *L, sp_runtime *rt, sp_task *t, int nres);
 double sp_check_seconds(lua_State *L, int arg);
 void sp_push_cancel_error(lua_State *L);
 int sp_msgh(lua_State *L);

@@ -240,7 +240,8 @@ static int any_expired(const sp_task *t) {
 static void resume(lua_State *L, sp_runtime *rt, sp_task *t) {
   lua_State *co = t->co;
   int nres = 0, st;
-  int nargs = t->state == SP_T_NEW ? lua_gettop(co) - 1 : 0;
+  int nargs = t->state == SP_T_NEW || t->parked ? lua_gettop(co) - 1 : 0;
+  t->parked = 0;
   if (t->bare) { /* resuming a bare coroutine.yield: it has no */
     t->bare = 0; /* continuation, so a cancellation goes through a hook */
     if ((t->cancel && t->shield == 0) || any_expired(t)) sp_hook_cancel(co);
@@ -264,7 +265,10 @@ static void resume(lua_State *L, sp_runtime *rt, sp_task *t) {
       sp_ready_push(rt, t);
     } else if (t->state == SP_T_READY) /* spindle.yield, fairness, preempt */
       sp_ready_push(rt, t);
+  } else if (st == LUA_OK && t->parked && !t->failed) {
+    sp_task_park_end(L, rt, t, nres); /* waits on, without a coroutine */
   } else if (st == LUA_OK) {
+    t->parked = 0;
     sp_task_keep_end(L, rt, t, nres);
     slice_returned(L, rt, t);
   } else {

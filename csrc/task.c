@@ -300,6 +300,35 @@ void sp_task_keep_end(lua_State *L, sp_runtime *rt, sp_task *t, int nres) {
   lua_settop(L, top);
 }
 
+/* The end of a slice whose function parked the task (sp_await_park):
+** the coroutine goes back to the pool as at the task's end, and the
+** function it returned takes its place in user value 1, to be called
+** again with the task's arguments when the task is woken. */
+void sp_task_park_end(lua_State *L, sp_runtime *rt, sp_task *t, int nres) {
+  lua_State *co = t->co;
+  int top = lua_gettop(L), h;
+  if (t->stashed) sp_forget_traceback(L, co);
+  t->stashed = 0;
+  sp_push_task(L, t);
+  h = top + 1;
+  if (rt->npool < SP_POOL_MAX) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->pool_ref);
+    lua_getiuservalue(L, h, 1);
+    lua_rawseti(L, -2, rt->npool + 1);
+    rt->npool++;
+    lua_pop(L, 1);
+  }
+  if (nres >= 1 && lua_type(co, -1) == LUA_TFUNCTION) {
+    lua_xmove(co, L, 1);
+  } else { /* a misuse of sp_await_park: the wake will fail the task */
+    lua_pushnil(L);
+  }
+  lua_setiuservalue(L, h, 1);
+  lua_settop(co, 0);
+  t->co = NULL;
+  lua_settop(L, top);
+}
+
 int sp_task_push_results(lua_State *L, int idx, sp_task *t) {
   int i, n = t->nres;
   idx = lua_absindex(L, idx);
@@ -596,8 +625,10 @@ static int task_traceback(lua_State *L) {
   sp_task *t = sp_task_check(L, 1);
   if (t->state == SP_T_FAILED)
     sp_task_push_traceback(L, 1, t);
-  else if (t->state == SP_T_WAITING)
+  else if (t->state == SP_T_WAITING && t->co != NULL)
     luaL_traceback(L, t->co, NULL, 0);
+  else if (t->state == SP_T_WAITING) /* parked: no frames */
+    lua_pushliteral(L, "stack traceback:\n\t[C]: in ?");
   else
     lua_pushnil(L);
   return 1;

@@ -137,6 +137,14 @@ int sp_await_block(lua_State *L, sp_task *t, const sp_waitops *ops, void *obj,
   return sp_await_yield(L, t, k, ctx);
 }
 
+void sp_await_park(sp_task *t, const sp_waitops *ops, void *obj) {
+  t->wait = ops;
+  t->w.obj = obj;
+  t->state = SP_T_WAITING;
+  t->fast = 0;
+  t->parked = 1;
+}
+
 int sp_await_fast(lua_State *L, sp_task *t, lua_KFunction k, lua_KContext ctx) {
   if (++t->fast >= SP_FAST_BUDGET) {
     t->state = SP_T_READY;

@@ -125,7 +125,8 @@ function M.serve(opts)
     header_timeout = opts.header_timeout or 10,
     idle_timeout = opts.idle_timeout or 60,
   }, Server)
-  -- run(permit, stream) is a connection's task (csrc/http_server.c)
+  -- run(conn) is a connection's task, conf:conn(permit, stream) its
+  -- connection (csrc/http_server.c)
   srv._conf, srv._run = new_conf(srv, srv.handler, report)
   local lopts = {backlog = opts.backlog}
   if opts.tls ~= nil then lopts.tls = opts.tls end
@@ -142,7 +143,7 @@ function M.serve(opts)
         if srv._closing or msg == "closed" then return end
         spindle.sleep(0.01) -- EMFILE and the like: accept backs off too
       else
-        spawn(srv._run, permit, s):name("http connection")
+        spawn(srv._run, srv._conf:conn(permit, s)):name("http connection")
       end
     end
   end)
