@@ -88,6 +88,7 @@ typedef struct hconf {
   int closing;
   hconn *idle; /* connections waiting for a request: circular list */
   hconn *all;  /* every connection served by run(): circular list */
+  int nwarm;   /* connections waiting for a request with their coroutine */
   /* Where response heads are made.  One per server: a head is made and
   ** handed to the stream (written, or copied into a Lua string) before
   ** the task can yield, so connections never share it at once. */
@@ -135,6 +136,7 @@ struct hconn {
   unsigned head : 1, timed_out : 1, woken : 1, oom : 1;
   unsigned started : 1; /* run has begun serving it */
   unsigned parked : 1;  /* its task waits without a coroutine */
+  unsigned warm : 1;    /* it waits with its coroutine (conf->nwarm) */
 };
 
 /* Request user values. */
@@ -392,6 +394,10 @@ static hconn *check_conn(lua_State *L) {
 ** slot, the timer heap, the server's idle list.  No Lua. */
 static void conn_disarm(hconn *c) {
   sp_stream *s = c->box->s;
+  if (c->warm) {
+    c->warm = 0;
+    c->conf->nwarm--;
+  }
   if (s != NULL && c->task != NULL && s->reader == c->task) s->reader = NULL;
   if (c->rt != NULL) sp_timer_remove(c->rt, &c->timer);
   idle_unlink(c);
@@ -615,6 +621,13 @@ static int next_try(lua_State *L, hconn *c, sp_stream *s) {
   return -1;
 }
 
+/* How many connections of a server wait for a request with their
+** coroutine before the others park (sp_await_park): waiting with it costs
+** about 1 KiB, parking about 4,000 instructions per request (the task's
+** function returns, and its wake starts it again).  So a server's busiest
+** connections keep the cheap wait and a crowd of idle ones the small one. */
+#define WARM_MAX 128
+
 static int next_wait(lua_State *L, hconn *c, sp_stream *s, sp_task *t,
                      int may_park) {
   sp_runtime *rt = t->rt;
@@ -643,13 +656,16 @@ static int next_wait(lua_State *L, hconn *c, sp_stream *s, sp_task *t,
     lua_pushnil(L);
     return 1;
   }
-  if (may_park && c->own == t && !sp_cancel_pending(t)) {
+  if (may_park && c->conf->nwarm >= WARM_MAX && c->own == t &&
+      !sp_cancel_pending(t)) {
     /* run's task: it waits without its coroutine (false tells run) */
     sp_await_park(t, &conn_wait_ops, c);
     c->parked = 1;
     lua_pushboolean(L, 0);
     return 1;
   }
+  c->warm = 1;
+  c->conf->nwarm++;
   return sp_await_block(L, t, &conn_wait_ops, c, next_k, may_park);
 }
 
