@@ -220,24 +220,27 @@ static int pack_p(lua_State *L) {
   return 1;
 }
 
-void sp_task_keep_end(lua_State *L, sp_runtime *rt, sp_task *t, int nres) {
-  lua_State *co = t->co;
-  int top = lua_gettop(L), i, h, pooled = 0;
-  if (!lua_checkstack(L, nres + 6)) nres = 0; /* cannot happen in practice */
-  if (t->stashed && !t->failed) sp_forget_traceback(L, co);
-  t->stashed = 0;
-  sp_push_task(L, t);
-  h = top + 1;
-  /* the coroutine back to the pool, while the handle still anchors it */
+/* The coroutine of the task whose handle is at h back to the pool, while
+** the handle still anchors it (user value 1). */
+static void pool_put(lua_State *L, sp_runtime *rt, int h) {
   if (rt->npool < SP_POOL_MAX) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, rt->pool_ref);
     lua_getiuservalue(L, h, 1);
     lua_rawseti(L, -2, rt->npool + 1); /* may fail: then not pooled */
     rt->npool++;
-    pooled = 1;
     lua_pop(L, 1);
   }
-  (void)pooled;
+}
+
+void sp_task_keep_end(lua_State *L, sp_runtime *rt, sp_task *t, int nres) {
+  lua_State *co = t->co;
+  int top = lua_gettop(L), i, h;
+  if (!lua_checkstack(L, nres + 6)) nres = 0; /* cannot happen in practice */
+  if (t->stashed && !t->failed) sp_forget_traceback(L, co);
+  t->stashed = 0;
+  sp_push_task(L, t);
+  h = top + 1;
+  pool_put(L, rt, h);
   if (t->cancel) { /* abort wins: nothing is kept */
     t->rkind = SP_R_NONE;
   } else if (t->failed) { /* co: [traceback, error] */
@@ -311,13 +314,7 @@ void sp_task_park_end(lua_State *L, sp_runtime *rt, sp_task *t, int nres) {
   t->stashed = 0;
   sp_push_task(L, t);
   h = top + 1;
-  if (rt->npool < SP_POOL_MAX) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->pool_ref);
-    lua_getiuservalue(L, h, 1);
-    lua_rawseti(L, -2, rt->npool + 1);
-    rt->npool++;
-    lua_pop(L, 1);
-  }
+  pool_put(L, rt, h);
   if (nres >= 1 && lua_type(co, -1) == LUA_TFUNCTION) {
     lua_xmove(co, L, 1);
   } else { /* a misuse of sp_await_park: the wake will fail the task */
