@@ -10,6 +10,8 @@ local raw = HT.raw
 local function run(fn) return H.run_real(fn) end
 run(function() end) -- libuv's process-wide pipe, opened once
 
+local function status_of(text) return tonumber(text:match("^HTTP/1%.%d (%d%d%d)")) end
+
 -- Reads one response (head and content-length body) from s.
 local function response(s)
   local head = assert(s:read_until("\r\n\r\n", 65536))
@@ -408,6 +410,60 @@ describe("http.serve connections", function()
       assert.equal(204, (response(warm[1])))
       close_all(warm)
     end)
+  end)
+
+  it("parked connections: the idle timeout, the head deadline and close() reach them", function()
+    run(function()
+      local srv, _, port = HT.serve{handler = function() return 204 end,
+                                    idle_timeout = 0.3, header_timeout = 0.2}
+      local cs = idle_conns(port, 140) -- past 128: the last ones are parked
+      -- a parked one begins a head and stops: 408 at the head deadline
+      cs[140]:write("GET / HTTP/1.1\r\nHo")
+      local head = cs[140]:read_until("\r\n\r\n", 4096)
+      assert.equal(408, status_of(head))
+      -- the others are closed quietly at the idle timeout
+      for i = 1, 139 do assert.equal("EOF", select(3, cs[i]:read_some())) end
+      close_all(cs)
+      -- and close() ends the parked ones at once
+      local srv2, _, port2 = HT.serve{handler = function() return 204 end,
+                                      idle_timeout = 1000}
+      local cs2 = idle_conns(port2, 140)
+      local t0 = spindle.now()
+      srv2:close(30)
+      assert.is_true(spindle.now() - t0 < 5)
+      for i = 1, 140 do assert.equal("EOF", select(3, cs2[i]:read_some())) end
+      close_all(cs2)
+      srv:close()
+    end)
+  end)
+
+  it("parked connections are unwound when the runtime ends", function()
+    -- clients outside the runtime: LuaSocket's C module, blocking
+    local core = require "socket.core"
+    local clients = {}
+    local rt = spindle.runtime{clock = "real"}
+    rt:run(function()
+      local _, _, port = HT.serve{handler = function() return 204 end,
+                                  idle_timeout = 1000}
+      for i = 1, 140 do
+        local c = core.tcp()
+        c:settimeout(5)
+        assert(c:connect("127.0.0.1", port))
+        assert(c:send("GET / HTTP/1.1\r\nHost: h\r\n\r\n"))
+        clients[i] = c
+      end
+      spindle.sleep(0.3) -- answered; 128 wait warm, 12 parked
+      -- returns with the server open: every connection task is aborted
+    end)
+    rt:close()
+    local answered = 0
+    for _, c in ipairs(clients) do
+      local data, err, partial = c:receive("*a") -- until the server closes
+      if data and data:match("^HTTP/1%.1 204") then answered = answered + 1 end
+      assert.is_nil(err, partial)
+      c:close()
+    end
+    assert.equal(140, answered)
   end)
 
   it("a parked idle keep-alive connection costs under 800 bytes of Lua heap", function()
