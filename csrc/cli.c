@@ -238,6 +238,11 @@ static int cli_main(lua_State *L) {
   cli_sigs *cs;
   lua_settop(L, 0);
   luaL_openlibs(L);
+  /* The collector's mode of the standalone lua5.4 (lua.c's pmain):
+  ** generational.  A script behaves here as under lua5.4, and a server's
+  ** request-scoped garbage dies young, cheaply (docs/tasks.md, "The command
+  ** line"). */
+  lua_gc(L, LUA_GCGEN, 0, 0);
   lua_newtable(L); /* 1: runtime options */
   lua_newtable(L); /* 2: -l libraries */
   opts = 1;

@@ -38,6 +38,17 @@ describe("§10 spindle script.lua", function()
     assert.equal("function\n", r.stdout)
   end)
 
+  it("runs the collector in generational mode, as lua5.4 does", function()
+    local r = cli("%SCRIPT%", [[
+      print(collectgarbage("incremental"))
+      print(collectgarbage("generational"))
+    ]])
+    expect_exit(r, 0)
+    local l5 = H.sh("lua5.4 -e " .. H.q('io.write(collectgarbage("incremental"))'))
+    assert.equal(l5.stdout .. "\nincremental\n", r.stdout)
+    assert.equal("generational\nincremental\n", r.stdout)
+  end)
+
   it("sets arg as lua5.4 does", function()
     local r = cli("%SCRIPT% one 'two words' 3", [[
       print(#arg, arg[1], arg[2], arg[3])
