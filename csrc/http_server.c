@@ -32,9 +32,10 @@
 ** resumed once per request, not per packet.  A head that came whole is
 ** parsed once, by the task, in the server's scratch state; one that comes
 ** in pieces is parsed as it comes (http_parse.c is incremental) in a
-** state the connection holds only until the head is complete.  The deadlines are one heap timer per connection: idle_timeout
-** until the first byte of a request, then header_timeout from that byte
-** (absolute: a trickle does not extend it).
+** state the connection holds only until the head is complete.  The
+** deadlines are one heap timer per connection: idle_timeout until the
+** first byte of a request, then header_timeout from that byte (absolute:
+** a trickle does not extend it).
 **
 ** A request (spindle.http.request) is one userdata: the head's bytes,
 ** the parser's spans into them and the body's state; its fields are made
@@ -61,6 +62,13 @@
 
 typedef struct hconn hconn;
 
+/* A link of a circular list of connections; `next == NULL` while not in
+** one.  A connection is in two: its server's idle list and its list of
+** every connection (sp_container_of finds the connection). */
+typedef struct hlink {
+  struct hlink *next, *prev;
+} hlink;
+
 /* Every function here has the module box as upvalue 1 and the four
 ** metatables as upvalues 2..5: checking a self is a pointer comparison
 ** (luaL_checkudata looks the name up in the registry every time). */
@@ -86,8 +94,8 @@ typedef struct hconf {
   uint32_t max_header;
   uint64_t header_ns, idle_ns;
   int closing;
-  hconn *idle; /* connections waiting for a request: circular list */
-  hconn *all;  /* every connection served by run(): circular list */
+  hlink *idle; /* connections waiting for a request (hconn.il) */
+  hlink *all;  /* every connection served by run() (hconn.al) */
   int nwarm;   /* connections waiting for a request with their coroutine */
   /* Where response heads are made.  One per server: a head is made and
   ** handed to the stream (written, or copied into a Lua string) before
@@ -126,9 +134,8 @@ struct hconn {
   hconf *conf;
   sp_sbox *box;
   sp_task *task; /* waiting in next() */
-  hconn *inext, *iprev;
-  hconn *anext, *aprev; /* in conf->all */
-  sp_task *own;         /* the task that serves it (run), or NULL */
+  hlink il, al;  /* in conf->idle, conf->all */
+  sp_task *own;  /* the task that serves it (run), or NULL */
   sp_timer timer;
   sp_runtime *rt;
   hreq *cur;   /* the request being served, or NULL */
@@ -271,31 +278,33 @@ static int is_cancel(lua_State *L, int idx) {
 
 /* ---- the server's configuration ------------------------------------------ */
 
-static void idle_unlink(hconn *c) {
-  hconf *cf = c->conf;
-  if (c->inext == NULL) return;
-  if (c->inext == c)
-    cf->idle = NULL;
-  else {
-    c->inext->iprev = c->iprev;
-    c->iprev->inext = c->inext;
-    if (cf->idle == c) cf->idle = c->inext;
+static void ring_link(hlink **head, hlink *l) {
+  hlink *h = *head;
+  if (h == NULL) {
+    l->next = l->prev = l;
+    *head = l;
+  } else { /* before the head: the tail of the circle */
+    l->next = h;
+    l->prev = h->prev;
+    h->prev->next = l;
+    h->prev = l;
   }
-  c->inext = c->iprev = NULL;
 }
 
-static void idle_link(hconn *c) {
-  hconf *cf = c->conf;
-  if (cf->idle == NULL) {
-    c->inext = c->iprev = c;
-    cf->idle = c;
-  } else {
-    c->inext = cf->idle;
-    c->iprev = cf->idle->iprev;
-    c->iprev->inext = c;
-    cf->idle->iprev = c;
+static void ring_unlink(hlink **head, hlink *l) {
+  if (l->next == NULL) return;
+  if (l->next == l)
+    *head = NULL;
+  else {
+    l->next->prev = l->prev;
+    l->prev->next = l->next;
+    if (*head == l) *head = l->next;
   }
+  l->next = l->prev = NULL;
 }
+
+static void idle_link(hconn *c) { ring_link(&c->conf->idle, &c->il); }
+static void idle_unlink(hconn *c) { ring_unlink(&c->conf->idle, &c->il); }
 
 static double opt_number(lua_State *L, int t, const char *k, double def) {
   double v;
@@ -375,7 +384,7 @@ static int conf_close(lua_State *L) {
   hconf *cf = (hconf *)check_up(L, 1, UP_CONF, CONF_MT);
   cf->closing = 1;
   while (cf->idle != NULL) {
-    hconn *c = cf->idle;
+    hconn *c = sp_container_of(cf->idle, hconn, il);
     sp_task *t = c->task;
     conn_disarm(c);
     c->woken = 1;
@@ -1511,39 +1520,13 @@ static int body_k(lua_State *L, int status, lua_KContext ctx) {
 
 /* ---- connections -------------------------------------------------------- */
 
-static void all_link(hconn *c) {
-  hconf *cf = c->conf;
-  if (cf->all == NULL) {
-    c->anext = c->aprev = c;
-    cf->all = c;
-  } else {
-    c->anext = cf->all;
-    c->aprev = cf->all->aprev;
-    c->aprev->anext = c;
-    cf->all->aprev = c;
-  }
-}
-
-static void all_unlink(hconn *c) {
-  hconf *cf = c->conf;
-  if (c->anext == NULL) return;
-  if (c->anext == c)
-    cf->all = NULL;
-  else {
-    c->anext->aprev = c->aprev;
-    c->aprev->anext = c->anext;
-    if (cf->all == c) cf->all = c->anext;
-  }
-  c->anext = c->aprev = NULL;
-}
-
 /* __gc: the connection leaves the server's list; a partial head's state
 ** is freed.  The wait structures were left when the task stopped waiting
 ** (conn_disarm). */
 static int conn_gc(lua_State *L) {
   hconn *c = (hconn *)sp_testclass(L, 1, CONN_MT);
   if (c != NULL) {
-    all_unlink(c);
+    ring_unlink(&c->conf->all, &c->al);
     c->own = NULL;
     part_free(c);
   }
@@ -1870,7 +1853,7 @@ static int conn_run(lua_State *L) {
       return luaL_error(L, "http: a connection served twice");
     c->started = 1;
     c->own = rt != NULL ? rt->current : NULL;
-    all_link(c);
+    ring_link(&c->conf->all, &c->al);
   }
   lua_toclose(L, 3);
   return run_next(L, again ? 2 : 1);
@@ -1900,16 +1883,17 @@ static int l_conn(lua_State *L) {
 /* conf:tasks() -> the tasks of the connections being served, a list */
 static int conf_tasks(lua_State *L) {
   hconf *cf = (hconf *)check_up(L, 1, UP_CONF, CONF_MT);
-  hconn *c = cf->all;
+  hlink *l = cf->all;
   lua_Integer n = 0;
   lua_newtable(L);
-  if (c != NULL) do {
+  if (l != NULL) do {
+      hconn *c = sp_container_of(l, hconn, al);
       if (c->own != NULL) {
         sp_push_task(L, c->own);
         lua_rawseti(L, -2, ++n);
       }
-      c = c->anext;
-    } while (c != cf->all);
+      l = l->next;
+    } while (l != cf->all);
   return 1;
 }
 

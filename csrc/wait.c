@@ -129,18 +129,20 @@ int sp_await_yield(lua_State *L, sp_task *t, lua_KFunction k,
 
 /* Suspends t at an await: it waits for `obj`, as ops says (dump reads
 ** its name and description, abort runs its undo).  [-0, +0, y] */
-int sp_await_block(lua_State *L, sp_task *t, const sp_waitops *ops, void *obj,
-                   lua_KFunction k, lua_KContext ctx) {
+static void wait_for(sp_task *t, const sp_waitops *ops, void *obj) {
   t->wait = ops;
   t->w.obj = obj;
   t->state = SP_T_WAITING;
+}
+
+int sp_await_block(lua_State *L, sp_task *t, const sp_waitops *ops, void *obj,
+                   lua_KFunction k, lua_KContext ctx) {
+  wait_for(t, ops, obj);
   return sp_await_yield(L, t, k, ctx);
 }
 
 void sp_await_park(sp_task *t, const sp_waitops *ops, void *obj) {
-  t->wait = ops;
-  t->w.obj = obj;
-  t->state = SP_T_WAITING;
+  wait_for(t, ops, obj);
   t->fast = 0;
   t->parked = 1;
 }
